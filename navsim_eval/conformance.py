@@ -1,0 +1,103 @@
+"""Reader for the neutral PDM conformance cases (scenes scored by the official NAVSIM code).
+
+A case file holds ``input`` (a scene in a neutral JSON layout) and ``official.v1`` / ``official.v2`` (what the
+official scorers returned). This module turns the input into our :class:`MetricCache` so the same scorer that
+serves users is the one checked against the official numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from navsim_eval.errors import InvalidSceneError
+from navsim_eval.maps.centerline import Centerline
+from navsim_eval.maps.drivable import DrivableMap
+from navsim_eval.pdm.metric_cache import MetricCache, SceneType
+from navsim_eval.pdm.observation import Observation
+from navsim_eval.scene import EgoState
+
+CONFORMANCE_DIR_ENV = "NAVSIM_EVAL_CONFORMANCE_DIR"
+
+
+@dataclass
+class ConformanceCase:
+    case_id: str
+    cache: MetricCache
+    agent_trajectory: np.ndarray  # [8, 3] ego frame
+    official: dict  # {"v1": {...}, "v2": {...}}
+    path: Path
+
+
+def default_conformance_dir(repo_root: Path | None = None) -> Path:
+    """``$NAVSIM_EVAL_CONFORMANCE_DIR`` if set, else ``../shared/pdm_conformance`` next to the repository."""
+    env = os.environ.get(CONFORMANCE_DIR_ENV)
+    if env:
+        return Path(env)
+    root = repo_root if repo_root is not None else Path(__file__).resolve().parents[1]
+    return root.parent / "shared" / "pdm_conformance"
+
+
+def case_paths(directory: Path) -> list[Path]:
+    """All case files of a conformance folder (``cases/*.json`` or ``*.json`` directly inside)."""
+    directory = Path(directory)
+    cases = directory / "cases"
+    folder = cases if cases.is_dir() else directory
+    return sorted(p for p in folder.glob("*.json") if p.name != "index.json")
+
+
+def load_case(path: Path) -> ConformanceCase:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        spec = data["input"]
+    except (OSError, json.JSONDecodeError, KeyError) as error:
+        raise InvalidSceneError(f"{path}: not a readable conformance case ({error})") from None
+    cache = metric_cache_from_neutral(spec, token=data.get("case_id", path.stem))
+    return ConformanceCase(
+        case_id=data.get("case_id", path.stem),
+        cache=cache,
+        agent_trajectory=np.asarray(spec["agent_trajectory"]["poses"], dtype=np.float64),
+        official=data.get("official", {}),
+        path=path,
+    )
+
+
+def _ego(state: dict, time_us: int) -> EgoState:
+    return EgoState(
+        x=state["x"],
+        y=state["y"],
+        heading=state["heading"],
+        vx=state["vx"],
+        vy=state["vy"],
+        ax=state["ax"],
+        ay=state["ay"],
+        time_us=int(time_us),
+    )
+
+
+def metric_cache_from_neutral(spec: dict, token: str) -> MetricCache:
+    """Build a :class:`MetricCache` from the neutral ``input`` layout of a conformance case."""
+    if spec.get("vehicle", "pacifica") != "pacifica":
+        raise InvalidSceneError(f"case {token}: only the 'pacifica' vehicle is supported, got {spec['vehicle']!r}")
+    t0_us = int(spec["t0_us"])
+    drivable_map = DrivableMap.from_rings((p["token"], p["type"], p["exterior"]) for p in spec["map"]["polygons"])
+    past = spec.get("past_ego_states")
+    human = spec.get("human_trajectory")
+    return MetricCache(
+        token=token,
+        ego=_ego(spec["ego_initial"], t0_us),
+        drivable_map=drivable_map,
+        route_lane_ids=tuple(spec["route_lane_ids"]),
+        centerline=Centerline(np.asarray(spec["centerline"], dtype=np.float64)),
+        observation=Observation.from_steps(spec["objects"]["steps"]),
+        red_lights=[list(step) for step in spec.get("red_lights", {}).get("steps", [])],
+        reference_poses=np.asarray(spec["pdm_closed_reference"]["poses"], dtype=np.float64),
+        past_ego_states=[_ego(s, s["time_us"]) for s in past] if past else None,
+        human_trajectory=np.asarray(human["poses"], dtype=np.float64) if human else None,
+        scene_type=SceneType.ORIGINAL,
+    )

@@ -1,0 +1,1 @@
+"""Simulation of planned trajectories: 10 Hz interpolation, the batched LQR tracker and the kinematic bicycle."""
