@@ -7,6 +7,8 @@ Savitzky-Golay filters exactly as NAVSIM configures them, quirks included: the a
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.signal import savgol_filter
 
@@ -34,9 +36,20 @@ _ACCEL_SMOOTHING_WINDOW = 8
 _YAW_WINDOW = 5
 
 
+@lru_cache(maxsize=128)
+def _savgol_operator(n: int, window: int, poly: int, deriv: int, delta: float) -> np.ndarray:
+    """SciPy's ``savgol_filter`` (mode 'interp') for length-n signals as an [n, n] matrix.
+
+    The filter, edge fits included, is linear in the signal, so filtering the identity with SciPy itself gives
+    its exact operator; applying it is one matrix product instead of several polynomial fits per call.
+    """
+    operator = savgol_filter(np.eye(n), window_length=window, polyorder=poly, deriv=deriv, delta=delta, axis=0)
+    return np.ascontiguousarray(operator.T)
+
+
 def _savgol(values: np.ndarray, window: int, poly: int, deriv: int = 0, delta: float = 1.0) -> np.ndarray:
-    window = min(window, values.shape[-1])
-    return savgol_filter(values, window_length=window, polyorder=poly, deriv=deriv, delta=delta, axis=-1)
+    n = values.shape[-1]
+    return values @ _savgol_operator(n, min(window, n), poly, deriv, float(delta))
 
 
 def _within(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:

@@ -35,14 +35,13 @@ def ego_areas(
     on_route = lanes & drivable_map.token_mask(route_lane_ids)
     intersections = drivable_map.layer_mask([MapLayer.INTERSECTION])
     points = np.concatenate([coords, rear_axle[..., None, :]], axis=-2)  # [K, T, 6, 2]
-    shape = coords.shape[:-2] + (4,)
     inside = drivable_map.points_in_polygons(points.reshape(-1, 2), lanes | drivable | intersections)
     inside = inside.reshape((len(drivable_map), *points.shape[:-1]))  # [P, K, T, 6]
     corners, center, axle = inside[..., :4], inside[..., 4], inside[..., 5]
 
     lane_corners = corners[lanes]  # [L, K, T, 4]
     lane_hits = lane_corners.any(axis=-1).sum(axis=0)
-    no_lane_holds_all = ~(lane_corners.all(axis=-1).any(axis=0)) if len(lane_corners) else np.ones(shape[:-1], bool)
+    no_lane_holds_all = ~lane_corners.all(axis=-1).any(axis=0)
     corner_on_drivable = corners[drivable].any(axis=0)  # [K, T, 4]
     return EgoAreas(
         multiple_lanes=(lane_hits > 1) & no_lane_holds_all,

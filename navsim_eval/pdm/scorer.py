@@ -8,7 +8,7 @@ scored alone with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import shapely
@@ -80,6 +80,18 @@ class ProposalMetrics:
     first_ttc_step: np.ndarray
     collision_events: list[list[CollisionEvent]]
     areas: EgoAreas
+
+    def select(self, index: slice) -> ProposalMetrics:
+        """The metrics of a subset of proposals."""
+        picked = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, EgoAreas):
+                value = EgoAreas(**{f.name: getattr(value, f.name)[index] for f in fields(value)})
+            else:
+                value = value[index]
+            picked[item.name] = value
+        return ProposalMetrics(**picked)
 
     def multiplier(self, version: str) -> np.ndarray:
         """The product of the multiplicative metrics (NC, DAC in v1; NC, DAC, DDC, TLC in v2)."""
@@ -304,10 +316,14 @@ def _metric_columns(metrics: ProposalMetrics, ep: np.ndarray, version: str) -> d
     }
 
 
-def _reference_metrics(context: SceneContext) -> ProposalMetrics:
+def _evaluate_with_reference(context: SceneContext, simulated: np.ndarray) -> tuple[ProposalMetrics, ProposalMetrics]:
+    """Metrics of the candidates and of the PDM-Closed reference; the reference is evaluated once per context,
+    in the same pass as the first batch of candidates."""
     if context.reference_metrics is None:
-        context.reference_metrics = evaluate_proposals(context, context.reference_simulated[None])
-    return context.reference_metrics
+        both = evaluate_proposals(context, np.concatenate([context.reference_simulated[None], simulated]))
+        context.reference_metrics = both.select(slice(0, 1))
+        return both.select(slice(1, None)), context.reference_metrics
+    return evaluate_proposals(context, simulated), context.reference_metrics
 
 
 def human_only_columns(context: SceneContext, config: ScorerConfig) -> dict[str, np.ndarray] | None:
@@ -348,8 +364,7 @@ def score_simulated(
     """Score simulated candidate states [K, 41, 11] of one scene; returns the official columns and raw metrics."""
     config = config or ScorerConfig()
     version = context.version
-    metrics = evaluate_proposals(context, simulated)
-    reference = _reference_metrics(context)
+    metrics, reference = _evaluate_with_reference(context, simulated)
     ep = normalised_progress(
         metrics.progress_raw,
         metrics.multiplier(version),
