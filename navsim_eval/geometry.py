@@ -47,19 +47,23 @@ def box_corners(
 
     All inputs broadcast; the result has shape [..., 4, 2].
     """
-    c, s = np.cos(heading), np.sin(heading)
-    fx, fy = half_length * c, half_length * s  # towards the front
-    lx, ly = -half_width * s, half_width * c  # towards the left
-    corners = np.stack(
+    # Same float operations as nuPlan's ``translate_longitudinally_and_laterally`` (lateral via heading + pi/2,
+    # lateral term first), so corners and polygon centroids match the official ones bit for bit.
+    cos_h, sin_h = np.cos(heading), np.sin(heading)
+    cos_l, sin_l = np.cos(heading + np.pi / 2.0), np.sin(heading + np.pi / 2.0)
+
+    def corner(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        return np.stack([x + (lat * cos_l + lon * cos_h), y + (lat * sin_l + lon * sin_h)], axis=-1)
+
+    return np.stack(
         [
-            np.stack([x + fx + lx, y + fy + ly], axis=-1),
-            np.stack([x - fx + lx, y - fy + ly], axis=-1),
-            np.stack([x - fx - lx, y - fy - ly], axis=-1),
-            np.stack([x + fx - lx, y + fy - ly], axis=-1),
+            corner(half_length, half_width),
+            corner(-half_length, half_width),
+            corner(-half_length, -half_width),
+            corner(half_length, -half_width),
         ],
         axis=-2,
     )
-    return corners
 
 
 def ego_corners_and_center(states_xyh: np.ndarray, vehicle: VehicleParameters) -> np.ndarray:
