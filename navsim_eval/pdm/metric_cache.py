@@ -32,11 +32,14 @@ class MetricCache:
     drivable_map: DrivableMap
     route_lane_ids: tuple[str, ...]
     centerline: Centerline
-    observation: Observation  # 51 steps for v1 scoring, at least 41 for v2
+    observation: Observation  # 51 steps (5 s) for v1 scoring
     red_lights: list[list[str]]  # per 10 Hz step (41): lane-connector tokens whose light is red
     reference_poses: np.ndarray  # [41, 3] PDM-Closed rear-axle poses at t0 + 0.1 s * k
     past_ego_states: list[EgoState] | None = None  # logged ego at about t0-1.5, -1, -0.5, 0 s
     human_trajectory: np.ndarray | None = None  # [8, 3] logged future in the ego frame
+    # v2 interpolates only the first 4 s of frames, which is not always the first 41 steps of the v1 observation
+    # (a track seen once before 4 s and again after it); None = truncate ``observation``.
+    observation_v2: Observation | None = None
     scene_type: SceneType = SceneType.ORIGINAL
     log_name: str = ""
     metadata: dict = field(default_factory=dict)

@@ -13,9 +13,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 import shapely
 
-from navsim_eval.errors import InvalidTrajectoryError
+from navsim_eval.errors import InvalidSceneError, InvalidTrajectoryError
 from navsim_eval.geometry import ego_corners_and_center
-from navsim_eval.maps.drivable import MapLayer
+from navsim_eval.maps.centerline import Centerline
+from navsim_eval.maps.drivable import DrivableMap, MapLayer
 from navsim_eval.pdm.collisions import (
     CollisionEvent,
     ObjectGeometry,
@@ -36,7 +37,8 @@ from navsim_eval.pdm.metrics import (
 from navsim_eval.pdm.observation import Observation
 from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
 from navsim_eval.scene import TRAJECTORY_NUM_POSES, validate_trajectory_array
-from navsim_eval.sim.interpolation import agent_reference_states, history_states, reference_states_from_poses
+from navsim_eval.sim.history import history_states
+from navsim_eval.sim.interpolation import agent_reference_states, reference_states_from_poses
 from navsim_eval.sim.simulator import simulate
 from navsim_eval.sim.state import StateIndex
 from navsim_eval.vehicle import PACIFICA
@@ -103,8 +105,11 @@ class ProposalMetrics:
 class SceneContext:
     """Everything about one scene that all candidates share, prepared once per (cache, version)."""
 
-    cache: MetricCache
+    cache: MetricCache | None  # None for planner-internal scoring (PDM-Closed proposal selection)
     version: str
+    drivable_map: DrivableMap
+    route_lane_ids: tuple[str, ...]
+    centerline: Centerline
     observation: Observation
     objects: ObjectGeometry
     red_light_polygons: list[list[shapely.Polygon]]
@@ -118,7 +123,12 @@ class SceneContext:
     def build(cls, cache: MetricCache, version: str) -> SceneContext:
         _check_version(version)
         if version == "v1":
-            observation = cache.observation.truncated(min(cache.observation.num_steps, V1_OBSERVATION_STEPS))
+            if cache.observation.num_steps < V1_OBSERVATION_STEPS:
+                raise InvalidSceneError(
+                    f"metric cache {cache.token}: v1 scoring needs {V1_OBSERVATION_STEPS} observation steps (5 s of "
+                    f"future objects), the cache has {cache.observation.num_steps}; score it with version='v2'"
+                )
+            observation = cache.observation.truncated(V1_OBSERVATION_STEPS)
             removed, red_lights, history = [], [[] for _ in range(NUM_SCORING_STEPS)], None
         else:
             observation, removed = log_replay_observation(cache)
@@ -129,6 +139,9 @@ class SceneContext:
         return cls(
             cache,
             version,
+            cache.drivable_map,
+            cache.route_lane_ids,
+            cache.centerline,
             observation,
             ObjectGeometry.from_observation(observation),
             red_lights,
@@ -140,7 +153,8 @@ class SceneContext:
 
 def log_replay_observation(cache: MetricCache) -> tuple[Observation, list[str]]:
     """v2 non-reactive traffic: the first 41 steps, without objects whose box overlaps the ego box at t0."""
-    observation = cache.observation.truncated(NUM_SCORING_STEPS)
+    source = cache.observation_v2 if cache.observation_v2 is not None else cache.observation
+    observation = source.truncated(NUM_SCORING_STEPS)
     ego_box = ego_corners_and_center(cache.ego.pose, PACIFICA)[:4]
     objects = ObjectGeometry.from_observation(observation)
     present = observation.present[0]
@@ -168,10 +182,10 @@ def red_light_polygons(cache: MetricCache) -> list[list[shapely.Polygon]]:
 
 def evaluate_proposals(context: SceneContext, states: np.ndarray, with_history: bool = True) -> ProposalMetrics:
     """Every metric for simulated proposals [P, 41, 11] in this scene (no aggregation)."""
-    cache, version = context.cache, context.version
+    version = context.version
     coords = ego_corners_and_center(states[..., :3], PACIFICA)  # [P, T, 5, 2]
     corners, centers = coords[..., :4, :], coords[..., 4, :]
-    areas = ego_areas(coords, states[..., :2], cache.drivable_map, cache.route_lane_ids)
+    areas = ego_areas(coords, states[..., :2], context.drivable_map, context.route_lane_ids)
     lateral_risk = areas.multiple_lanes | areas.non_drivable_area
     radius = float(np.hypot(PACIFICA.half_length, PACIFICA.half_width))
 
@@ -207,7 +221,7 @@ def evaluate_proposals(context: SceneContext, states: np.ndarray, with_history: 
             if ego_polygons is not None
             else (np.ones(num))
         )
-        lk = lane_keeping(centers, areas, cache.centerline, DT)
+        lk = lane_keeping(centers, areas, context.centerline, DT)
     return ProposalMetrics(
         nc=collisions.no_collision,
         dac=drivable_area_compliance(areas, NUM_SCORING_STEPS),
@@ -217,7 +231,7 @@ def evaluate_proposals(context: SceneContext, states: np.ndarray, with_history: 
         lk=lk,
         comfort=checks.all(axis=-1).astype(np.float64),
         comfort_checks=checks,
-        progress_raw=raw_progress(centers, cache.centerline),
+        progress_raw=raw_progress(centers, context.centerline),
         first_collision_step=collisions.first_step,
         at_fault_token=collisions.at_fault_token,
         first_ttc_step=first_ttc,
@@ -329,7 +343,7 @@ def _evaluate_with_reference(context: SceneContext, simulated: np.ndarray) -> tu
 def human_only_columns(context: SceneContext, config: ScorerConfig) -> dict[str, np.ndarray] | None:
     """v2: the logged human trajectory scored alone (no reference, no history), which drives the human filter."""
     cache = context.cache
-    if cache.human_trajectory is None or cache.scene_type != SceneType.ORIGINAL:
+    if cache is None or cache.human_trajectory is None or cache.scene_type != SceneType.ORIGINAL:
         return None
     if context.human_metrics is None:
         sampled = agent_reference_states(cache.ego, cache.human_trajectory[None])

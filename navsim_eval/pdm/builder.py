@@ -1,0 +1,123 @@
+"""Build a :class:`MetricCache` from a scene, its map and route (NAVSIM's ``MetricCacheProcessor``).
+
+Mirrors ``navsim/planning/metric_caching/metric_cache_processor.py`` (``v1.1`` and ``main``): the observation is the
+10 Hz interpolation of the current and future 2 Hz annotations (``annotations.observation_from_frames``), red lights
+are the held 2 Hz statuses (``red_lights_from_frames``), the past ego states are the logged states at t0 - 1.5 s ..
+t0 (``main``'s ``get_ego_past_trajectory(0, 1.5)``: frames -3 .. 0), the human trajectory is the logged future
+(8 poses every 0.5 s in the t0 rear-axle frame) and the reference is PDM-Closed, planned from the current frame's
+objects and red lights unless given.
+
+Differences to keep in mind: the map queries (route correction, centerline, drivable map) are the caller's; lanes
+carry no speed limit here, so PDM-Closed uses ``speed_limit_mps`` (default None = the 15 m/s fallback) where the
+official planner reads the starting lane's limit; red lights are filtered by the (corrected) ``route_lane_ids``
+while ``main`` filters the cached red lights by the uncorrected route of the current frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from navsim_eval.errors import InvalidSceneError
+from navsim_eval.maps.centerline import Centerline
+from navsim_eval.maps.drivable import DrivableMap, MapLayer
+from navsim_eval.pdm.annotations import (
+    V1_OBSERVATION_STEPS,
+    V2_OBSERVATION_STEPS,
+    frames_needed,
+    observation_from_frames,
+    red_lights_from_frames,
+)
+from navsim_eval.pdm.closed_planner import plan_pdm_closed
+from navsim_eval.pdm.metric_cache import NUM_SCORING_STEPS, MetricCache
+from navsim_eval.scene import EgoState, Frame, Scene
+
+NUM_PAST_EGO_STATES = 4  # t0 - 1.5 s, -1 s, -0.5 s, t0
+
+
+def route_lane_connector_ids(drivable_map: DrivableMap, route_lane_ids: Sequence[str]) -> list[str]:
+    """The route lanes that are LANE_CONNECTOR polygons of the drivable map (where red lights can apply)."""
+    connectors = set(np.asarray(drivable_map.tokens, dtype=object)[drivable_map.layer_mask([MapLayer.LANE_CONNECTOR])])
+    return [lane_id for lane_id in route_lane_ids if lane_id in connectors]
+
+
+def _timed_ego(frame: Frame) -> EgoState:
+    """The frame's ego state stamped with the frame time (NAVSIM takes time points from the frame timestamps)."""
+    return dataclasses.replace(frame.ego, time_us=int(frame.timestamp_us))
+
+
+def build_metric_cache(
+    scene: Scene,
+    drivable_map: DrivableMap,
+    route_lane_ids: Sequence[str],
+    centerline: Centerline,
+    reference_poses: np.ndarray | None = None,
+    select: Callable[[np.ndarray], int] | None = None,
+    *,
+    speed_limit_mps: float | None = None,
+) -> MetricCache:
+    """Everything the scorer needs for ``scene``, for v1 and v2 alike.
+
+    ``reference_poses``: a cached PDM-Closed reference [41, 3] (global rear-axle poses at t0 + 0.1 s * k); when None,
+    PDM-Closed is planned and its proposal chosen by ``select(proposals [15, 41, 3]) -> index`` (default: simulate
+    and score them like the official metric cache, see ``reference.pdm_closed_selector``). The v1 observation needs
+    10 future frames (5 s); with only 8 (4 s, the two-stage splits) the cache serves v2 only.
+    """
+    token = scene.token
+    route_lane_ids = [str(lane_id) for lane_id in route_lane_ids]
+    if not route_lane_ids:
+        raise InvalidSceneError(f"scene {token}: route_lane_ids is empty; the route must have at least one lane")
+    future = scene.future_frames
+    needed_v2 = frames_needed(V2_OBSERVATION_STEPS) - 1
+    if len(future) < needed_v2:
+        raise InvalidSceneError(
+            f"scene {token}: future_frames has {len(future)} frames, at least {needed_v2} needed "
+            f"({needed_v2 * 0.5:g} s at 2 Hz)"
+        )
+
+    current = scene.current_frame
+    frames = [current, *future]
+    observation_v2 = observation_from_frames(frames, V2_OBSERVATION_STEPS)
+    has_v1 = len(future) >= frames_needed(V1_OBSERVATION_STEPS) - 1
+    observation = observation_from_frames(frames, V1_OBSERVATION_STEPS) if has_v1 else observation_v2
+    connectors = route_lane_connector_ids(drivable_map, route_lane_ids)
+    red_lights = red_lights_from_frames(frames, connectors, NUM_SCORING_STEPS)
+    ego = _timed_ego(current)
+    history = scene.frames[max(0, scene.num_history - NUM_PAST_EGO_STATES) : scene.num_history]
+    past_ego_states = [_timed_ego(frame) for frame in history]
+    human_trajectory = scene.future_trajectory().poses
+
+    if reference_poses is None:
+        current_objects = observation_from_frames([current], 1)
+        if select is None:
+            from navsim_eval.pdm.reference import pdm_closed_selector  # the scorer imports the simulator
+
+            select = pdm_closed_selector(ego, drivable_map, route_lane_ids, centerline, current_objects)
+        reference_poses = plan_pdm_closed(
+            ego, centerline, current_objects, drivable_map, red_lights[0], speed_limit_mps, select
+        )
+    else:
+        reference_poses = np.asarray(reference_poses, dtype=np.float64)
+        if reference_poses.shape != (NUM_SCORING_STEPS, 3) or not np.all(np.isfinite(reference_poses)):
+            raise InvalidSceneError(
+                f"scene {token}: reference_poses must be finite [{NUM_SCORING_STEPS}, 3] global rear-axle poses, "
+                f"got shape {list(reference_poses.shape)}"
+            )
+
+    return MetricCache(
+        token=token,
+        ego=ego,
+        drivable_map=drivable_map,
+        route_lane_ids=tuple(route_lane_ids),
+        centerline=centerline,
+        observation=observation,
+        observation_v2=observation_v2 if has_v1 else None,
+        red_lights=red_lights,
+        reference_poses=reference_poses,
+        past_ego_states=past_ego_states,
+        human_trajectory=human_trajectory,
+        log_name=scene.log_name,
+        metadata={"map_name": scene.map_name},
+    )
