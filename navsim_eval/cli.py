@@ -1,0 +1,466 @@
+"""``navsim-eval``: build metric caches, score trajectory files into the official CSV, check the installation.
+
+Subcommands:
+
+* ``cache``        build a metric cache folder from scene files
+* ``score``        score a trajectory file against a metric cache and write the official CSV
+* ``conformance``  score the bundled conformance cases and compare with the official NAVSIM numbers
+
+Bad input ends with a one-line message naming the file or field and exit status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from navsim_eval import __version__
+from navsim_eval.errors import NavsimEvalError
+from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran, but some check failed (conformance mismatch, --strict with invalid scenes)
+EXIT_BAD_INPUT = 2  # argparse also uses 2 for usage errors
+MAX_LISTED = 10
+
+
+class CliError(NavsimEvalError):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+# ----------------------------------------------------------------------------------------------- cache
+
+
+@dataclass
+class SceneSource:
+    """Where ``navsim-eval cache`` reads scenes from: yields (file, token, MetricCache or skip reason)."""
+
+    name: str
+    description: str
+    iterate: Callable[[argparse.Namespace], Iterator[tuple[Path, str | None, Any]]]
+
+
+def _neutral_scene_files(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*.json") if p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CliError(f"--scenes {path}: no such file or directory")
+    return files
+
+
+def _iter_neutral_scenes(args: argparse.Namespace) -> Iterator[tuple[Path, str | None, Any]]:
+    """Neutral scene JSON (the conformance case format): ``{"input": {...}, ...}`` files or bare input dicts."""
+    from navsim_eval.conformance import metric_cache_from_neutral
+
+    files = _neutral_scene_files([Path(p) for p in args.scenes])
+    if not files:
+        raise CliError(f"--scenes {' '.join(args.scenes)}: no .json scene files found")
+    for path in files:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as error:
+            yield path, None, f"cannot read file ({error})"
+            continue
+        except json.JSONDecodeError as error:
+            yield path, None, f"invalid JSON ({error})"
+            continue
+        if not isinstance(data, dict):
+            yield path, None, "not a JSON object"
+            continue
+        spec = data.get("input", data)
+        if not isinstance(spec, dict) or "map" not in spec or "ego_initial" not in spec:
+            yield path, None, "not a scene: expected an 'input' object or a bare input with 'map' and 'ego_initial'"
+            continue
+        token = str(data.get("token") or data.get("case_id") or spec.get("token") or path.stem)
+        try:
+            cache = metric_cache_from_neutral(spec, token=token)
+        except NavsimEvalError as error:
+            yield path, token, str(error)
+            continue
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            yield path, token, f"malformed scene ({type(error).__name__}: {error})"
+            continue
+        cache.log_name = str(data.get("log_name") or spec.get("log_name") or "")
+        yield path, token, cache
+
+
+# Scene sources for `navsim-eval cache`. The real-data path (OpenScene log pickles + nuPlan maps, building the
+# PDM-Closed reference) will register here as a second source with its own options (e.g. --logs/--maps).
+SCENE_SOURCES = {
+    "neutral": SceneSource("neutral", "neutral scene JSON files (conformance case format)", _iter_neutral_scenes),
+}
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from navsim_eval.pdm.cache_io import MetricCacheStore
+
+    source = SCENE_SOURCES["neutral"]
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out}: exists and is not a directory")
+    store = MetricCacheStore(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    skipped: list[tuple[Path, str]] = []
+    started = time.perf_counter()
+    for path, token, result in source.iterate(args):
+        if isinstance(result, str):
+            skipped.append((path, result))
+        elif token in written:
+            skipped.append((path, f"duplicate token {token!r} (already read from {written[token]})"))
+        else:
+            store.add(result, write_index=False)
+            written[token] = path
+    if written:
+        store.write_index()
+    elapsed = time.perf_counter() - started
+    print(f"read {len(written) + len(skipped)} scene files from {', '.join(args.scenes)} ({source.description})")
+    print(f"wrote {len(written)} metric caches to {out} in {elapsed:.1f} s; the store now holds {len(store)} scenes")
+    if skipped:
+        print(f"skipped {len(skipped)} files:")
+        for path, reason in skipped:
+            print(f"  {path}: {reason}")
+    if not written:
+        print(f"navsim-eval: error: no metric cache was written to {out}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED if (skipped and args.strict) else EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------- score
+
+
+def load_trajectories(path: Path) -> dict[str, np.ndarray]:
+    """Read ``{token: [8, 3] or [K, 8, 3]}`` from a JSON object or a ``.npz`` archive keyed by token."""
+    from navsim_eval.scene import validate_trajectory_array
+
+    if not path.is_file():
+        raise CliError(f"--trajectories {path}: no such file")
+    raw: dict[str, Any]
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                raw = {key: archive[key] for key in archive.files}
+        except (OSError, ValueError, EOFError) as error:
+            raise CliError(f"--trajectories {path}: not a readable .npz archive ({error})") from None
+    elif path.suffix == ".json":
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CliError(f"--trajectories {path}: not readable JSON ({error})") from None
+        if not isinstance(raw, dict):
+            raise CliError(f"--trajectories {path}: expected a JSON object {{token: [[x, y, heading] * 8]}}")
+    else:
+        raise CliError(f"--trajectories {path}: unsupported file type {path.suffix!r}; use .json or .npz")
+    if not raw:
+        raise CliError(f"--trajectories {path}: holds no trajectories")
+    trajectories = {}
+    for token, value in raw.items():
+        trajectories[str(token)] = validate_trajectory_array(value, name=f"{path}: token {token!r}")
+    return trajectories
+
+
+def _mean_valid(tables: Sequence[ScoreTable], name: str) -> float:
+    values = [float(t.columns[name][0]) for t in tables if bool(t.valid[0]) and name in t.columns]
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else math.nan
+
+
+def _listed(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f", ... ({len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from navsim_eval.csv_io import write_candidates_csv, write_score_csv
+    from navsim_eval.pdm.cache_io import INDEX_FILE, MetricCacheStore
+    from navsim_eval.pool import score_many
+
+    try:
+        import navsim_eval.pdm.scorer  # noqa: F401  (fail with one line, not once per worker)
+    except ImportError as error:
+        raise CliError(f"the scorer cannot be imported ({error})") from None
+    cache_dir = Path(args.cache)
+    if not cache_dir.is_dir():
+        raise CliError(f"--cache {cache_dir}: no such directory")
+    store = MetricCacheStore(cache_dir)
+    if len(store) == 0:
+        raise CliError(f"--cache {cache_dir}: no metric caches found (no {INDEX_FILE} and no .mcache files)")
+    trajectories = load_trajectories(Path(args.trajectories))
+    tokens = list(trajectories)
+    if args.tokens:
+        wanted = list(dict.fromkeys(args.tokens))
+        missing_traj = [t for t in wanted if t not in trajectories]
+        if missing_traj:
+            print(f"warning: {len(missing_traj)} requested tokens have no trajectory: {_listed(missing_traj)}")
+        tokens = [t for t in wanted if t in trajectories]
+        if not tokens:
+            raise CliError("--tokens: none of the requested tokens has a trajectory")
+    no_cache = [t for t in tokens if t not in store]
+    unused = [] if args.tokens else [t for t in store.tokens() if t not in trajectories]
+
+    started = time.perf_counter()
+    tables = score_many(((t, trajectories[t]) for t in tokens), store, version=args.version, workers=args.workers)
+    elapsed = time.perf_counter() - started
+    out = write_score_csv(args.out, tables, args.version)
+    details = Path(args.details) if args.details else None
+    if details is None and any(len(t) > 1 for t in tables):
+        details = out.with_name(out.stem + "_candidates.csv")
+    if details is not None:
+        write_candidates_csv(details, tables, args.version)
+
+    valid = [t for t in tables if bool(t.valid[0])]
+    invalid = [t for t in tables if not bool(t.valid[0])]
+    print(
+        f"scored {len(tables)} scenes ({args.version}) in {elapsed:.1f} s: {len(valid)} valid, {len(invalid)} invalid"
+    )
+    if no_cache:
+        print(f"warning: {len(no_cache)} trajectory tokens have no metric cache (scored invalid): {_listed(no_cache)}")
+    if unused:
+        print(f"note: {len(unused)} cached scenes have no trajectory (not scored): {_listed(unused)}")
+    for table in invalid[:MAX_LISTED]:
+        if table.token not in no_cache:
+            print(f"  invalid {table.token}: {table.reasons[0]}")
+    print()
+    print(f"{'metric':<34} mean over valid scenes")
+    for name in METRIC_COLUMNS[args.version]:
+        mean = _mean_valid(tables, name)
+        print(f"{name:<34} " + ("n/a (no values)" if math.isnan(mean) else f"{mean:.4f}"))
+    if tables:
+        all_mean = sum(float(t.score[0]) if bool(t.valid[0]) else 0.0 for t in tables) / len(tables)
+        print(f"{'score (invalid scenes = 0)':<34} {all_mean:.4f}")
+    print()
+    print(f"wrote {out}" + (f" and {details}" if details else ""))
+    return EXIT_FAILED if (invalid and args.strict) else EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------- conformance
+
+# Official result keys (see the conformance README) -> our column names.
+V1_OFFICIAL = {
+    "nc": "no_at_fault_collisions",
+    "dac": "drivable_area_compliance",
+    "ddc": "driving_direction_compliance",
+    "ttc": "time_to_collision_within_bound",
+    "ep": "ego_progress",
+    "c": "comfort",
+    "score": "score",
+}
+V2_OFFICIAL = {
+    "nc": "no_at_fault_collisions",
+    "dac": "drivable_area_compliance",
+    "ddc": "driving_direction_compliance",
+    "tlc": "traffic_light_compliance",
+    "ep": "ego_progress",
+    "ttc": "time_to_collision_within_bound",
+    "lk": "lane_keeping",
+    "hc": "history_comfort",
+    "epdms_no_ec": "score",
+}
+
+
+def official_reference(official: dict, version: str, has_human: bool) -> dict[str, float] | None:
+    """The official numbers to compare with: v2 uses the human-filtered run when the scene has a human plan."""
+    result = official.get(version)
+    if not result:
+        return None
+    if version == "v2":
+        entry = result.get("agent_human_filtered") if has_human else None
+        entry = entry or result.get("agent")
+        mapping = V2_OFFICIAL
+    else:
+        entry, mapping = result.get("agent"), V1_OFFICIAL
+    if not entry:
+        return None
+    return {ours: float(entry[key]) for key, ours in mapping.items() if key in entry}
+
+
+def compare_case(table: ScoreTable, expected: dict[str, float], tolerance: float) -> list[str]:
+    """Mismatches as 'name ours!=official' strings (empty = pass)."""
+    if not bool(table.valid[0]):
+        return [f"invalid: {table.reasons[0]}"]
+    problems = []
+    for name, value in expected.items():
+        ours = float(table.columns[name][0])
+        if not (abs(ours - value) <= tolerance or (math.isnan(ours) and math.isnan(value))):
+            problems.append(f"{name} {ours:.6g}!={value:.6g}")
+    return problems
+
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    import fnmatch
+
+    from navsim_eval.conformance import case_paths, default_conformance_dir, load_case
+
+    try:
+        from navsim_eval.pdm.scorer import score
+    except ImportError as error:
+        raise CliError(f"the scorer cannot be imported ({error})") from None
+    directory = Path(args.dir) if args.dir else default_conformance_dir()
+    if not directory.is_dir():
+        raise CliError(f"--dir {directory}: no such directory (set --dir or $NAVSIM_EVAL_CONFORMANCE_DIR)")
+    paths = case_paths(directory)
+    if args.cases:
+        paths = [p for p in paths if any(fnmatch.fnmatch(p.stem, pattern) for pattern in args.cases)]
+    if not paths:
+        raise CliError(f"--dir {directory}: no conformance cases found" + (" matching --cases" if args.cases else ""))
+    versions = ["v1", "v2"] if args.version == "both" else [args.version]
+
+    counts = {v: [0, 0] for v in versions}  # passed, checked
+    width = max(len(p.stem) for p in paths)
+    print(f"{'case':<{width}}  " + "  ".join(f"{v:<4}" for v in versions) + "  details")
+    started = time.perf_counter()
+    for path in paths:
+        try:
+            case = load_case(path)
+        except NavsimEvalError as error:
+            print(f"{path.stem:<{width}}  " + "  ".join("ERR " for _ in versions) + f"  {error}")
+            for v in versions:
+                counts[v][1] += 1
+            continue
+        cells, details = [], []
+        for version in versions:
+            expected = official_reference(case.official, version, case.cache.human_trajectory is not None)
+            if expected is None:
+                cells.append("-   ")
+                continue
+            counts[version][1] += 1
+            try:
+                table = score(case.cache, case.agent_trajectory, version)
+                problems = compare_case(table, expected, args.tolerance)
+            except Exception as error:  # report and go on: this command is a health check
+                problems = [f"error {type(error).__name__}: {error}"]
+            if problems:
+                cells.append("FAIL")
+                details.append(f"{version}: " + ", ".join(problems))
+            else:
+                cells.append("ok  ")
+                counts[version][0] += 1
+        print(f"{case.case_id:<{width}}  " + "  ".join(cells) + ("  " + "; ".join(details) if details else ""))
+    elapsed = time.perf_counter() - started
+    print()
+    summary = ", ".join(f"{v}: {passed}/{checked} passed" for v, (passed, checked) in counts.items())
+    print(f"{summary} ({len(paths)} cases from {directory}, {elapsed:.1f} s, tolerance {args.tolerance:g})")
+    return EXIT_OK if all(passed == checked for passed, checked in counts.values()) else EXIT_FAILED
+
+
+# ----------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="navsim-eval",
+        description="NAVSIM PDM scoring (PDMS v1.1 and EPDMS v2) without nuplan-devkit.",
+    )
+    parser.add_argument("--version", action="version", version=f"navsim-eval {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    cache = sub.add_parser(
+        "cache",
+        help="build a metric cache folder from scene files",
+        description="Build a metric cache folder (one checksummed file per scene and a relocatable "
+        "metadata.json index). Scenes come from neutral scene JSON files: conformance case files with an "
+        "'input' key, or bare input objects. Building from OpenScene logs and nuPlan maps is not supported yet.",
+    )
+    cache.add_argument(
+        "--scenes", nargs="+", required=True, metavar="PATH",
+        help="scene JSON files, or folders searched recursively for *.json; the token is the file's 'token' or "
+        "'case_id' key, else the file name",
+    )  # fmt: skip
+    cache.add_argument(
+        "--out", required=True, metavar="CACHE_DIR",
+        help="metric cache folder to create or add to (scenes with the same token are replaced)",
+    )  # fmt: skip
+    cache.add_argument("--strict", action="store_true", help="exit with status 1 if any file was skipped")
+    cache.set_defaults(handler=cmd_cache)
+
+    score = sub.add_parser(
+        "score",
+        help="score trajectories against a metric cache and write the official CSV",
+        description="Score one trajectory per scene (or K candidates) and write the official NAVSIM CSV: one "
+        "row per scene and a final average row ('average' for v1, 'average_all_frames' for v2), the mean over "
+        "valid scenes. Scenes that cannot be scored are written with valid=False and empty metrics.",
+    )
+    score.add_argument(
+        "--cache", required=True, metavar="CACHE_DIR", help="metric cache folder made by `navsim-eval cache`"
+    )
+    score.add_argument(
+        "--trajectories", required=True, metavar="FILE",
+        help="JSON {token: [[x, y, heading] x 8]} or .npz with one array per token, [8, 3] or [K, 8, 3]: "
+        "poses every 0.5 s in the current rear-axle frame (x forward, y left, radians)",
+    )  # fmt: skip
+    score.add_argument(
+        "--version", required=True, choices=("v1", "v2"),
+        help="v1 = PDMS (NAVSIM v1.1, the navtest leaderboard); v2 = one-stage EPDMS (NAVSIM v2)",
+    )  # fmt: skip
+    score.add_argument("--out", required=True, metavar="CSV", help="where to write the official CSV")
+    score.add_argument(
+        "--workers", type=int, default=0, metavar="N",
+        help="worker processes (default 0 = every CPU, at most one per 32 scenes; 1 = score in this process)",
+    )  # fmt: skip
+    score.add_argument(
+        "--tokens", nargs="+", metavar="TOKEN", help="score only these tokens (default: every token in the file)"
+    )
+    score.add_argument(
+        "--details", metavar="CSV",
+        help="also write every candidate with its reason and diagnostics (written by default next to --out, "
+        "as <out>_candidates.csv, when some scene has K > 1 candidates; the official CSV uses candidate 0)",
+    )  # fmt: skip
+    score.add_argument("--strict", action="store_true", help="exit with status 1 if any scene is invalid")
+    score.set_defaults(handler=cmd_score)
+
+    conformance = sub.add_parser(
+        "conformance",
+        help="check this installation against scenes scored by the official NAVSIM code",
+        description="Score every conformance case and compare each sub-metric and the score with the official "
+        "v1.1 / v2 outputs stored in the case files. Exit status 1 if any case differs.",
+    )
+    conformance.add_argument(
+        "--dir", metavar="DIR",
+        help="conformance folder (with cases/*.json); default $NAVSIM_EVAL_CONFORMANCE_DIR or the bundled one",
+    )  # fmt: skip
+    conformance.add_argument(
+        "--version", choices=("v1", "v2", "both"), default="both", help="which scorer to check (default both)"
+    )
+    conformance.add_argument(
+        "--cases", nargs="+", metavar="PATTERN", help="only cases whose id matches one of these glob patterns"
+    )
+    conformance.add_argument(
+        "--tolerance", type=float, default=1e-9, help="absolute tolerance for each value (default 1e-9)"
+    )
+    conformance.set_defaults(handler=cmd_conformance)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``navsim-eval`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except NavsimEvalError as error:
+        print(f"navsim-eval {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"navsim-eval {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("navsim-eval: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Score many scenes in parallel: worker processes load metric caches themselves and never crash the batch.
+
+Only tokens and trajectories travel to the workers; each worker opens the cache store once (its initializer) and
+reads the scenes it is given. A scene that cannot be scored (no cache, corrupt file, scorer error, even a worker
+process that dies) comes back as a :class:`ScoreTable` whose rows are all invalid with score 0 and the reason.
+Processes are started with "spawn" by default, which is safe in programs that use torch/CUDA or threads.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from navsim_eval.errors import NavsimEvalError
+from navsim_eval.pdm.cache_io import MetricCacheStore
+from navsim_eval.pdm.metric_cache import MetricCache
+from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
+
+ScoreFn = Callable[[MetricCache, np.ndarray, str], ScoreTable]
+Item = tuple[str, Any]
+
+# Environment variables that keep each worker's numeric libraries single-threaded (set only if the caller has not).
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+_MAX_CHUNKSIZE = 32
+_MIN_SCENES_PER_WORKER = 32  # with workers=0, no more than one worker per this many scenes
+
+# Per-process state, set once by _init_worker (or by score_many itself when workers == 1).
+_STORE: MetricCacheStore | None = None
+_VERSION = "v1"
+_SCORE_FN: ScoreFn | None = None
+
+
+def invalid_score_table(token: str, version: str, num_candidates: int, reason: str) -> ScoreTable:
+    """A table of ``num_candidates`` invalid rows: score 0, every other metric NaN, and the reason."""
+    if version not in METRIC_COLUMNS:
+        raise NavsimEvalError(f"unknown score version {version!r}; expected one of {sorted(METRIC_COLUMNS)}")
+    num_candidates = max(int(num_candidates), 1)
+    columns = {name: np.full(num_candidates, np.nan) for name in METRIC_COLUMNS[version]}
+    columns["score"] = np.zeros(num_candidates)
+    return ScoreTable(
+        token=token,
+        version=version,
+        columns=columns,
+        valid=np.zeros(num_candidates, dtype=bool),
+        reasons=[reason] * num_candidates,
+    )
+
+
+def _num_candidates(trajectories: Any) -> int:
+    """K for a [K, 8, 3] batch, else 1 (also for malformed input, which the scorer reports)."""
+    try:
+        shape = np.shape(trajectories)
+    except (TypeError, ValueError):
+        return 1
+    return shape[0] if len(shape) == 3 else 1
+
+
+def _default_score_fn() -> ScoreFn:
+    from navsim_eval.pdm.scorer import score  # imported lazily: the pool is usable with any score function
+
+    return score
+
+
+def _init_worker(root: str, entries: dict[str, str], version: str, score_fn: ScoreFn | None) -> None:
+    """Runs once per worker process: open the store view and resolve the score function."""
+    global _STORE, _VERSION, _SCORE_FN
+    _STORE = MetricCacheStore.from_entries(root, entries)
+    _VERSION = version
+    _SCORE_FN = score_fn if score_fn is not None else _default_score_fn()
+
+
+def _score_item(token: str, trajectories: Any) -> ScoreTable:
+    """Score one scene in this process; every failure becomes an all-invalid table with the reason."""
+    assert _STORE is not None and _SCORE_FN is not None, "worker not initialised"
+    try:
+        cache = _STORE[token]
+    except NavsimEvalError as error:
+        return invalid_score_table(token, _VERSION, _num_candidates(trajectories), f"metric cache: {error}")
+    try:
+        table = _SCORE_FN(cache, trajectories, _VERSION)
+    except NavsimEvalError as error:
+        return invalid_score_table(token, _VERSION, _num_candidates(trajectories), f"{type(error).__name__}: {error}")
+    except Exception as error:  # a scorer bug must not take the batch down; keep the traceback for the report
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        reason = f"internal error {type(error).__name__}: {error} (at {Path(where.filename).name}:{where.lineno})"
+        return invalid_score_table(token, _VERSION, _num_candidates(trajectories), reason)
+    if table.token != token:
+        table.token = token
+    return table
+
+
+def _score_chunk(chunk: list[Item]) -> list[ScoreTable]:
+    return [_score_item(token, trajectories) for token, trajectories in chunk]
+
+
+def default_workers() -> int:
+    """CPUs this process may run on (affinity-aware where the OS supports it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return max(os.cpu_count() or 1, 1)
+
+
+@contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Workers inherit the environment at start: keep BLAS/OpenMP single-threaded unless the caller chose."""
+    added = [name for name in _THREAD_ENV if name not in os.environ]
+    for name in added:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def score_many(
+    items: Iterable[Item],
+    store: MetricCacheStore | str | os.PathLike,
+    version: str = "v1",
+    workers: int = 0,
+    chunksize: int | None = None,
+    score_fn: ScoreFn | None = None,
+    mp_context: str = "spawn",
+) -> list[ScoreTable]:
+    """Score ``(token, trajectories)`` pairs against a metric cache store; results come back in input order.
+
+    ``trajectories`` is one ego-frame trajectory [8, 3] or K candidates [K, 8, 3].
+
+    ``workers``: 0 = every available CPU, but at most one worker per 32 scenes (starting a worker costs about a
+    second of imports, so a small batch is scored in this process); 1 = in this process, no pool (handy for
+    debugging). ``chunksize`` scenes go to a worker at a time (default: about four chunks per worker, at most 32
+    scenes each). ``score_fn`` replaces ``navsim_eval.pdm.scorer.score`` (a picklable module-level function when
+    workers > 1). ``mp_context`` is "spawn" (default) or "forkserver"; both are safe with torch/CUDA.
+    """
+    if version not in METRIC_COLUMNS:
+        raise NavsimEvalError(f"unknown score version {version!r}; expected one of {sorted(METRIC_COLUMNS)}")
+    if workers < 0:
+        raise NavsimEvalError(f"workers must be >= 0 (0 = all CPUs), got {workers}")
+    store = store if isinstance(store, MetricCacheStore) else MetricCacheStore(store)
+    items = [(str(token), trajectories) for token, trajectories in items]
+    if not items:
+        return []
+    if score_fn is None:
+        _default_score_fn()  # fail here, not in every worker, if the scorer cannot be imported
+    if workers == 0:  # automatic: every CPU, but tiny batches are not worth a worker's start-up (~1 s of imports)
+        workers = min(default_workers(), math.ceil(len(items) / _MIN_SCENES_PER_WORKER))
+    workers = min(workers, len(items))
+    if workers == 1:
+        return _score_in_process(items, store, version, score_fn)
+
+    if chunksize is None:
+        chunksize = min(_MAX_CHUNKSIZE, max(1, math.ceil(len(items) / (workers * 4))))
+    chunks = [items[i : i + max(int(chunksize), 1)] for i in range(0, len(items), max(int(chunksize), 1))]
+    context = multiprocessing.get_context(mp_context)
+    results: list[ScoreTable] = []
+    with (
+        _single_threaded_children(),
+        ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(str(store.root), store.entries, version, score_fn),
+        ) as executor,
+    ):
+        futures = [executor.submit(_score_chunk, chunk) for chunk in chunks]
+        for chunk, future in zip(chunks, futures, strict=True):
+            results.extend(_chunk_result(chunk, future, version))
+    return results
+
+
+def _chunk_result(chunk: Sequence[Item], future: Future, version: str) -> list[ScoreTable]:
+    try:
+        tables = future.result()
+    except BrokenProcessPool as error:
+        reason = f"worker process died before finishing this scene ({error})"
+    except Exception as error:  # e.g. an unpicklable result or initializer failure
+        reason = f"worker failed: {type(error).__name__}: {error}"
+    else:
+        return tables
+    return [invalid_score_table(token, version, _num_candidates(traj), reason) for token, traj in chunk]
+
+
+def _score_in_process(
+    items: list[Item], store: MetricCacheStore, version: str, score_fn: ScoreFn | None
+) -> list[ScoreTable]:
+    global _STORE, _VERSION, _SCORE_FN
+    saved = (_STORE, _VERSION, _SCORE_FN)
+    try:
+        _STORE, _VERSION = store, version
+        _SCORE_FN = score_fn if score_fn is not None else _default_score_fn()
+        return _score_chunk(items)
+    finally:
+        _STORE, _VERSION, _SCORE_FN = saved
