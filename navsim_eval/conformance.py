@@ -23,6 +23,43 @@ from navsim_eval.scene import EgoState
 
 CONFORMANCE_DIR_ENV = "NAVSIM_EVAL_CONFORMANCE_DIR"
 
+# Official result keys of a case -> our score columns.
+OFFICIAL_KEYS = {
+    "v1": {
+        "nc": "no_at_fault_collisions",
+        "dac": "drivable_area_compliance",
+        "ddc": "driving_direction_compliance",
+        "ttc": "time_to_collision_within_bound",
+        "ep": "ego_progress",
+        "c": "comfort",
+        "score": "score",
+    },
+    "v2": {
+        "nc": "no_at_fault_collisions",
+        "dac": "drivable_area_compliance",
+        "ddc": "driving_direction_compliance",
+        "tlc": "traffic_light_compliance",
+        "ep": "ego_progress",
+        "ttc": "time_to_collision_within_bound",
+        "lk": "lane_keeping",
+        "hc": "history_comfort",
+        "epdms_no_ec": "score",
+    },
+}
+
+# Decisions that hinge on the last bit of a float and cannot be reproduced without bit-identical simulated states.
+# NAVSIM's relative angle is arccos(dot(heading, unit vector)); for an object exactly on the ego's heading ray the
+# dot product is 1 or 1 + 1 ulp, i.e. an angle of 0 ("ahead": TTC violation) or NaN (neither ahead nor behind: the
+# object is then ignored for the rest of the horizon). Our simulated states match the official ones to ~1e-12 but
+# not bit for bit. Entries: (case id, run, metric key); the run is "agent", "agent_human_filtered" or "human".
+KNIFE_EDGES = frozenset(
+    {
+        ("straight_rear_end_slow_lead", "human", "ttc"),
+        ("straight_rear_end_slow_lead", "agent_human_filtered", "ttc"),
+        ("straight_rear_end_slow_lead", "agent_human_filtered", "epdms_no_ec"),
+    }
+)
+
 
 @dataclass
 class ConformanceCase:
@@ -101,3 +138,19 @@ def metric_cache_from_neutral(spec: dict, token: str) -> MetricCache:
         human_trajectory=np.asarray(human["poses"], dtype=np.float64) if human else None,
         scene_type=SceneType.ORIGINAL,
     )
+
+
+def object_on_heading_ray(case: ConformanceCase, tolerance_m: float = 1e-6) -> bool:
+    """Whether some object's centre lies on the initial ego heading ray (within ``tolerance_m``) at t0."""
+    ego, observation = case.cache.ego, case.cache.observation
+    boxes = observation.boxes[0][observation.present[0]]
+    lateral = -np.sin(ego.heading) * (boxes[:, 0] - ego.x) + np.cos(ego.heading) * (boxes[:, 1] - ego.y)
+    return bool(np.any(np.abs(lateral) < tolerance_m))
+
+
+def is_knife_edge(case: ConformanceCase, run: str, key: str) -> bool:
+    """Whether a mismatch of ``key`` in ``run`` is a known last-bit decision (see ``KNIFE_EDGES``).
+
+    Only listed entries qualify, and only while the case's geometry really is on the edge.
+    """
+    return (case.case_id, run, key) in KNIFE_EDGES and object_on_heading_ray(case)
