@@ -97,46 +97,49 @@ def overlapping_pairs(
     return k[hit], i[hit], n[hit]
 
 
-def relative_angle(ego_xyh: np.ndarray, point: np.ndarray) -> float:
-    """Angle between the ego heading and the ego->point vector (nuPlan's ``get_agent_relative_angle``).
+def relative_angles(ego_xyh: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Angles between ego headings [P, 3] and the ego->point vectors [P, 2] (nuPlan's ``get_agent_relative_angle``).
 
-    Computed in the same order as the official code; NaN for a coincident point, which then is neither ahead
-    nor behind, as there.
+    Same formula as the official code, arccos of the dot product of the heading with the unit vector, without
+    clipping: a coincident point or a dot product rounded above 1 gives NaN, which is neither ahead nor behind.
     """
-    vector = np.array([point[0] - ego_xyh[0], point[1] - ego_xyh[1]])
-    heading = np.array([np.cos(ego_xyh[2]), np.sin(ego_xyh[2])])
+    vx, vy = points[:, 0] - ego_xyh[:, 0], points[:, 1] - ego_xyh[:, 1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return float(np.arccos(np.dot(heading, vector / np.linalg.norm(vector))))
+        norm = np.sqrt(vx * vx + vy * vy)
+        return np.arccos(np.cos(ego_xyh[:, 2]) * (vx / norm) + np.sin(ego_xyh[:, 2]) * (vy / norm))
 
 
 def _box_polygon(corners: np.ndarray) -> shapely.Polygon:
     return shapely.Polygon(corners)
 
 
+def object_centroids(corners: np.ndarray) -> np.ndarray:
+    """Centroids [P, 2] of box polygons [P, 4, 2], computed by shapely like the official ``polygon.centroid``."""
+    if len(corners) == 0:
+        return np.zeros((0, 2))
+    return shapely.get_coordinates(shapely.centroid(shapely.polygons(corners)))
+
+
 def classify_collision(
     ego_state: np.ndarray,
     ego_corners: np.ndarray,
     object_corners: np.ndarray,
-    object_center: np.ndarray,
+    angle_to_object: float,
     object_is_agent: bool,
     object_first_speed: float,
 ) -> CollisionType:
-    """NAVSIM's ``get_collision_type``; the object's stopped state comes from its first appearance."""
+    """NAVSIM's ``get_collision_type``; the object's stopped state comes from its first appearance and
+    ``angle_to_object`` is the relative angle of its polygon centroid."""
     if np.hypot(ego_state[StateIndex.VELOCITY_X], ego_state[StateIndex.VELOCITY_Y]) <= EGO_STOPPED_SPEED:
         return CollisionType.STOPPED_EGO_COLLISION
     if not object_is_agent or object_first_speed <= TRACK_STOPPED_SPEED:
         return CollisionType.STOPPED_TRACK_COLLISION
-    if relative_angle(ego_state, object_center) > BEHIND_ANGLE:
+    if angle_to_object > BEHIND_ANGLE:
         return CollisionType.ACTIVE_REAR_COLLISION
     bumper = shapely.LineString([ego_corners[0], ego_corners[3]])  # front-left to front-right
     if bumper.intersects(_box_polygon(object_corners)):
         return CollisionType.ACTIVE_FRONT_COLLISION
     return CollisionType.ACTIVE_LATERAL_COLLISION
-
-
-def _object_centroid(corners: np.ndarray) -> np.ndarray:
-    """Centroid of the object polygon, as shapely computes it for the official ``polygon.centroid``."""
-    return np.asarray(_box_polygon(corners).centroid.coords[0])
 
 
 def no_at_fault_collisions(
@@ -170,19 +173,14 @@ def no_at_fault_collisions(
     first = observation.first_appearance()
     first_speed = np.hypot(*observation.velocity[first, np.arange(len(first))].T)
     is_agent = observation.is_agent
+    angles = relative_angles(states[k_idx, t_idx], object_centroids(objects.corners[t_idx, n_idx]))
     ignored: list[set[int]] = [set() for _ in range(num_proposals)]
     for p in np.lexsort((n_idx, t_idx, k_idx)):  # per proposal, in time order
         k, t, n = int(k_idx[p]), int(t_idx[p]), int(n_idx[p])
         if n in ignored[k]:
             continue
-        corners = objects.corners[t, n]
         kind = classify_collision(
-            states[k, t],
-            ego_corners[k, t],
-            corners,
-            _object_centroid(corners),
-            bool(is_agent[n]),
-            float(first_speed[n]),
+            states[k, t], ego_corners[k, t], objects.corners[t, n], angles[p], bool(is_agent[n]), float(first_speed[n])
         )
         at_fault = kind in (CollisionType.ACTIVE_FRONT_COLLISION, CollisionType.STOPPED_TRACK_COLLISION) or (
             kind == CollisionType.ACTIVE_LATERAL_COLLISION and bool(ego_lateral_risk[k, t])
@@ -237,12 +235,13 @@ def time_to_collision(
     if len(all_pairs) == 0:
         return scores, first_step
     all_pairs = all_pairs[np.lexsort((all_pairs[:, 3], all_pairs[:, 2], all_pairs[:, 1], all_pairs[:, 0]))]
+    steps = all_pairs[:, 1] + np.asarray(TTC_PROJECTION_STEPS)[all_pairs[:, 2]]
+    centroids = object_centroids(objects.corners[steps, all_pairs[:, 3]])
+    angles = relative_angles(states[all_pairs[:, 0], all_pairs[:, 1]], centroids).tolist()
     ignored: list[set[int]] = [set() for _ in range(num_proposals)]
-    for k, t, order, n in all_pairs.tolist():
+    for (k, t, _, n), angle in zip(all_pairs.tolist(), angles, strict=True):
         if n in ignored[k] or speed[k, t] < TTC_STOPPED_SPEED:
             continue
-        step = t + TTC_PROJECTION_STEPS[order]
-        angle = relative_angle(states[k, t], _object_centroid(objects.corners[step, n]))
         ahead = angle < AHEAD_ANGLE
         behind = angle > BEHIND_ANGLE
         if ahead or ((ego_lateral_risk[k, t] or rear_axle_in_intersection[k, t]) and not behind):

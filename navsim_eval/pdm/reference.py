@@ -54,7 +54,7 @@ def pdm_closed_selector(
         red_light_polygons=[[] for _ in range(NUM_SCORING_STEPS)],
         removed_tokens=[],
         history=None,
-        reference_simulated=np.zeros((NUM_SCORING_STEPS, 11)),
+        reference_sampled=np.zeros((NUM_SCORING_STEPS, 11)),
     )
 
     def select(proposals: np.ndarray) -> int:

@@ -115,7 +115,8 @@ class SceneContext:
     red_light_polygons: list[list[shapely.Polygon]]
     removed_tokens: list[str]
     history: np.ndarray | None  # [H, 11] logged ego states prepended for HC
-    reference_simulated: np.ndarray  # [41, 11]
+    reference_sampled: np.ndarray  # [41, 11] PDM-Closed states before simulation
+    reference_simulated: np.ndarray | None = None  # [41, 11], simulated with the first candidates
     reference_metrics: ProposalMetrics | None = None
     human_metrics: dict | None = None
 
@@ -134,8 +135,7 @@ class SceneContext:
             observation, removed = log_replay_observation(cache)
             red_lights = red_light_polygons(cache)
             history = history_states(cache.past_ego_states) if cache.past_ego_states else None
-        reference = reference_states_from_poses(cache.ego, cache.reference_poses)
-        simulated = simulate(cache.ego.to_array(), reference)[0]
+        reference = reference_states_from_poses(cache.ego, cache.reference_poses)[0]
         return cls(
             cache,
             version,
@@ -147,7 +147,7 @@ class SceneContext:
             red_lights,
             removed,
             history,
-            simulated,
+            reference,
         )
 
 
@@ -330,11 +330,28 @@ def _metric_columns(metrics: ProposalMetrics, ep: np.ndarray, version: str) -> d
     }
 
 
+def simulate_candidates(context: SceneContext, sampled: np.ndarray) -> np.ndarray:
+    """Simulate candidate reference states [K, 41, 11]; the PDM-Closed reference rides along in the first call."""
+    initial = context.cache.ego.to_array()
+    if context.reference_simulated is not None:
+        return simulate(initial, sampled)
+    simulated = simulate(initial, np.concatenate([context.reference_sampled[None], sampled]))
+    context.reference_simulated = simulated[0]
+    return simulated[1:]
+
+
+def reference_simulated(context: SceneContext) -> np.ndarray:
+    """The simulated PDM-Closed reference [41, 11] of a scene context."""
+    if context.reference_simulated is None:
+        context.reference_simulated = simulate(context.cache.ego.to_array(), context.reference_sampled[None])[0]
+    return context.reference_simulated
+
+
 def _evaluate_with_reference(context: SceneContext, simulated: np.ndarray) -> tuple[ProposalMetrics, ProposalMetrics]:
     """Metrics of the candidates and of the PDM-Closed reference; the reference is evaluated once per context,
     in the same pass as the first batch of candidates."""
     if context.reference_metrics is None:
-        both = evaluate_proposals(context, np.concatenate([context.reference_simulated[None], simulated]))
+        both = evaluate_proposals(context, np.concatenate([reference_simulated(context)[None], simulated]))
         context.reference_metrics = both.select(slice(0, 1))
         return both.select(slice(1, None)), context.reference_metrics
     return evaluate_proposals(context, simulated), context.reference_metrics
@@ -435,8 +452,7 @@ def score(
     simulated_all = np.full((num, NUM_SCORING_STEPS, len(StateIndex)), np.nan)
     index = np.flatnonzero(finite)
     if len(index):
-        sampled = agent_reference_states(cache.ego, array[index])
-        simulated = simulate(cache.ego.to_array(), sampled)
+        simulated = simulate_candidates(context, agent_reference_states(cache.ego, array[index]))
         diverged = ~np.isfinite(simulated).all(axis=(1, 2))
         for i in index[diverged]:
             reasons[i] = "simulation diverged (non-finite states)"

@@ -19,7 +19,7 @@ from navsim_eval.conformance import (
     load_case,
 )
 from navsim_eval.pdm.comfort import COMFORT_CHECKS
-from navsim_eval.pdm.scorer import SceneContext, ScorerConfig, evaluate_proposals, score
+from navsim_eval.pdm.scorer import SceneContext, ScorerConfig, evaluate_proposals, reference_simulated, score
 from navsim_eval.sim.interpolation import agent_reference_states, reference_states_from_poses
 
 CASE_PATHS = case_paths(default_conformance_dir())
@@ -99,7 +99,7 @@ def test_states_match_official(case, version):
         "sampled agent",
     )
     problems += _compare_states(
-        official["simulated_states"]["pdm_closed"], context.reference_simulated, "simulated pdm_closed"
+        official["simulated_states"]["pdm_closed"], reference_simulated(context), "simulated pdm_closed"
     )
     problems += _compare_states(official["simulated_states"]["agent"], table.simulated_states[0], "simulated agent")
     assert not problems, f"{case.case_id} {version}:\n  " + "\n  ".join(problems)
