@@ -53,6 +53,7 @@ class DrivableMap:
         self._token_index = {token: i for i, token in enumerate(self.tokens)}
         self._tree = shapely.STRtree(self.polygons)
         self._bounds = shapely.bounds(self.polygons)
+        self._layer_masks: dict[tuple[MapLayer, ...], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -71,9 +72,14 @@ class DrivableMap:
         return cls(tokens, layers, polygons)
 
     def layer_mask(self, layers: Iterable[MapLayer]) -> np.ndarray:
-        """Boolean mask over polygons whose layer is one of ``layers``."""
-        codes = [list(MapLayer).index(layer) for layer in layers]
-        return np.isin(self._layer_codes, codes)
+        """Boolean mask over polygons whose layer is one of ``layers`` (memoised: the scorer asks every call)."""
+        key = tuple(layers)
+        mask = self._layer_masks.get(key)
+        if mask is None:
+            mask = np.isin(self._layer_codes, [list(MapLayer).index(layer) for layer in key])
+            mask.flags.writeable = False
+            self._layer_masks[key] = mask
+        return mask
 
     def token_mask(self, tokens: Iterable[str]) -> np.ndarray:
         mask = np.zeros(len(self), dtype=bool)
