@@ -214,6 +214,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     tables = score_many(((t, trajectories[t]) for t in tokens), store, version=args.version, workers=args.workers)
+    with_ec = 0
+    if args.version == "v2":
+        from navsim_eval.pdm.two_frame import apply_two_frame_comfort
+
+        with_ec = apply_two_frame_comfort(tables)
     elapsed = time.perf_counter() - started
     out = write_score_csv(args.out, tables, args.version)
     details = Path(args.details) if args.details else None
@@ -227,6 +232,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(
         f"scored {len(tables)} scenes ({args.version}) in {elapsed:.1f} s: {len(valid)} valid, {len(invalid)} invalid"
     )
+    if args.version == "v2":
+        print(
+            f"two-frame extended comfort: {with_ec} scenes have the frame 0.5 s earlier (EC counted), "
+            f"{len(tables) - with_ec} do not (EC left out of their score)"
+        )
     if no_cache:
         print(f"warning: {len(no_cache)} trajectory tokens have no metric cache (scored invalid): {_listed(no_cache)}")
     if unused:
@@ -422,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conformance.add_argument(
         "--dir", metavar="DIR",
-        help="conformance folder (with cases/*.json); default $NAVSIM_EVAL_CONFORMANCE_DIR or the bundled one",
+        help="conformance folder (with cases/*.json); default $NAVSIM_EVAL_CONFORMANCE_DIR, else "
+        "../shared/pdm_conformance next to the repository",
     )  # fmt: skip
     conformance.add_argument(
         "--version", choices=("v1", "v2", "both"), default="both", help="which scorer to check (default both)"

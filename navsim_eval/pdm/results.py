@@ -47,6 +47,11 @@ class ScoreTable:
     reasons: list[str]
     diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
     simulated_states: np.ndarray | None = None  # [K, 41, 11] (NaN rows for invalid candidates)
+    log_name: str = ""
+    t0_us: int = 0
+    # The columns the score was aggregated from: the displayed ones, except for the pre-fix human filter, whose
+    # score ignored the filter. Needed to fold in extended comfort later.
+    aggregation_columns: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.valid)

@@ -375,24 +375,26 @@ def human_only_columns(context: SceneContext, config: ScorerConfig) -> dict[str,
 
 def apply_human_filter(
     columns: dict[str, np.ndarray], human: dict[str, np.ndarray], config: ScorerConfig
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Set every metric the human fails (exactly 0) to 1 for the agent; return the filtered columns and score.
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Set every metric the human fails (exactly 0) to 1 for the agent.
 
-    Post-fix navsim recomputes the score from the filtered columns; before the fix (``human_filter_pre_fix``)
-    only the displayed columns changed and the score stayed unfiltered.
+    Returns (displayed columns, columns the score is aggregated from): post-fix navsim recomputes the score from
+    the filtered columns; before the fix (``human_filter_pre_fix``) only the displayed columns changed.
     """
     filtered = dict(columns)
     for name, values in human.items():
         if name in filtered and not np.isnan(values[0]) and values[0] == 0.0:
             filtered[name] = np.ones_like(filtered[name])
-    score = aggregate(columns if config.human_filter_pre_fix else filtered, config, "v2")
-    return filtered, score
+    return filtered, (columns if config.human_filter_pre_fix else filtered)
 
 
 def score_simulated(
     context: SceneContext, simulated: np.ndarray, config: ScorerConfig | None = None
-) -> tuple[dict[str, np.ndarray], ProposalMetrics]:
-    """Score simulated candidate states [K, 41, 11] of one scene; returns the official columns and raw metrics."""
+) -> tuple[dict[str, np.ndarray], ProposalMetrics, dict[str, np.ndarray]]:
+    """Score simulated candidate states [K, 41, 11] of one scene.
+
+    Returns the official columns, the raw metrics and the columns the score was aggregated from.
+    """
     config = config or ScorerConfig()
     version = context.version
     metrics, reference = _evaluate_with_reference(context, simulated)
@@ -405,13 +407,13 @@ def score_simulated(
         config.progress_distance_threshold,
     )
     columns = _metric_columns(metrics, ep, version)
-    score = aggregate(columns, config, version)
+    scored = columns
     if version == "v2" and config.human_penalty_filter:
         human = human_only_columns(context, config)
         if human is not None:
-            columns, score = apply_human_filter(columns, human, config)
-    columns["score"] = score
-    return columns, metrics
+            columns, scored = apply_human_filter(columns, human, config)
+    columns["score"] = aggregate(scored, config, version)
+    return columns, metrics, scored
 
 
 def score(
@@ -449,6 +451,7 @@ def score(
     }
     if version == "v2":
         columns["two_frame_extended_comfort"][:] = np.nan
+    aggregation = {name: values.copy() for name, values in columns.items() if name != "score"}
     simulated_all = np.full((num, NUM_SCORING_STEPS, len(StateIndex)), np.nan)
     index = np.flatnonzero(finite)
     if len(index):
@@ -459,16 +462,29 @@ def score(
         keep = index[~diverged]
         simulated = simulated[~diverged]
         if len(keep):
-            scored, metrics = score_simulated(context, simulated, config)
+            scored, metrics, aggregated = score_simulated(context, simulated, config)
             for name in names:
                 columns[name][keep] = scored[name]
+                if name != "score":
+                    aggregation[name][keep] = aggregated[name]
             diagnostics["progress_raw"][keep] = metrics.progress_raw
             diagnostics["first_collision_step"][keep] = metrics.first_collision_step
             diagnostics["at_fault_token"][keep] = metrics.at_fault_token
             diagnostics["first_ttc_step"][keep] = metrics.first_ttc_step
             simulated_all[keep] = simulated
     valid = np.array([reason == "" for reason in reasons])
-    return ScoreTable(cache.token, version, columns, valid, reasons, diagnostics, simulated_all)
+    return ScoreTable(
+        cache.token,
+        version,
+        columns,
+        valid,
+        reasons,
+        diagnostics,
+        simulated_all,
+        cache.log_name,
+        cache.t0_us,
+        aggregation,
+    )
 
 
 def _check_version(version: str) -> None:
