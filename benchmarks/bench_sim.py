@@ -13,30 +13,13 @@ controller and sharp turns occur as they do in the cases. Figures are medians ov
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from common import median_ms, perturbed_candidates
 
 from navsim_eval.conformance import case_paths, default_conformance_dir, load_case
 from navsim_eval.sim.interpolation import agent_reference_states
 from navsim_eval.sim.simulator import initial_state_array, simulate
-
-
-def _plans(trajectory: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    noise = rng.normal(0.0, 1.0, size=(k, 8, 3)) * np.array([0.5, 0.3, 0.02]) * np.linspace(0.2, 1.0, 8)[:, None]
-    plans = trajectory[None] + noise
-    plans[0] = trajectory
-    return plans
-
-
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up (caches of constant matrices)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
 
 
 def main() -> None:
@@ -56,10 +39,10 @@ def main() -> None:
     for k in args.sizes:
         per_call = []
         for case in cases:
-            ego, plans = case.cache.ego, _plans(case.agent_trajectory, k, rng)
+            ego, plans = case.cache.ego, perturbed_candidates(case.agent_trajectory, k, rng)
             initial = initial_state_array(ego)
             per_call.append(
-                _median_ms(lambda e=ego, p=plans, s=initial: simulate(s, agent_reference_states(e, p)), args.repeats)
+                median_ms(lambda e=ego, p=plans, s=initial: simulate(s, agent_reference_states(e, p)), args.repeats)
             )
         ms = float(np.median(per_call))
         print(f"| {k} | {ms:.3f} | {ms / k:.4f} |")
