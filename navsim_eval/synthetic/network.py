@@ -1,0 +1,406 @@
+"""Procedural road networks for the synthetic world: a grid town in nuPlan's map vocabulary.
+
+The town is a grid of nodes joined by two-way roads. The outer ring has two lanes per direction, the inner cross one.
+Degree-2 corners become curved roads, degree-3 and degree-4 nodes become signalised intersections whose lane
+connectors join every incoming lane to the lanes it may turn into. Straight roads are split into two lane segments
+per direction (real maps have such seams, and NAVSIM treats them as "multiple lanes"). Car parks sit beside some
+roads. Everything is plain geometry; :mod:`navsim_eval.synthetic.mapfile` writes it as a nuPlan GeoPackage.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+
+LANE_WIDTH = 3.5
+INTERSECTION_MARGIN = 3.0  # metres between the outermost lane and the intersection edge (crosswalk room)
+CURVE_CLEARANCE = 22.0  # metres from a corner node to where its curve starts
+SAMPLE_SPACING = 1.0  # metres between centerline samples
+CURVE_SAMPLES = 41  # samples of every arc of a corner (shared angles)
+
+
+@dataclass
+class Lane:
+    """A lane or lane connector: centerline samples (x, y, heading), width, boundaries and graph links."""
+
+    id: str
+    roadblock_id: str
+    centerline: np.ndarray  # [N, 3]
+    width: float
+    speed_limit: float
+    is_connector: bool = False
+    predecessors: list[str] = field(default_factory=list)
+    successors: list[str] = field(default_factory=list)
+    lane_index: int = 0  # 0 = next to the road's centre line (the leftmost lane of its direction)
+    turn: str = "straight"  # connectors: straight, left or right
+
+    @property
+    def left_boundary(self) -> np.ndarray:
+        return _offset(self.centerline, self.width / 2.0)
+
+    @property
+    def right_boundary(self) -> np.ndarray:
+        return _offset(self.centerline, -self.width / 2.0)
+
+    @property
+    def polygon(self) -> shapely.Polygon:
+        ring = np.concatenate([self.left_boundary, self.right_boundary[::-1]])
+        polygon = shapely.Polygon(ring)
+        return polygon if polygon.is_valid else polygon.buffer(0)
+
+    @property
+    def length(self) -> float:
+        return float(np.sum(np.linalg.norm(np.diff(self.centerline[:, :2], axis=0), axis=1)))
+
+
+@dataclass
+class Roadblock:
+    """A lane group (ROADBLOCK) or, inside an intersection, a group of connectors (ROADBLOCK_CONNECTOR)."""
+
+    id: str
+    lane_ids: list[str]
+    is_connector: bool = False
+    intersection_id: str | None = None
+    polygon: shapely.Polygon | None = None
+
+
+@dataclass
+class TrafficLightGroup:
+    """Lane connectors that share one signal head; ``phase_offset_s`` staggers the approaches of a node."""
+
+    node: tuple[int, int]
+    approach: str  # "ns" or "ew": which axis the approach lies on
+    connector_ids: list[str]
+
+
+@dataclass
+class RoadNetwork:
+    """The whole town: lanes, roadblocks, intersections, car parks and signal groups (global metres)."""
+
+    lanes: dict[str, Lane]
+    roadblocks: dict[str, Roadblock]
+    intersections: dict[str, shapely.Polygon]
+    carparks: dict[str, shapely.Polygon]
+    lights: list[TrafficLightGroup]
+    origin: tuple[float, float]
+
+    def lane_polygons(self) -> dict[str, shapely.Polygon]:
+        return {lane_id: lane.polygon for lane_id, lane in self.lanes.items()}
+
+    def drivable_polygons(self) -> list[shapely.Polygon]:
+        """Every surface a car may be on (for rendering and sanity checks)."""
+        roadblocks = [rb.polygon for rb in self.roadblocks.values() if rb.polygon is not None]
+        return roadblocks + list(self.intersections.values()) + list(self.carparks.values())
+
+
+# ------------------------------------------------------------------------------------------------ geometry
+
+
+def _headings(points: np.ndarray) -> np.ndarray:
+    deltas = np.diff(points, axis=0)
+    heading = np.arctan2(deltas[:, 1], deltas[:, 0])
+    return np.concatenate([heading, heading[-1:]])
+
+
+def _with_headings(points: np.ndarray) -> np.ndarray:
+    return np.column_stack([points, _headings(points)])
+
+
+def _offset(path: np.ndarray, distance: float) -> np.ndarray:
+    """Points shifted ``distance`` to the left of each pose."""
+    return path[:, :2] + distance * np.column_stack([-np.sin(path[:, 2]), np.cos(path[:, 2])])
+
+
+def _line(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    count = max(2, math.ceil(np.linalg.norm(end - start) / SAMPLE_SPACING) + 1)
+    points = np.linspace(start, end, count)
+    return _with_headings(points)
+
+
+def _bezier(start: np.ndarray, control: np.ndarray, end: np.ndarray) -> np.ndarray:
+    length = np.linalg.norm(control - start) + np.linalg.norm(end - control)
+    count = max(3, math.ceil(length / SAMPLE_SPACING) + 1)
+    t = np.linspace(0.0, 1.0, count)[:, None]
+    points = (1 - t) ** 2 * start + 2 * (1 - t) * t * control + t**2 * end
+    return _with_headings(points)
+
+
+def _ray_intersection(p: np.ndarray, d: np.ndarray, q: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Intersection of the lines p + s d and q + u e (falls back to the midpoint for parallel lines)."""
+    matrix = np.array([[d[0], -e[0]], [d[1], -e[1]]])
+    if abs(np.linalg.det(matrix)) < 1e-9:
+        return (p + q) / 2.0
+    s, _ = np.linalg.solve(matrix, q - p)
+    return p + s * d
+
+
+_DIRECTIONS = {
+    "E": np.array([1.0, 0.0]),
+    "N": np.array([0.0, 1.0]),
+    "W": np.array([-1.0, 0.0]),
+    "S": np.array([0.0, -1.0]),
+}
+_LEFT_OF = {"E": "N", "N": "W", "W": "S", "S": "E"}
+_RIGHT_OF = {v: k for k, v in _LEFT_OF.items()}
+_OPPOSITE = {"E": "W", "W": "E", "N": "S", "S": "N"}
+
+
+# ------------------------------------------------------------------------------------------------ town
+
+
+@dataclass
+class _Edge:
+    a: tuple[int, int]
+    b: tuple[int, int]
+    lanes_per_direction: int
+    speed_limit: float
+    # lane ids per direction and segment: [segment][lane_index]; direction "ab" runs a -> b
+    lanes: dict[str, list[list[str]]] = field(default_factory=dict)
+
+
+def build_town(
+    rng: np.random.Generator,
+    grid: tuple[int, int] = (3, 3),
+    spacing: float = 170.0,
+    origin: tuple[float, float] = (587_000.0, 4_477_000.0),
+    num_carparks: int = 2,
+) -> RoadNetwork:
+    """A grid town of ``grid`` nodes ``spacing`` metres apart, placed at a UTM-like ``origin``."""
+    nx, ny = grid
+    if nx < 2 or ny < 2:
+        raise ValueError(f"grid must be at least 2 x 2 nodes, got {grid}")
+    base = np.asarray(origin, dtype=np.float64)
+
+    def position(node: tuple[int, int]) -> np.ndarray:
+        return base + spacing * np.asarray(node, dtype=np.float64)
+
+    def on_ring(node: tuple[int, int]) -> bool:
+        return node[0] in (0, nx - 1) or node[1] in (0, ny - 1)
+
+    edges: list[_Edge] = []
+    for i in range(nx):
+        for j in range(ny):
+            for di, dj in ((1, 0), (0, 1)):
+                a, b = (i, j), (i + di, j + dj)
+                if b[0] >= nx or b[1] >= ny:
+                    continue
+                ring = on_ring(a) and on_ring(b) and (a[0] == b[0] in (0, nx - 1) or a[1] == b[1] in (0, ny - 1))
+                edges.append(_Edge(a, b, 2 if ring else 1, 15.0 if ring else 11.0))
+
+    degree: dict[tuple[int, int], list[_Edge]] = {}
+    for edge in edges:
+        degree.setdefault(edge.a, []).append(edge)
+        degree.setdefault(edge.b, []).append(edge)
+
+    def clearance(node: tuple[int, int]) -> float:
+        incident = degree[node]
+        if len(incident) == 2:
+            return CURVE_CLEARANCE
+        return max(e.lanes_per_direction for e in incident) * LANE_WIDTH + INTERSECTION_MARGIN
+
+    lanes: dict[str, Lane] = {}
+    roadblocks: dict[str, Roadblock] = {}
+    counter = {"n": 10_000}
+
+    def new_id(kind: str) -> str:
+        """Map object ids are integers (as strings) like nuPlan's: the logs store lane connector ids as ints."""
+        counter["n"] += 1
+        return str(counter["n"])
+
+    # Straight roads: two lane segments per direction with a seam in the middle.
+    for edge in edges:
+        pa, pb = position(edge.a), position(edge.b)
+        d = (pb - pa) / np.linalg.norm(pb - pa)
+        start, end = pa + clearance(edge.a) * d, pb - clearance(edge.b) * d
+        middle = (start + end) / 2.0
+        for direction, (s0, s1, s2, sign) in {
+            "ab": (start, middle, end, 1.0),
+            "ba": (end, middle, start, -1.0),
+        }.items():
+            forward = sign * d
+            right = np.array([forward[1], -forward[0]])
+            segments = []
+            for seg_start, seg_end in ((s0, s1), (s1, s2)):
+                roadblock_id = new_id("rb")
+                ids = []
+                for k in range(edge.lanes_per_direction):
+                    offset = (k + 0.5) * LANE_WIDTH * right
+                    lane_id = new_id("ln")
+                    lanes[lane_id] = Lane(
+                        lane_id,
+                        roadblock_id,
+                        _line(seg_start + offset, seg_end + offset),
+                        LANE_WIDTH,
+                        edge.speed_limit,
+                        lane_index=k,
+                    )
+                    ids.append(lane_id)
+                roadblocks[roadblock_id] = Roadblock(roadblock_id, ids)
+                segments.append(ids)
+            for first, second in zip(segments[0], segments[1], strict=True):
+                lanes[first].successors.append(second)
+                lanes[second].predecessors.append(first)
+            edge.lanes[direction] = segments
+
+    # Nodes: curves at corners, connectors at intersections.
+    intersections: dict[str, shapely.Polygon] = {}
+    lights: list[TrafficLightGroup] = []
+    for node, incident in degree.items():
+        arrivals, departures = {}, {}  # compass direction of travel -> lane ids (by lane index)
+        for edge in incident:
+            towards_b = "ab" if edge.b == node else "ba"
+            away = "ba" if towards_b == "ab" else "ab"
+            other = edge.a if edge.b == node else edge.b
+            d = position(node) - position(other)
+            heading = _compass(d)
+            arrivals[heading] = edge.lanes[towards_b][-1]
+            departures[_OPPOSITE[heading]] = edge.lanes[away][0]
+        if len(incident) == 2:
+            _connect_curve(position(node), arrivals, departures, lanes, roadblocks, new_id)
+            continue
+        half = clearance(node)
+        center = position(node)
+        intersection_id = new_id("ix")
+        intersections[intersection_id] = shapely.box(
+            center[0] - half, center[1] - half, center[0] + half, center[1] + half
+        )
+        groups = _connect_intersection(arrivals, departures, lanes, roadblocks, new_id, intersection_id)
+        for approach, connector_ids in groups.items():
+            lights.append(TrafficLightGroup(node, "ns" if approach in ("N", "S") else "ew", connector_ids))
+
+    for roadblock in roadblocks.values():
+        roadblock.polygon = shapely.union_all([lanes[i].polygon for i in roadblock.lane_ids]).buffer(0)
+        if roadblock.is_connector:
+            roadblock.polygon = roadblock.polygon.simplify(0.01)
+
+    carparks = _carparks(rng, edges, position, num_carparks, new_id)
+    return RoadNetwork(lanes, roadblocks, intersections, carparks, lights, tuple(origin))
+
+
+def _compass(direction: np.ndarray) -> str:
+    """The compass direction of travel of a unit axis-aligned vector."""
+    if abs(direction[0]) > abs(direction[1]):
+        return "E" if direction[0] > 0 else "W"
+    return "N" if direction[1] > 0 else "S"
+
+
+def _link(lanes: dict[str, Lane], before: str, connector: str, after: str) -> None:
+    lanes[before].successors.append(connector)
+    lanes[connector].predecessors.append(before)
+    lanes[connector].successors.append(after)
+    lanes[after].predecessors.append(connector)
+
+
+def _connector_path(entry: Lane, exit_lane: Lane, turn: str) -> np.ndarray:
+    start, end = entry.centerline[-1, :2], exit_lane.centerline[0, :2]
+    if turn == "straight":
+        return _line(start, end)
+    d_in = np.array([np.cos(entry.centerline[-1, 2]), np.sin(entry.centerline[-1, 2])])
+    d_out = np.array([np.cos(exit_lane.centerline[0, 2]), np.sin(exit_lane.centerline[0, 2])])
+    return _bezier(start, _ray_intersection(start, d_in, end, d_out), end)
+
+
+def _connect_curve(node_position, arrivals, departures, lanes, roadblocks, new_id) -> None:
+    """A corner: each arriving lane continues on the departing road's lane of the same index along a circular arc.
+
+    All arcs of a corner share one centre and one set of sample angles, so the lanes of both directions meet the
+    road's centre line on exactly the same points (no slivers between the two curved lane groups).
+    """
+    headings = list(arrivals)
+    first_in = _DIRECTIONS[headings[0]]
+    first_out = _DIRECTIONS[next(h for h in departures if h != _OPPOSITE[headings[0]])]
+    center = node_position + CURVE_CLEARANCE * (first_out - first_in)
+    corner_angle = math.atan2(*(node_position - center)[::-1])
+    angles = corner_angle + np.linspace(-np.pi / 4, np.pi / 4, CURVE_SAMPLES)
+    for heading, arriving in arrivals.items():
+        outgoing = next(h for h in departures if h != _OPPOSITE[heading])
+        turn = "left" if outgoing == _LEFT_OF[heading] else "right"
+        roadblock_id = new_id("rb")
+        ids = []
+        for k, lane_id in enumerate(arriving):
+            exit_id = departures[outgoing][min(k, len(departures[outgoing]) - 1)]
+            entry = lanes[lane_id]
+            radius = float(np.linalg.norm(entry.centerline[-1, :2] - center))
+            start_angle = math.atan2(*(entry.centerline[-1, :2] - center)[::-1])
+            # Travel counter-clockwise on a left turn, clockwise on a right turn, over the shared angle samples.
+            ccw = turn == "left"
+            sweep = (
+                angles if abs(_wrap(start_angle - angles[0])) < abs(_wrap(start_angle - angles[-1])) else angles[::-1]
+            )
+            path = np.column_stack(
+                [
+                    center[0] + radius * np.cos(sweep),
+                    center[1] + radius * np.sin(sweep),
+                    sweep + (np.pi / 2 if ccw else -np.pi / 2),
+                ]
+            )
+            path[:, 2] = (path[:, 2] + np.pi) % (2 * np.pi) - np.pi
+            curve_id = new_id("ln")
+            lanes[curve_id] = Lane(curve_id, roadblock_id, path, LANE_WIDTH, min(entry.speed_limit, 11.0), lane_index=k)
+            _link(lanes, lane_id, curve_id, exit_id)
+            ids.append(curve_id)
+        roadblocks[roadblock_id] = Roadblock(roadblock_id, ids)  # a curved lane group, not a connector
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+def _connect_intersection(arrivals, departures, lanes, roadblocks, new_id, intersection_id) -> dict[str, list[str]]:
+    """Lane connectors of an intersection, grouped per (arrival road, departure road) into roadblock connectors.
+
+    Straight: lane k to lane k; left: the leftmost lane to the leftmost lane; right: the rightmost to the rightmost.
+    Returns the connector ids per arrival direction (one signal head each).
+    """
+    groups: dict[str, list[str]] = {}
+    for heading, arriving in arrivals.items():
+        for turn, target in (("straight", heading), ("left", _LEFT_OF[heading]), ("right", _RIGHT_OF[heading])):
+            if target not in departures:
+                continue
+            leaving = departures[target]
+            if turn == "straight":
+                pairs = [(arriving[k], leaving[min(k, len(leaving) - 1)]) for k in range(len(arriving))]
+            elif turn == "left":
+                pairs = [(arriving[0], leaving[0])]
+            else:
+                pairs = [(arriving[-1], leaving[-1])]
+            roadblock_id = new_id("rbc")
+            ids = []
+            for k, (lane_id, exit_id) in enumerate(pairs):
+                entry, exit_lane = lanes[lane_id], lanes[exit_id]
+                connector_id = new_id("lc")
+                lanes[connector_id] = Lane(
+                    connector_id,
+                    roadblock_id,
+                    _connector_path(entry, exit_lane, turn),
+                    LANE_WIDTH,
+                    entry.speed_limit if turn == "straight" else 8.0,
+                    is_connector=True,
+                    lane_index=k,
+                    turn=turn,
+                )
+                _link(lanes, lane_id, connector_id, exit_id)
+                ids.append(connector_id)
+            roadblocks[roadblock_id] = Roadblock(roadblock_id, ids, is_connector=True, intersection_id=intersection_id)
+            groups.setdefault(heading, []).extend(ids)
+    return groups
+
+
+def _carparks(rng, edges, position, count, new_id) -> dict[str, shapely.Polygon]:
+    """Rectangular car parks flush with the right edge of some straight roads (touching, so they are reachable)."""
+    carparks: dict[str, shapely.Polygon] = {}
+    for index in rng.choice(len(edges), size=min(count, len(edges)), replace=False):
+        edge = edges[int(index)]
+        pa, pb = position(edge.a), position(edge.b)
+        d = (pb - pa) / np.linalg.norm(pb - pa)
+        right = np.array([d[1], -d[0]])
+        center = (pa + pb) / 2.0 + right * (edge.lanes_per_direction * LANE_WIDTH + 12.0)
+        half_long, half_wide = 20.0, 12.0
+        corners = [
+            center + sl * half_long * d + sw * half_wide * right for sl, sw in ((1, 1), (-1, 1), (-1, -1), (1, -1))
+        ]
+        carparks[new_id("cp")] = shapely.Polygon(corners)
+    return carparks
