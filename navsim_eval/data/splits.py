@@ -1,0 +1,291 @@
+"""NAVSIM split files: ``train_test_split/<split>.yaml`` and ``train_test_split/scene_filter/<name>.yaml``.
+
+A split file names its scene filter and data folder::
+
+    defaults:
+      - scene_filter: navtest
+    data_split: test
+
+A scene-filter file is a Hydra ``SceneFilter`` config (``_target_``, ``_convert_``, frame counts, ``has_route``,
+``max_scenes``, and ``log_names`` / ``tokens`` lists of quoted strings, ``null`` for "all").
+
+PyYAML is not a dependency: :func:`parse_split_yaml` reads the subset of YAML these files use (top-level
+``key: scalar``, block or flow lists of scalars, one-key mappings as list items, comments, quoted keys) and names
+the line of anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from navsim_eval.data.scene_filter import SceneFilter, SceneFilterError
+
+SCENE_FILTER_TARGET = "navsim.common.dataclasses.SceneFilter"
+SCENE_FILTER_DIR = "scene_filter"
+_HYDRA_KEYS = ("_target_", "_convert_")
+_FILTER_FIELDS = tuple(SceneFilter.__dataclass_fields__)
+_KEY_RE = re.compile(r"""^(?P<key>'(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|[^\s'"#:][^:#]*?)\s*:(?:\s+(?P<value>.*))?$""")
+_INT_RE = re.compile(r"^[-+]?[0-9]+$")
+_FLOAT_RE = re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?$")
+_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+# ------------------------------------------------------------------------------------------------ tiny YAML
+
+
+def _strip_comment(line: str) -> str:
+    """Drop a ``#`` comment that starts the line or follows whitespace outside quotes."""
+    quote: str | None = None
+    for i, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i].rstrip()
+    return line.rstrip()
+
+
+def _scalar(text: str, where: str) -> Any:
+    """A YAML scalar: quoted string, null, bool, int, float or plain string."""
+    text = text.strip()
+    if not text or text in ("null", "Null", "NULL", "~"):
+        return None
+    if text[0] == "'":
+        if len(text) < 2 or text[-1] != "'":
+            raise SceneFilterError(f"{where}: unterminated quoted string {text!r}")
+        return text[1:-1].replace("''", "'")
+    if text[0] == '"':
+        if len(text) < 2 or text[-1] != '"':
+            raise SceneFilterError(f"{where}: unterminated quoted string {text!r}")
+        body = text[1:-1]
+        return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)
+    if text[0] in "{&*!|>%@`":
+        raise SceneFilterError(f"{where}: unsupported YAML syntax {text!r}")
+    if text.lower() in _BOOLS:
+        return _BOOLS[text.lower()]
+    if _INT_RE.match(text):
+        return int(text)
+    if _FLOAT_RE.match(text):
+        return float(text)
+    return text
+
+
+def _flow_list(text: str, where: str) -> list[Any]:
+    body = text.strip()[1:-1].strip()
+    if not body:
+        return []
+    items, current, quote = [], "", None
+    for char in body:
+        if quote:
+            current += char
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+            current += char
+        elif char == ",":
+            items.append(current)
+            current = ""
+        elif char in "[]{}":
+            raise SceneFilterError(f"{where}: nested flow collections are not supported")
+        else:
+            current += char
+    items.append(current)
+    return [_scalar(item, where) for item in items]
+
+
+def _value(text: str, where: str) -> Any:
+    text = text.strip()
+    if text.startswith("["):
+        if not text.endswith("]"):
+            raise SceneFilterError(f"{where}: unterminated flow list {text!r}")
+        return _flow_list(text, where)
+    return _scalar(text, where)
+
+
+def parse_split_yaml(text: str, source: str = "<yaml>") -> dict[str, Any]:
+    """Parse a NAVSIM split / scene-filter YAML into a dict (the YAML subset described in the module docstring)."""
+    result: dict[str, Any] = {}
+    current_list: list[Any] | None = None
+    current_key: str | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        where = f"{source}:{number}"
+        line = _strip_comment(raw)
+        if not line.strip() or line.strip() in ("---", "..."):
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        stripped = line.strip()
+        if "\t" in raw[: len(raw) - len(raw.lstrip())]:
+            raise SceneFilterError(f"{where}: tabs are not allowed for indentation")
+        if stripped.startswith("- ") or stripped == "-":
+            if current_key is None:
+                raise SceneFilterError(f"{where}: list item outside of a key")
+            if current_list is None:
+                current_list = []
+                result[current_key] = current_list
+            item = stripped[1:].strip()
+            match = _KEY_RE.match(item)
+            if match:  # a one-key mapping such as ``- scene_filter: navtest``
+                current_list.append({_scalar(match.group("key"), where): _value(match.group("value") or "", where)})
+            else:
+                current_list.append(_value(item, where))
+            continue
+        if indent > 0:
+            raise SceneFilterError(f"{where}: nested mappings are not supported in split files: {stripped!r}")
+        match = _KEY_RE.match(stripped)
+        if not match:
+            raise SceneFilterError(f"{where}: expected 'key: value', got {stripped!r}")
+        key = _scalar(match.group("key"), where)
+        if not isinstance(key, str):
+            raise SceneFilterError(f"{where}: keys must be strings, got {key!r}")
+        if key in result:
+            raise SceneFilterError(f"{where}: duplicate key {key!r}")
+        value_text = match.group("value")
+        result[key] = None if value_text is None else _value(value_text, where)
+        current_key = key if value_text is None else None  # only ``key:`` with nothing after may open a list
+        current_list = None
+    return result
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _format_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return _quote(str(value))
+
+
+# ------------------------------------------------------------------------------------------------ scene filters
+
+
+def scene_filter_from_dict(data: dict[str, Any], source: str = "<scene filter>") -> SceneFilter:
+    """Build a :class:`SceneFilter` from parsed YAML, rejecting unknown keys and another ``_target_``."""
+    target = data.get("_target_", SCENE_FILTER_TARGET)
+    if target != SCENE_FILTER_TARGET:
+        raise SceneFilterError(f"{source}: _target_ is {target!r}, expected {SCENE_FILTER_TARGET!r}")
+    unknown = [key for key in data if key not in _FILTER_FIELDS and key not in _HYDRA_KEYS]
+    if unknown:
+        expected = list(_FILTER_FIELDS)
+        raise SceneFilterError(f"{source}: unknown scene filter keys {unknown}; expected some of {expected}")
+    kwargs = {key: value for key, value in data.items() if key in _FILTER_FIELDS}
+    try:
+        return SceneFilter(**kwargs)
+    except SceneFilterError as error:
+        raise SceneFilterError(f"{source}: {error}") from None
+
+
+def read_scene_filter(path: str | Path) -> SceneFilter:
+    """Read a ``scene_filter/<name>.yaml`` file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SceneFilterError(f"{path}: cannot read scene filter ({error.strerror or error})") from None
+    return scene_filter_from_dict(parse_split_yaml(text, str(path)), str(path))
+
+
+def format_scene_filter(scene_filter: SceneFilter) -> str:
+    """The YAML text of a scene filter in NAVSIM's layout (token lists as quoted block lists)."""
+    lines = [f"_target_: {SCENE_FILTER_TARGET}", "_convert_: 'all'", ""]
+    data = scene_filter.to_dict()
+    for key in ("num_history_frames", "num_future_frames", "frame_interval", "has_route", "max_scenes"):
+        lines.append(f"{key}: {_format_scalar(data[key])}")
+    if scene_filter.include_synthetic_scenes:
+        lines.append("include_synthetic_scenes: true")
+    for key in ("log_names", "tokens", *(k for k in data if k.endswith("_tokens") and k != "tokens")):
+        value = data[key]
+        if value is None and key not in ("log_names", "tokens"):
+            continue
+        if value is None:
+            lines.append(f"{key}: null")
+        elif not value:
+            lines.append(f"{key}: []")
+        else:
+            lines.append(f"{key}:")
+            lines.extend(f"  - {_quote(item)}" for item in value)
+    return "\n".join(lines) + "\n"
+
+
+def _write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_scene_filter(path: str | Path, scene_filter: SceneFilter) -> Path:
+    """Write a ``scene_filter/<name>.yaml`` file (atomically)."""
+    return _write_text(Path(path), format_scene_filter(scene_filter))
+
+
+# ------------------------------------------------------------------------------------------------ split files
+
+
+@dataclass(frozen=True)
+class Split:
+    """A train/test split: its name, the data folder it reads (``navsim_logs/<data_split>``) and its filter."""
+
+    name: str
+    data_split: str
+    scene_filter: SceneFilter
+    scene_filter_name: str
+
+
+def _split_file_fields(data: dict[str, Any], source: str) -> tuple[str, str]:
+    """(scene filter name, data_split) of a parsed ``<split>.yaml``."""
+    defaults = data.get("defaults")
+    names = [
+        item["scene_filter"]
+        for item in (defaults or [])
+        if isinstance(item, dict) and isinstance(item.get("scene_filter"), str)
+    ]
+    if len(names) != 1:
+        raise SceneFilterError(f"{source}: expected 'defaults: [- scene_filter: <name>]', got {defaults!r}")
+    data_split = data.get("data_split")
+    if not isinstance(data_split, str) or not data_split:
+        raise SceneFilterError(f"{source}: 'data_split' must be a folder name such as 'test', got {data_split!r}")
+    return names[0], data_split
+
+
+def load_split(config_dir: str | Path, name: str) -> Split:
+    """Load ``<config_dir>/<name>.yaml`` and its ``<config_dir>/scene_filter/<filter>.yaml``.
+
+    ``config_dir`` is a ``train_test_split`` folder (NAVSIM: ``navsim/planning/script/config/common/
+    train_test_split``).
+    """
+    config_dir = Path(config_dir)
+    path = config_dir / f"{name}.yaml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SceneFilterError(f"{path}: cannot read split file ({error.strerror or error})") from None
+    filter_name, data_split = _split_file_fields(parse_split_yaml(text, str(path)), str(path))
+    scene_filter = read_scene_filter(config_dir / SCENE_FILTER_DIR / f"{filter_name}.yaml")
+    return Split(name, data_split, scene_filter, filter_name)
+
+
+def write_split(config_dir: str | Path, split: Split) -> Path:
+    """Write ``<config_dir>/<name>.yaml`` and its scene filter file; returns the split file path."""
+    config_dir = Path(config_dir)
+    write_scene_filter(config_dir / SCENE_FILTER_DIR / f"{split.scene_filter_name}.yaml", split.scene_filter)
+    text = f"defaults:\n  - scene_filter: {split.scene_filter_name}\n\ndata_split: {split.data_split}\n"
+    return _write_text(config_dir / f"{split.name}.yaml", text)
