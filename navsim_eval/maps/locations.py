@@ -27,6 +27,8 @@ MAP_VERSIONS = {
     "us-ma-boston": "9.12.1817",
     "us-nv-las-vegas-strip": "9.15.1915",
     "us-pa-pittsburgh-hazelwood": "9.17.1937",
+    # The embedded synthetic world (navsim_eval.synthetic). Not a nuPlan city: the official tools do not know it.
+    "synthetic-town": "1.0.0",
 }
 MAP_LOCATIONS = tuple(MAP_VERSIONS)
 # Log ``map_location`` values that name another map (NavSimScenario maps "las_vegas" to the strip map).

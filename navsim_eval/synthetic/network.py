@@ -1,10 +1,11 @@
 """Procedural road networks for the synthetic world: a grid town in nuPlan's map vocabulary.
 
 The town is a grid of nodes joined by two-way roads. The outer ring has two lanes per direction, the inner cross one.
-Degree-2 corners become curved roads, degree-3 and degree-4 nodes become signalised intersections whose lane
-connectors join every incoming lane to the lanes it may turn into. Straight roads are split into two lane segments
-per direction (real maps have such seams, and NAVSIM treats them as "multiple lanes"). Car parks sit beside some
-roads. Everything is plain geometry; :mod:`navsim_eval.synthetic.mapfile` writes it as a nuPlan GeoPackage.
+Nodes with three or four roads are signalised intersections whose lane connectors join every arriving lane to the
+lanes it may turn into; the corners of the ring are curves (circular arcs). As in nuPlan, lanes only link through
+lane connectors, so a road between two intersections, corner included, is one roadblock per direction. Car parks
+sit beside some roads. Everything is plain geometry; :mod:`navsim_eval.synthetic.mapfile` writes it as a nuPlan
+GeoPackage.
 """
 
 from __future__ import annotations
@@ -157,8 +158,6 @@ class _Edge:
     b: tuple[int, int]
     lanes_per_direction: int
     speed_limit: float
-    # lane ids per direction and segment: [segment][lane_index]; direction "ab" runs a -> b
-    lanes: dict[str, list[list[str]]] = field(default_factory=dict)
 
 
 def build_town(
@@ -170,114 +169,144 @@ def build_town(
 ) -> RoadNetwork:
     """A grid town of ``grid`` nodes ``spacing`` metres apart, placed at a UTM-like ``origin``."""
     nx, ny = grid
-    if nx < 2 or ny < 2:
-        raise ValueError(f"grid must be at least 2 x 2 nodes, got {grid}")
+    if nx < 3 or ny < 3:
+        raise ValueError(f"grid must be at least 3 x 3 nodes (corners need intersections beside them), got {grid}")
     base = np.asarray(origin, dtype=np.float64)
 
     def position(node: tuple[int, int]) -> np.ndarray:
         return base + spacing * np.asarray(node, dtype=np.float64)
 
-    def on_ring(node: tuple[int, int]) -> bool:
-        return node[0] in (0, nx - 1) or node[1] in (0, ny - 1)
+    def ring_edge(a: tuple[int, int], b: tuple[int, int]) -> bool:
+        return (a[0] == b[0] and a[0] in (0, nx - 1)) or (a[1] == b[1] and a[1] in (0, ny - 1))
 
     edges: list[_Edge] = []
     for i in range(nx):
         for j in range(ny):
             for di, dj in ((1, 0), (0, 1)):
                 a, b = (i, j), (i + di, j + dj)
-                if b[0] >= nx or b[1] >= ny:
-                    continue
-                ring = on_ring(a) and on_ring(b) and (a[0] == b[0] in (0, nx - 1) or a[1] == b[1] in (0, ny - 1))
-                edges.append(_Edge(a, b, 2 if ring else 1, 15.0 if ring else 11.0))
-
-    degree: dict[tuple[int, int], list[_Edge]] = {}
+                if b[0] < nx and b[1] < ny:
+                    ring = ring_edge(a, b)
+                    edges.append(_Edge(a, b, 2 if ring else 1, 15.0 if ring else 11.0))
+    incident: dict[tuple[int, int], list[_Edge]] = {}
     for edge in edges:
-        degree.setdefault(edge.a, []).append(edge)
-        degree.setdefault(edge.b, []).append(edge)
+        incident.setdefault(edge.a, []).append(edge)
+        incident.setdefault(edge.b, []).append(edge)
 
     def clearance(node: tuple[int, int]) -> float:
-        incident = degree[node]
-        if len(incident) == 2:
-            return CURVE_CLEARANCE
-        return max(e.lanes_per_direction for e in incident) * LANE_WIDTH + INTERSECTION_MARGIN
+        return max(e.lanes_per_direction for e in incident[node]) * LANE_WIDTH + INTERSECTION_MARGIN
 
     lanes: dict[str, Lane] = {}
     roadblocks: dict[str, Roadblock] = {}
     counter = {"n": 10_000}
 
-    def new_id(kind: str) -> str:
+    def new_id() -> str:
         """Map object ids are integers (as strings) like nuPlan's: the logs store lane connector ids as ints."""
         counter["n"] += 1
         return str(counter["n"])
 
-    # Straight roads: two lane segments per direction with a seam in the middle.
-    for edge in edges:
-        pa, pb = position(edge.a), position(edge.b)
-        d = (pb - pa) / np.linalg.norm(pb - pa)
-        start, end = pa + clearance(edge.a) * d, pb - clearance(edge.b) * d
-        middle = (start + end) / 2.0
-        for direction, (s0, s1, s2, sign) in {
-            "ab": (start, middle, end, 1.0),
-            "ba": (end, middle, start, -1.0),
-        }.items():
-            forward = sign * d
-            right = np.array([forward[1], -forward[0]])
-            segments = []
-            for seg_start, seg_end in ((s0, s1), (s1, s2)):
-                roadblock_id = new_id("rb")
-                ids = []
-                for k in range(edge.lanes_per_direction):
-                    offset = (k + 0.5) * LANE_WIDTH * right
-                    lane_id = new_id("ln")
-                    lanes[lane_id] = Lane(
-                        lane_id,
-                        roadblock_id,
-                        _line(seg_start + offset, seg_end + offset),
-                        LANE_WIDTH,
-                        edge.speed_limit,
-                        lane_index=k,
-                    )
-                    ids.append(lane_id)
-                roadblocks[roadblock_id] = Roadblock(roadblock_id, ids)
-                segments.append(ids)
-            for first, second in zip(segments[0], segments[1], strict=True):
-                lanes[first].successors.append(second)
-                lanes[second].predecessors.append(first)
-            edge.lanes[direction] = segments
+    # Roads: chains of edges between two intersections, through any corners; one roadblock per direction.
+    arrivals: dict[tuple[int, int], dict[str, list[str]]] = {}
+    departures: dict[tuple[int, int], dict[str, list[str]]] = {}
+    for nodes, edge in _road_chains(incident):
+        points = [position(node) for node in nodes]
+        centre = _road_centre(points, clearance(nodes[0]), clearance(nodes[-1]))
+        for direction_nodes, path in ((nodes, centre), (nodes[::-1], _reverse(centre))):
+            roadblock_id = new_id()
+            ids = []
+            for k in range(edge.lanes_per_direction):
+                lane_id = new_id()
+                centerline = np.column_stack([_offset(path, -(k + 0.5) * LANE_WIDTH), path[:, 2]])
+                lanes[lane_id] = Lane(lane_id, roadblock_id, centerline, LANE_WIDTH, edge.speed_limit, lane_index=k)
+                ids.append(lane_id)
+            roadblocks[roadblock_id] = Roadblock(roadblock_id, ids)
+            first, last = direction_nodes[0], direction_nodes[-1]
+            departures.setdefault(first, {})[_compass(path[1, :2] - path[0, :2])] = ids
+            arrivals.setdefault(last, {})[_compass(path[-1, :2] - path[-2, :2])] = ids
 
-    # Nodes: curves at corners, connectors at intersections.
+    # Intersections: connectors joining every arriving lane to the lanes it may turn into.
     intersections: dict[str, shapely.Polygon] = {}
     lights: list[TrafficLightGroup] = []
-    for node, incident in degree.items():
-        arrivals, departures = {}, {}  # compass direction of travel -> lane ids (by lane index)
-        for edge in incident:
-            towards_b = "ab" if edge.b == node else "ba"
-            away = "ba" if towards_b == "ab" else "ab"
-            other = edge.a if edge.b == node else edge.b
-            d = position(node) - position(other)
-            heading = _compass(d)
-            arrivals[heading] = edge.lanes[towards_b][-1]
-            departures[_OPPOSITE[heading]] = edge.lanes[away][0]
-        if len(incident) == 2:
-            _connect_curve(position(node), arrivals, departures, lanes, roadblocks, new_id)
-            continue
+    for node in arrivals:
         half = clearance(node)
         center = position(node)
-        intersection_id = new_id("ix")
+        intersection_id = new_id()
         intersections[intersection_id] = shapely.box(
             center[0] - half, center[1] - half, center[0] + half, center[1] + half
         )
-        groups = _connect_intersection(arrivals, departures, lanes, roadblocks, new_id, intersection_id)
+        groups = _connect_intersection(arrivals[node], departures[node], lanes, roadblocks, new_id, intersection_id)
         for approach, connector_ids in groups.items():
             lights.append(TrafficLightGroup(node, "ns" if approach in ("N", "S") else "ew", connector_ids))
 
     for roadblock in roadblocks.values():
         roadblock.polygon = shapely.union_all([lanes[i].polygon for i in roadblock.lane_ids]).buffer(0)
-        if roadblock.is_connector:
-            roadblock.polygon = roadblock.polygon.simplify(0.01)
 
     carparks = _carparks(rng, edges, position, num_carparks, new_id)
     return RoadNetwork(lanes, roadblocks, intersections, carparks, lights, tuple(origin))
+
+
+def _road_chains(incident: dict[tuple[int, int], list[_Edge]]) -> list[tuple[list[tuple[int, int]], _Edge]]:
+    """Node sequences from one intersection (degree >= 3) to the next through degree-2 corners."""
+    chains, used = [], set()
+    for start, edges in incident.items():
+        if len(edges) < 3:
+            continue
+        for edge in edges:
+            if id(edge) in used:
+                continue
+            nodes, current, node = [start], edge, start
+            while True:
+                used.add(id(current))
+                node = current.b if current.a == node else current.a
+                nodes.append(node)
+                if len(incident[node]) != 2:
+                    break
+                current = next(e for e in incident[node] if e is not current)
+            chains.append((nodes, edge))
+    return chains
+
+
+def _road_centre(points: list[np.ndarray], start_clearance: float, end_clearance: float) -> np.ndarray:
+    """The road's centre line (x, y, heading): straight runs joined by circular arcs of radius CURVE_CLEARANCE."""
+    pieces = []
+    start = points[0] + start_clearance * _unit(points[1] - points[0])
+    for index in range(1, len(points) - 1):
+        corner, d_in, d_out = (
+            points[index],
+            _unit(points[index] - points[index - 1]),
+            _unit(points[index + 1] - points[index]),
+        )
+        arc_start = corner - CURVE_CLEARANCE * d_in
+        pieces.append(_line(start, arc_start)[:-1])
+        pieces.append(_arc(corner, d_in, d_out)[:-1])
+        start = corner + CURVE_CLEARANCE * d_out
+    pieces.append(_line(start, points[-1] - end_clearance * _unit(points[-1] - points[-2])))
+    return np.concatenate(pieces)
+
+
+def _arc(corner: np.ndarray, d_in: np.ndarray, d_out: np.ndarray) -> np.ndarray:
+    """A quarter circle from corner - c d_in to corner + c d_out, sampled at CURVE_SAMPLES angles."""
+    center = corner + CURVE_CLEARANCE * (d_out - d_in)
+    left_turn = d_in[0] * d_out[1] - d_in[1] * d_out[0] > 0
+    start = math.atan2(*(corner - CURVE_CLEARANCE * d_in - center)[::-1])
+    angles = start + np.linspace(0.0, np.pi / 2 if left_turn else -np.pi / 2, CURVE_SAMPLES)
+    heading = angles + (np.pi / 2 if left_turn else -np.pi / 2)
+    return np.column_stack(
+        [
+            center[0] + CURVE_CLEARANCE * np.cos(angles),
+            center[1] + CURVE_CLEARANCE * np.sin(angles),
+            (heading + np.pi) % (2 * np.pi) - np.pi,
+        ]
+    )
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+def _reverse(path: np.ndarray) -> np.ndarray:
+    reverse = path[::-1].copy()
+    reverse[:, 2] = (reverse[:, 2] + 2 * np.pi) % (2 * np.pi) - np.pi
+    return reverse
 
 
 def _compass(direction: np.ndarray) -> str:
@@ -303,52 +332,6 @@ def _connector_path(entry: Lane, exit_lane: Lane, turn: str) -> np.ndarray:
     return _bezier(start, _ray_intersection(start, d_in, end, d_out), end)
 
 
-def _connect_curve(node_position, arrivals, departures, lanes, roadblocks, new_id) -> None:
-    """A corner: each arriving lane continues on the departing road's lane of the same index along a circular arc.
-
-    All arcs of a corner share one centre and one set of sample angles, so the lanes of both directions meet the
-    road's centre line on exactly the same points (no slivers between the two curved lane groups).
-    """
-    headings = list(arrivals)
-    first_in = _DIRECTIONS[headings[0]]
-    first_out = _DIRECTIONS[next(h for h in departures if h != _OPPOSITE[headings[0]])]
-    center = node_position + CURVE_CLEARANCE * (first_out - first_in)
-    corner_angle = math.atan2(*(node_position - center)[::-1])
-    angles = corner_angle + np.linspace(-np.pi / 4, np.pi / 4, CURVE_SAMPLES)
-    for heading, arriving in arrivals.items():
-        outgoing = next(h for h in departures if h != _OPPOSITE[heading])
-        turn = "left" if outgoing == _LEFT_OF[heading] else "right"
-        roadblock_id = new_id("rb")
-        ids = []
-        for k, lane_id in enumerate(arriving):
-            exit_id = departures[outgoing][min(k, len(departures[outgoing]) - 1)]
-            entry = lanes[lane_id]
-            radius = float(np.linalg.norm(entry.centerline[-1, :2] - center))
-            start_angle = math.atan2(*(entry.centerline[-1, :2] - center)[::-1])
-            # Travel counter-clockwise on a left turn, clockwise on a right turn, over the shared angle samples.
-            ccw = turn == "left"
-            sweep = (
-                angles if abs(_wrap(start_angle - angles[0])) < abs(_wrap(start_angle - angles[-1])) else angles[::-1]
-            )
-            path = np.column_stack(
-                [
-                    center[0] + radius * np.cos(sweep),
-                    center[1] + radius * np.sin(sweep),
-                    sweep + (np.pi / 2 if ccw else -np.pi / 2),
-                ]
-            )
-            path[:, 2] = (path[:, 2] + np.pi) % (2 * np.pi) - np.pi
-            curve_id = new_id("ln")
-            lanes[curve_id] = Lane(curve_id, roadblock_id, path, LANE_WIDTH, min(entry.speed_limit, 11.0), lane_index=k)
-            _link(lanes, lane_id, curve_id, exit_id)
-            ids.append(curve_id)
-        roadblocks[roadblock_id] = Roadblock(roadblock_id, ids)  # a curved lane group, not a connector
-
-
-def _wrap(angle: float) -> float:
-    return (angle + math.pi) % (2 * math.pi) - math.pi
-
-
 def _connect_intersection(arrivals, departures, lanes, roadblocks, new_id, intersection_id) -> dict[str, list[str]]:
     """Lane connectors of an intersection, grouped per (arrival road, departure road) into roadblock connectors.
 
@@ -367,11 +350,11 @@ def _connect_intersection(arrivals, departures, lanes, roadblocks, new_id, inter
                 pairs = [(arriving[0], leaving[0])]
             else:
                 pairs = [(arriving[-1], leaving[-1])]
-            roadblock_id = new_id("rbc")
+            roadblock_id = new_id()
             ids = []
             for k, (lane_id, exit_id) in enumerate(pairs):
                 entry, exit_lane = lanes[lane_id], lanes[exit_id]
-                connector_id = new_id("lc")
+                connector_id = new_id()
                 lanes[connector_id] = Lane(
                     connector_id,
                     roadblock_id,
@@ -402,5 +385,5 @@ def _carparks(rng, edges, position, count, new_id) -> dict[str, shapely.Polygon]
         corners = [
             center + sl * half_long * d + sw * half_wide * right for sl, sw in ((1, 1), (-1, 1), (-1, -1), (1, -1))
         ]
-        carparks[new_id("cp")] = shapely.Polygon(corners)
+        carparks[new_id()] = shapely.Polygon(corners)
     return carparks

@@ -30,9 +30,13 @@ def town():
 def test_town_has_every_kind_of_road(town):
     connectors = [lane for lane in town.lanes.values() if lane.is_connector]
     assert {lane.turn for lane in connectors} == {"straight", "left", "right"}
-    assert len(town.intersections) == 5  # four 3-way and one 4-way node in a 3 x 3 grid
+    assert len(town.intersections) == 5  # four 3-way and one 4-way node in a 3 x 3 grid (corners are curves)
     assert len(town.carparks) == 2
     lane_counts = {len(rb.lane_ids) for rb in town.roadblocks.values() if not rb.is_connector}
+    curved = [
+        lane for lane in town.lanes.values() if not lane.is_connector and np.ptp(np.unwrap(lane.centerline[:, 2])) > 1.5
+    ]
+    assert curved, "the ring corners should be curved lanes"
     assert lane_counts == {1, 2}  # single- and two-lane roads
     assert all(lane.polygon.is_valid for lane in town.lanes.values())
 
