@@ -72,7 +72,7 @@ class SceneFilter:
             value = getattr(self, name)
             if value is None:
                 continue
-            if isinstance(value, str) or not isinstance(value, Iterable):
+            if isinstance(value, str | Mapping) or not isinstance(value, Iterable):
                 raise SceneFilterError(f"SceneFilter: {name} must be a list of strings or null, got {value!r}")
             items = tuple(value)
             bad = [item for item in items if not isinstance(item, str)]

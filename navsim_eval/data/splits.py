@@ -9,19 +9,18 @@ A split file names its scene filter and data folder::
 A scene-filter file is a Hydra ``SceneFilter`` config (``_target_``, ``_convert_``, frame counts, ``has_route``,
 ``max_scenes``, and ``log_names`` / ``tokens`` lists of quoted strings, ``null`` for "all").
 
-PyYAML is not a dependency: :func:`parse_split_yaml` reads the subset of YAML these files use (top-level
-``key: scalar``, block or flow lists of scalars, one-key mappings as list items, comments, quoted keys) and names
-the line of anything else.
+They are read with PyYAML's safe loader; :func:`format_scene_filter` writes them in the official layout.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from navsim_eval.data.scene_filter import SceneFilter, SceneFilterError
 
@@ -29,129 +28,21 @@ SCENE_FILTER_TARGET = "navsim.common.dataclasses.SceneFilter"
 SCENE_FILTER_DIR = "scene_filter"
 _HYDRA_KEYS = ("_target_", "_convert_")
 _FILTER_FIELDS = tuple(SceneFilter.__dataclass_fields__)
-_KEY_RE = re.compile(r"""^(?P<key>'(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|[^\s'"#:][^:#]*?)\s*:(?:\s+(?P<value>.*))?$""")
-_INT_RE = re.compile(r"^[-+]?[0-9]+$")
-_FLOAT_RE = re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?$")
-_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
-
-
-# ------------------------------------------------------------------------------------------------ tiny YAML
-
-
-def _strip_comment(line: str) -> str:
-    """Drop a ``#`` comment that starts the line or follows whitespace outside quotes."""
-    quote: str | None = None
-    for i, char in enumerate(line):
-        if quote:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i].rstrip()
-    return line.rstrip()
-
-
-def _scalar(text: str, where: str) -> Any:
-    """A YAML scalar: quoted string, null, bool, int, float or plain string."""
-    text = text.strip()
-    if not text or text in ("null", "Null", "NULL", "~"):
-        return None
-    if text[0] == "'":
-        if len(text) < 2 or text[-1] != "'":
-            raise SceneFilterError(f"{where}: unterminated quoted string {text!r}")
-        return text[1:-1].replace("''", "'")
-    if text[0] == '"':
-        if len(text) < 2 or text[-1] != '"':
-            raise SceneFilterError(f"{where}: unterminated quoted string {text!r}")
-        body = text[1:-1]
-        return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)
-    if text[0] in "{&*!|>%@`":
-        raise SceneFilterError(f"{where}: unsupported YAML syntax {text!r}")
-    if text.lower() in _BOOLS:
-        return _BOOLS[text.lower()]
-    if _INT_RE.match(text):
-        return int(text)
-    if _FLOAT_RE.match(text):
-        return float(text)
-    return text
-
-
-def _flow_list(text: str, where: str) -> list[Any]:
-    body = text.strip()[1:-1].strip()
-    if not body:
-        return []
-    items, current, quote = [], "", None
-    for char in body:
-        if quote:
-            current += char
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-            current += char
-        elif char == ",":
-            items.append(current)
-            current = ""
-        elif char in "[]{}":
-            raise SceneFilterError(f"{where}: nested flow collections are not supported")
-        else:
-            current += char
-    items.append(current)
-    return [_scalar(item, where) for item in items]
-
-
-def _value(text: str, where: str) -> Any:
-    text = text.strip()
-    if text.startswith("["):
-        if not text.endswith("]"):
-            raise SceneFilterError(f"{where}: unterminated flow list {text!r}")
-        return _flow_list(text, where)
-    return _scalar(text, where)
 
 
 def parse_split_yaml(text: str, source: str = "<yaml>") -> dict[str, Any]:
-    """Parse a NAVSIM split / scene-filter YAML into a dict (the YAML subset described in the module docstring)."""
-    result: dict[str, Any] = {}
-    current_list: list[Any] | None = None
-    current_key: str | None = None
-    for number, raw in enumerate(text.splitlines(), start=1):
-        where = f"{source}:{number}"
-        line = _strip_comment(raw)
-        if not line.strip() or line.strip() in ("---", "..."):
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        stripped = line.strip()
-        if "\t" in raw[: len(raw) - len(raw.lstrip())]:
-            raise SceneFilterError(f"{where}: tabs are not allowed for indentation")
-        if stripped.startswith("- ") or stripped == "-":
-            if current_key is None:
-                raise SceneFilterError(f"{where}: list item outside of a key")
-            if current_list is None:
-                current_list = []
-                result[current_key] = current_list
-            item = stripped[1:].strip()
-            match = _KEY_RE.match(item)
-            if match:  # a one-key mapping such as ``- scene_filter: navtest``
-                current_list.append({_scalar(match.group("key"), where): _value(match.group("value") or "", where)})
-            else:
-                current_list.append(_value(item, where))
-            continue
-        if indent > 0:
-            raise SceneFilterError(f"{where}: nested mappings are not supported in split files: {stripped!r}")
-        match = _KEY_RE.match(stripped)
-        if not match:
-            raise SceneFilterError(f"{where}: expected 'key: value', got {stripped!r}")
-        key = _scalar(match.group("key"), where)
-        if not isinstance(key, str):
-            raise SceneFilterError(f"{where}: keys must be strings, got {key!r}")
-        if key in result:
-            raise SceneFilterError(f"{where}: duplicate key {key!r}")
-        value_text = match.group("value")
-        result[key] = None if value_text is None else _value(value_text, where)
-        current_key = key if value_text is None else None  # only ``key:`` with nothing after may open a list
-        current_list = None
-    return result
+    """Parse a NAVSIM split / scene-filter YAML file into a dict; errors name the file and line."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise SceneFilterError(f"{where}: not valid YAML ({getattr(error, 'problem', None) or error})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SceneFilterError(f"{source}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
 
 
 def _quote(value: str) -> str:
