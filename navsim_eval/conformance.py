@@ -123,6 +123,7 @@ def metric_cache_from_neutral(spec: dict, token: str) -> MetricCache:
         raise InvalidSceneError(f"case {token}: only the 'pacifica' vehicle is supported, got {spec['vehicle']!r}")
     t0_us = int(spec["t0_us"])
     drivable_map = DrivableMap.from_rings((p["token"], p["type"], p["exterior"]) for p in spec["map"]["polygons"])
+    route = set(spec["route_lane_ids"])
     past = spec.get("past_ego_states")
     human = spec.get("human_trajectory")
     return MetricCache(
@@ -132,7 +133,10 @@ def metric_cache_from_neutral(spec: dict, token: str) -> MetricCache:
         route_lane_ids=tuple(spec["route_lane_ids"]),
         centerline=Centerline(np.asarray(spec["centerline"], dtype=np.float64)),
         observation=Observation.from_steps(spec["objects"]["steps"]),
-        red_lights=[list(step) for step in spec.get("red_lights", {}).get("steps", [])],
+        # A red light counts only on the route (the case format lists every red connector).
+        red_lights=[
+            [token for token in step if token in route] for step in spec.get("red_lights", {}).get("steps", [])
+        ],
         reference_poses=np.asarray(spec["pdm_closed_reference"]["poses"], dtype=np.float64),
         past_ego_states=[_ego(s, s["time_us"]) for s in past] if past else None,
         human_trajectory=np.asarray(human["poses"], dtype=np.float64) if human else None,

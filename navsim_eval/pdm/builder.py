@@ -23,6 +23,8 @@ import numpy as np
 from navsim_eval.errors import InvalidSceneError
 from navsim_eval.maps.centerline import Centerline
 from navsim_eval.maps.drivable import DrivableMap, MapLayer
+from navsim_eval.maps.nuplan_map import NuPlanMap
+from navsim_eval.maps.route import scene_map_inputs
 from navsim_eval.pdm.annotations import (
     V1_OBSERVATION_STEPS,
     V2_OBSERVATION_STEPS,
@@ -57,6 +59,7 @@ def build_metric_cache(
     select: Callable[[np.ndarray], int] | None = None,
     *,
     speed_limit_mps: float | None = None,
+    red_light_route_lane_ids: Sequence[str] | None = None,
 ) -> MetricCache:
     """Everything the scorer needs for ``scene``, for v1 and v2 alike.
 
@@ -64,6 +67,7 @@ def build_metric_cache(
     PDM-Closed is planned and its proposal chosen by ``select(proposals [15, 41, 3]) -> index`` (default: simulate
     and score them like the official metric cache, see ``reference.pdm_closed_selector``). The v1 observation needs
     10 future frames (5 s); with only 8 (4 s, the two-stage splits) the cache serves v2 only.
+    ``red_light_route_lane_ids``: the lanes whose red lights count (official v2: the uncorrected logged route).
     """
     token = scene.token
     route_lane_ids = [str(lane_id) for lane_id in route_lane_ids]
@@ -82,7 +86,8 @@ def build_metric_cache(
     observation_v2 = observation_from_frames(frames, V2_OBSERVATION_STEPS)
     has_v1 = len(future) >= frames_needed(V1_OBSERVATION_STEPS) - 1
     observation = observation_from_frames(frames, V1_OBSERVATION_STEPS) if has_v1 else observation_v2
-    connectors = route_lane_connector_ids(drivable_map, route_lane_ids)
+    # Official v2 keeps the red lights of the logged (uncorrected) route; default: the given route.
+    connectors = route_lane_connector_ids(drivable_map, red_light_route_lane_ids or route_lane_ids)
     red_lights = red_lights_from_frames(frames, connectors, NUM_SCORING_STEPS)
     ego = _timed_ego(current)
     history = scene.frames[max(0, scene.num_history - NUM_PAST_EGO_STATES) : scene.num_history]
@@ -120,4 +125,22 @@ def build_metric_cache(
         human_trajectory=human_trajectory,
         log_name=scene.log_name,
         metadata={"map_name": scene.map_name},
+    )
+
+
+def build_metric_cache_from_map(scene: Scene, nuplan_map: NuPlanMap, radius: float = 100.0) -> MetricCache:
+    """The metric cache of a scene loaded from logs, with every map input derived as NAVSIM derives it: the
+    drivable map around the ego, the corrected route and its lanes, the centerline, the starting lane's speed
+    limit (for PDM-Closed) and the red lights of the logged route."""
+    current = scene.current_frame
+    if not current.roadblock_ids:
+        raise InvalidSceneError(f"scene {scene.token}: the current frame has no route (roadblock_ids is empty)")
+    inputs = scene_map_inputs(nuplan_map, current.ego, list(current.roadblock_ids), radius)
+    return build_metric_cache(
+        scene,
+        inputs.drivable_map,
+        inputs.route_lane_ids,
+        inputs.centerline,
+        speed_limit_mps=inputs.speed_limit_mps,
+        red_light_route_lane_ids=inputs.uncorrected_route_lane_ids,
     )

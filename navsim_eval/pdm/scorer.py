@@ -166,15 +166,17 @@ def log_replay_observation(cache: MetricCache) -> tuple[Observation, list[str]]:
 
 
 def red_light_polygons(cache: MetricCache) -> list[list[shapely.Polygon]]:
-    """Per step, the polygons of red lane connectors on the route (they act as obstacles for TLC in v2)."""
-    route = set(cache.route_lane_ids)
+    """Per step, the lane-connector polygons of the cache's red lights (they act as obstacles for TLC in v2).
+
+    The cache holds only the red lights on the route (the builder filters them as the official cache does).
+    """
     lane_connectors = cache.drivable_map.layer_mask([MapLayer.LANE_CONNECTOR])
     polygons = []
     for tokens in cache.red_lights[:NUM_SCORING_STEPS]:
         step = []
         for token in tokens:
             mask = cache.drivable_map.token_mask([token]) & lane_connectors
-            if token in route and mask.any():
+            if mask.any():
                 step.append(cache.drivable_map.polygons[np.flatnonzero(mask)[0]])
         polygons.append(step)
     return polygons

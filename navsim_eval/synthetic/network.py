@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 
-LANE_WIDTH = 3.5
+LANE_WIDTH = 3.7
+SHOULDER_WIDTH = 0.4  # paved strip beyond the edge line: part of the roadblock, not of any lane
 INTERSECTION_MARGIN = 3.0  # metres between the outermost lane and the intersection edge (crosswalk room)
-CURVE_CLEARANCE = 22.0  # metres from a corner node to where its curve starts
+CURVE_CLEARANCE = 34.0  # metres from a corner node to where its curve starts (the centre line's radius)
 SAMPLE_SPACING = 1.0  # metres between centerline samples
 CURVE_SAMPLES = 41  # samples of every arc of a corner (shared angles)
 
@@ -37,14 +38,17 @@ class Lane:
     successors: list[str] = field(default_factory=list)
     lane_index: int = 0  # 0 = next to the road's centre line (the leftmost lane of its direction)
     turn: str = "straight"  # connectors: straight, left or right
+    # Road lanes get their boundaries from the road's centre line, so that neighbours share identical vertices.
+    left: np.ndarray | None = None
+    right: np.ndarray | None = None
 
     @property
     def left_boundary(self) -> np.ndarray:
-        return _offset(self.centerline, self.width / 2.0)
+        return self.left if self.left is not None else _offset(self.centerline, self.width / 2.0)
 
     @property
     def right_boundary(self) -> np.ndarray:
-        return _offset(self.centerline, -self.width / 2.0)
+        return self.right if self.right is not None else _offset(self.centerline, -self.width / 2.0)
 
     @property
     def polygon(self) -> shapely.Polygon:
@@ -213,12 +217,24 @@ def build_town(
         for direction_nodes, path in ((nodes, centre), (nodes[::-1], _reverse(centre))):
             roadblock_id = new_id()
             ids = []
+            edges_of_lanes = [_offset(path, -k * LANE_WIDTH) for k in range(edge.lanes_per_direction + 1)]
             for k in range(edge.lanes_per_direction):
                 lane_id = new_id()
                 centerline = np.column_stack([_offset(path, -(k + 0.5) * LANE_WIDTH), path[:, 2]])
-                lanes[lane_id] = Lane(lane_id, roadblock_id, centerline, LANE_WIDTH, edge.speed_limit, lane_index=k)
+                lanes[lane_id] = Lane(
+                    lane_id,
+                    roadblock_id,
+                    centerline,
+                    LANE_WIDTH,
+                    edge.speed_limit,
+                    lane_index=k,
+                    left=edges_of_lanes[k],
+                    right=edges_of_lanes[k + 1],
+                )
                 ids.append(lane_id)
-            roadblocks[roadblock_id] = Roadblock(roadblock_id, ids)
+            road_edge = _offset(path, -(edge.lanes_per_direction * LANE_WIDTH + SHOULDER_WIDTH))
+            outline = shapely.Polygon(np.concatenate([edges_of_lanes[0], road_edge[::-1]]))
+            roadblocks[roadblock_id] = Roadblock(roadblock_id, ids, polygon=outline)
             first, last = direction_nodes[0], direction_nodes[-1]
             departures.setdefault(first, {})[_compass(path[1, :2] - path[0, :2])] = ids
             arrivals.setdefault(last, {})[_compass(path[-1, :2] - path[-2, :2])] = ids
@@ -238,7 +254,10 @@ def build_town(
             lights.append(TrafficLightGroup(node, "ns" if approach in ("N", "S") else "ew", connector_ids))
 
     for roadblock in roadblocks.values():
-        roadblock.polygon = shapely.union_all([lanes[i].polygon for i in roadblock.lane_ids]).buffer(0)
+        if roadblock.polygon is None:  # connector groups: the outline is the union of their lanes
+            # Neighbouring connectors touch only up to rounding; a 0.1 mm close makes the union one polygon.
+            pieces = [lanes[i].polygon.buffer(1e-4, join_style="mitre") for i in roadblock.lane_ids]
+            roadblock.polygon = shapely.union_all(pieces).buffer(-1e-4, join_style="mitre")
 
     carparks = _carparks(rng, edges, position, num_carparks, new_id)
     return RoadNetwork(lanes, roadblocks, intersections, carparks, lights, tuple(origin))

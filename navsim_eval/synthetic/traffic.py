@@ -153,7 +153,7 @@ class DriverProfile:
             profile.accel_max = float(rng.uniform(1.8, 2.5))
             profile.decel_comfort = float(rng.uniform(2.5, 3.5))
         elif kind == "sloppy":
-            # Weaving that stays inside a 3.5 m lane (0.6 m of margin) but exceeds the 0.5 m lane-keeping limit.
+            # Weaving inside a 3.7 m lane (0.7 m of margin) that sometimes passes the 0.5 m lane-keeping limit.
             profile.lateral_amplitude_m = float(rng.uniform(0.3, 0.45))
         return profile
 
@@ -379,7 +379,10 @@ def step(state: TrafficState) -> None:
         vehicle.a = (v - vehicle.v) / DT
         vehicle.s = min(vehicle.s + 0.5 * (vehicle.v + v) * DT, vehicle.path.length)
         vehicle.v = v if vehicle.s < vehicle.path.length else 0.0
-        offset = vehicle.profile.lateral_offset(state.t + DT) if vehicle.is_ego else 0.0
+        offset = 0.0
+        if vehicle.is_ego:  # weaving fades out in curves, where drivers hold their line
+            damping = max(0.0, 1.0 - 40.0 * abs(vehicle.path.curvature(vehicle.s)))
+            offset = damping * vehicle.profile.lateral_offset(state.t + DT)
         if vehicle.cut_in is not None:
             offset += _cut_in_offset(vehicle, vehicle.cut_in, state)
         # Heading follows the lateral motion, as it would for a real car drifting within its lane.

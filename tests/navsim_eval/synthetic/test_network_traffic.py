@@ -138,4 +138,4 @@ def test_driving_command_and_ego_frame_transform(town):
     np.testing.assert_allclose(local[0, :2], [10.0, 0.0], atol=1e-12)  # straight ahead
     np.testing.assert_allclose(local[0, 6], 0.0, atol=1e-12)
     np.testing.assert_allclose(velocity[0], [3.0, 0.0, 0.0], atol=1e-12)
-    assert LANE_WIDTH == 3.5
+    assert LANE_WIDTH == pytest.approx(3.7)
