@@ -38,6 +38,63 @@ class CliError(NavsimEvalError):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+# ----------------------------------------------------------------------------------------------- synth / inspect
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from navsim_eval.synthetic.world import WorldConfig, generate_world
+
+    try:
+        width, height = (int(v) for v in args.image_size.lower().split("x"))
+    except ValueError:
+        raise CliError(f"--image-size {args.image_size!r}: expected WIDTHxHEIGHT, e.g. 320x180") from None
+    try:
+        config = WorldConfig(
+            num_logs=args.logs,
+            seed=args.seed,
+            frames_per_log=args.frames,
+            cameras=tuple(args.cameras),
+            image_size=(width, height),
+            data_split=args.data_split,
+        )
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    summary = generate_world(args.out, config)
+    print(f"wrote the synthetic world to {summary.root} in {summary.seconds:.1f} s:")
+    print(f"  maps:   {summary.maps_root} (location synthetic-town)")
+    print(
+        f"  logs:   {summary.data_root / 'navsim_logs' / summary.data_split} ({len(summary.logs)} logs, "
+        f"{summary.num_frames} frames)"
+    )
+    print(f"  images: {summary.data_root / 'sensor_blobs' / summary.data_split} ({', '.join(config.cameras)})")
+    for name, tokens in summary.scene_tokens.items():
+        print(f"  split:  {summary.splits_dir / (name + '.yaml')} ({len(tokens)} scenes)")
+    print(
+        f"use: --data-root {summary.data_root} --maps-root {summary.maps_root} --split "
+        f"{summary.splits_dir / (summary.data_split + '_all.yaml')}"
+    )
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from navsim_eval.data.summary import scene_summary
+
+    loader = _scene_loader(args)
+    for token in loader.tokens:
+        summary = scene_summary(loader[token])
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            ego = summary["ego_pose"]
+            print(
+                f"{summary['token']}  {summary['log']}  {summary['map_location']}  x={ego['x']:.2f} "
+                f"y={ego['y']:.2f} heading={ego['heading']:.3f}  v={summary['ego_velocity'][0]:.2f} m/s  "
+                f"{summary['driving_command']}  objects={sum(summary['annotations'].values())}"
+            )
+    print(loader.report.summary(), file=sys.stderr)
+    return EXIT_OK if len(loader) else EXIT_FAILED
+
+
 # ----------------------------------------------------------------------------------------------- cache
 
 
@@ -98,17 +155,59 @@ def _iter_neutral_scenes(args: argparse.Namespace) -> Iterator[tuple[Path, str |
         yield path, token, cache
 
 
-# Scene sources for `navsim-eval cache`. The real-data path (OpenScene log pickles + nuPlan maps, building the
-# PDM-Closed reference) will register here as a second source with its own options (e.g. --logs/--maps).
+def _scene_loader(args: argparse.Namespace):
+    """The OpenScene scenes named by --data-root/--logs (or --split), --scene-filter and --tokens."""
+    from dataclasses import replace
+
+    from navsim_eval.data.loader import SceneLoader
+    from navsim_eval.data.scene_filter import SceneFilter
+    from navsim_eval.data.splits import load_split, read_scene_filter
+
+    data_split, scene_filter = args.logs, SceneFilter(frame_interval=1)
+    if args.split:
+        path = Path(args.split)
+        split = load_split(path.parent, path.stem)
+        data_split, scene_filter = split.data_split, split.scene_filter
+    elif args.scene_filter:
+        scene_filter = read_scene_filter(args.scene_filter)
+    if not data_split:
+        raise CliError("name the logs: --logs SPLIT (a folder of navsim_logs/) or --split SPLIT_FILE.yaml")
+    if args.tokens:
+        scene_filter = replace(scene_filter, tokens=tuple(args.tokens))
+    return SceneLoader(args.data_root, data_split, scene_filter)
+
+
+def _iter_openscene_scenes(args: argparse.Namespace) -> Iterator[tuple[Path, str | None, Any]]:
+    """Scenes of OpenScene log pickles with their nuPlan maps; the PDM-Closed reference is planned per scene."""
+    from navsim_eval.data.paths import nuplan_maps_root
+    from navsim_eval.maps.locations import load_map
+    from navsim_eval.pdm.builder import build_metric_cache_from_map
+
+    loader = _scene_loader(args)
+    maps_root = nuplan_maps_root(args.maps_root)
+    for record in loader.report.skipped_logs + loader.report.skipped_scenes:
+        yield loader.log_dir / f"{record.log_name}.pkl", record.token, f"{record.kind}: {record.detail}"
+    for token in loader.tokens:
+        scene = loader[token]
+        path = loader.log_dir / f"{scene.log_name}.pkl"
+        try:
+            yield path, token, build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root))
+        except NavsimEvalError as error:
+            yield path, token, str(error)
+
+
 SCENE_SOURCES = {
     "neutral": SceneSource("neutral", "neutral scene JSON files (conformance case format)", _iter_neutral_scenes),
+    "openscene": SceneSource("openscene", "OpenScene logs and nuPlan maps", _iter_openscene_scenes),
 }
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from navsim_eval.pdm.cache_io import MetricCacheStore
 
-    source = SCENE_SOURCES["neutral"]
+    if bool(args.scenes) == bool(args.data_root):
+        raise CliError("give either --scenes (neutral scene files) or --data-root with --logs / --split (OpenScene)")
+    source = SCENE_SOURCES["neutral" if args.scenes else "openscene"]
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out}: exists and is not a directory")
@@ -128,10 +227,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if written:
         store.write_index()
     elapsed = time.perf_counter() - started
-    print(f"read {len(written) + len(skipped)} scene files from {', '.join(args.scenes)} ({source.description})")
+    origin = ", ".join(args.scenes) if args.scenes else str(args.data_root)
+    print(f"read {len(written) + len(skipped)} scenes from {origin} ({source.description})")
     print(f"wrote {len(written)} metric caches to {out} in {elapsed:.1f} s; the store now holds {len(store)} scenes")
     if skipped:
-        print(f"skipped {len(skipped)} files:")
+        print(f"skipped {len(skipped)}:")
         for path, reason in skipped:
             print(f"  {path}: {reason}")
     if not written:
@@ -370,15 +470,61 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"navsim-eval {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    synth = sub.add_parser(
+        "synth",
+        help="generate the synthetic world in the real NAVSIM formats",
+        description="Generate a synthetic town (a nuPlan GeoPackage map), drive through it and write OpenScene "
+        "log pickles, rendered camera JPGs and NAVSIM split files (all / train / test), so that every reader "
+        "and command of this package loads it exactly like real NAVSIM data. Deterministic in --seed.",
+    )
+    synth.add_argument("--out", required=True, metavar="DIR", help="folder to write the world into")
+    synth.add_argument("--logs", type=int, default=4, metavar="N", help="number of logs (drives); default 4")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--frames", type=int, default=60, help="2 Hz frames per log (default 60 = 30 s)")
+    synth.add_argument(
+        "--cameras", nargs="+", default=["CAM_F0"], metavar="CAM",
+        help="cameras to render (default CAM_F0; any of CAM_F0 CAM_L0 CAM_L1 CAM_L2 CAM_R0 CAM_R1 CAM_R2 CAM_B0)",
+    )  # fmt: skip
+    synth.add_argument("--image-size", default="320x180", metavar="WxH", help="image size (default 320x180)")
+    synth.add_argument("--data-split", default="synthetic", help="folder name under navsim_logs/ (default synthetic)")
+    synth.set_defaults(handler=cmd_synth)
+
+    def add_scene_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--data-root", metavar="DIR",
+            help="OpenScene data root with navsim_logs/ and sensor_blobs/ (default $OPENSCENE_DATA_ROOT)",
+        )  # fmt: skip
+        parser.add_argument("--maps-root", metavar="DIR", help="nuPlan maps root (default $NUPLAN_MAPS_ROOT)")
+        parser.add_argument("--logs", metavar="SPLIT", help="the log folder navsim_logs/SPLIT (e.g. test, mini)")
+        parser.add_argument(
+            "--split", metavar="SPLIT_FILE",
+            help="a NAVSIM split file (<name>.yaml next to scene_filter/<name>.yaml): its logs folder and scenes",
+        )  # fmt: skip
+        parser.add_argument("--scene-filter", metavar="YAML", help="a NAVSIM scene_filter file (with --logs)")
+        parser.add_argument("--tokens", nargs="+", metavar="TOKEN", help="only these scene tokens")
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="describe the scenes of OpenScene logs",
+        description="Load scenes from OpenScene logs (real or synthetic) and print one line per scene: token, "
+        "log, map, ego pose and dynamics, driving command, objects by class, route, red lights and the future "
+        "trajectory (with --json, one JSON object per line). The load report goes to standard error.",
+    )
+    add_scene_options(inspect)
+    inspect.add_argument("--json", action="store_true", help="print one JSON object per scene")
+    inspect.set_defaults(handler=cmd_inspect)
+
     cache = sub.add_parser(
         "cache",
-        help="build a metric cache folder from scene files",
+        help="build a metric cache folder from scenes",
         description="Build a metric cache folder (one checksummed file per scene and a relocatable "
-        "metadata.json index). Scenes come from neutral scene JSON files: conformance case files with an "
-        "'input' key, or bare input objects. Building from OpenScene logs and nuPlan maps is not supported yet.",
+        "metadata.json index), from OpenScene logs + nuPlan maps (--data-root with --logs or --split; the "
+        "PDM-Closed reference is planned per scene) or from neutral scene JSON files (--scenes: conformance "
+        "case files with an 'input' key, or bare input objects).",
     )
+    add_scene_options(cache)
     cache.add_argument(
-        "--scenes", nargs="+", required=True, metavar="PATH",
+        "--scenes", nargs="+", metavar="PATH",
         help="scene JSON files, or folders searched recursively for *.json; the token is the file's 'token' or "
         "'case_id' key, else the file name",
     )  # fmt: skip
@@ -457,6 +603,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NavsimEvalError as error:
         print(f"navsim-eval {args.command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the output was piped into something like `head` that stopped reading
+        sys.stderr.close()
+        return EXIT_OK
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
         print(f"navsim-eval {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)

@@ -111,7 +111,7 @@ def snapshot(state: TrafficState, network: RoadNetwork) -> Snapshot:
     )
 
 
-def run_log(state: TrafficState, network: RoadNetwork, num_frames: int, warmup_s: float = 2.0) -> list[Snapshot]:
+def run_log(state: TrafficState, network: RoadNetwork, num_frames: int, warmup_s: float = 5.0) -> list[Snapshot]:
     """Simulate ``num_frames`` frames at 2 Hz after a short warm-up and return their snapshots."""
     for _ in range(round(warmup_s / DT)):
         step(state)

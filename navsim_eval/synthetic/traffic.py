@@ -23,6 +23,8 @@ GREEN_S, YELLOW_S, ALL_RED_S = 18.0, 3.0, 2.0
 CYCLE_S = 2 * (GREEN_S + YELLOW_S + ALL_RED_S)
 LOOKAHEAD_M = 60.0
 LOOKAHEAD_STEP_M = 1.0
+YELLOW_STOP_DECELERATION = 2.5  # m/s^2: stopping for a yellow light harder than this, a driver goes through
+PEDESTRIAN_YIELD_DISTANCE_M = 40.0  # pedestrians wait at the curb while the ego is this close and moving
 
 
 # ------------------------------------------------------------------------------------------------ routes
@@ -190,6 +192,7 @@ class Vehicle:
     offset: float = 0.0
     cut_in: CutIn | None = None
     heading_offset: float = 0.0
+    committed: set[str] = field(default_factory=set)  # signalised connectors it decided to drive through
 
     @property
     def center_shift(self) -> float:
@@ -331,7 +334,11 @@ def _gap_ahead(vehicle: Vehicle, obstacles: list[Obstacle], index: int, state: T
 
 
 def _stop_line_gap(vehicle: Vehicle, signals: Signals, t: float) -> float:
-    """Distance from the front bumper to the next signal the vehicle must stop for (inf if none)."""
+    """Distance from the front bumper to the next signal the vehicle must stop for (inf if none).
+
+    On yellow a driver stops if that needs at most a firm but normal deceleration, and otherwise commits to
+    going through; a committed driver does not change its mind when the light turns red.
+    """
     path = vehicle.path
     front = vehicle.s + vehicle.center_shift + 0.5 * vehicle.length
     current = path.lane_index_at(vehicle.s)
@@ -339,14 +346,18 @@ def _stop_line_gap(vehicle: Vehicle, signals: Signals, t: float) -> float:
         start = path.lane_start[index]
         if start - front > LOOKAHEAD_M:
             break
-        state = signals.state(path.lane_ids[index], t)
-        if state is None or start < front - 0.5:
+        connector = path.lane_ids[index]
+        state = signals.state(connector, t)
+        if state is None or start < front - 0.5 or connector in vehicle.committed:
             continue
         gap = start - front - 1.0
-        if state == "red":
-            return gap
-        if state == "yellow" and gap > vehicle.v**2 / (2.0 * 3.0):
-            return gap
+        if state == "green":
+            continue
+        needed = vehicle.v**2 / (2.0 * max(gap, 0.1))
+        if state == "yellow" and needed > YELLOW_STOP_DECELERATION:
+            vehicle.committed.add(connector)
+            continue
+        return gap
     return math.inf
 
 
@@ -363,8 +374,23 @@ def _desired_speed(vehicle: Vehicle) -> float:
     return vehicle.profile.speed_factor * limit
 
 
+def _hold_waiting_pedestrians(state: TrafficState) -> None:
+    """A pedestrian about to step onto the road waits while the ego approaches (nobody walks in front of a car)."""
+    ego = state.ego
+    ego_xy = ego.box_center()[:2]
+    heading = ego.pose()[2]
+    for person in state.pedestrians:
+        if not 0.0 <= state.t - person.start_time < DT:
+            continue
+        offset = person.start - ego_xy
+        ahead = offset @ np.array([math.cos(heading), math.sin(heading)])
+        if 0.0 < ahead < PEDESTRIAN_YIELD_DISTANCE_M and ego.v > 2.0:
+            person.start_time = state.t + DT
+
+
 def step(state: TrafficState) -> None:
     """Advance every mover by one 0.1 s step."""
+    _hold_waiting_pedestrians(state)
     obstacles = _obstacles(state)
     for index, vehicle in enumerate(state.vehicles):
         if vehicle.parked:
@@ -398,7 +424,9 @@ def _cut_in_offset(vehicle: Vehicle, cut_in: CutIn, state: TrafficState) -> floa
     ego = state.ego
     gap = (vehicle.s - 0.5 * vehicle.length) - (ego.s + ego.center_shift + 0.5 * ego.length)
     if cut_in.start_time is None:
-        if gap < 0.0 or gap > cut_in.trigger_gap_m:
+        # Merge only with a gap worth taking: at a similar speed, at least ~0.8 s of the ego's travel ahead.
+        safe_gap = max(6.0, 0.8 * ego.v)
+        if not (safe_gap <= gap <= cut_in.trigger_gap_m + safe_gap) or vehicle.v < 0.6 * ego.v:
             return cut_in.initial_offset
         cut_in.start_time = state.t
     progress = float(np.clip((state.t + DT - cut_in.start_time) / cut_in.duration_s, 0.0, 1.0))

@@ -107,7 +107,7 @@ def generate_world(out: str | Path, config: WorldConfig | None = None) -> WorldS
     logs, tokens_by_log, num_frames = [], {}, 0
     for index in range(config.num_logs):
         log_rng = np.random.default_rng([config.seed, index])
-        duration = config.frames_per_log * 0.5 + 5.0
+        duration = config.frames_per_log * 0.5 + 8.0
         state = populate(network, log_rng, duration, config.num_vehicles, config.num_pedestrians, config.num_statics)
         snapshots = run_log(state, network, config.frames_per_log)
         log_name = f"synthetic-{config.seed:04d}-{index:03d}"
