@@ -1,0 +1,163 @@
+"""Driving samples from navsim_eval scenes: camera images, prompt, ego status, ground-truth trajectory; and the
+collate function that turns them into padded processor inputs for the backbone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from navsim_eval.data.loader import SceneLoader
+from navsim_eval.errors import InvalidSceneError
+from navsim_eval.scene import Scene
+from vla_drive.data.processor import prepare_inputs
+from vla_drive.data.prompt import build_prompt
+from vla_drive.model.types import EGO_STATUS_DIM, POSE_DIM, TRAJECTORY_POSES
+
+EGO_STATUS_NAMES = ("vx", "vy", "ax", "ay", "command_left", "command_forward", "command_right", "command_unknown")
+
+
+class DrivingSampleError(ValueError):
+    """A scene that cannot become a training sample (non-finite ego status, missing future, bad command)."""
+
+
+@dataclass
+class DrivingSample:
+    """One scene ready for the model: images (one per camera), prompt, ego status [8], gt trajectory [8, 3]."""
+
+    token: str
+    images: list[Image.Image]
+    command: np.ndarray  # [4] float32 one-hot: left, forward, right, unknown
+    ego_status: np.ndarray  # [8] float32: vx, vy, ax, ay (body frame) + command one-hot
+    trajectory: np.ndarray  # [8, 3] float32 future poses in the current ego rear-axle frame
+    prompt: str
+
+
+def ego_status_vector(scene: Scene) -> np.ndarray:
+    """vx, vy, ax, ay and the driving command one-hot of the current frame, float32 [8]; non-finite values raise."""
+    frame = scene.current_frame
+    command = np.asarray(frame.driving_command, dtype=np.float64).reshape(-1)
+    if command.shape != (4,):
+        raise DrivingSampleError(
+            f"scene {scene.token}: driving_command has {command.size} values, expected a one-hot of 4 "
+            "(left, forward, right, unknown)"
+        )
+    ego = frame.ego
+    status = np.concatenate([[ego.vx, ego.vy, ego.ax, ego.ay], command])
+    bad = [name for name, value in zip(EGO_STATUS_NAMES, status, strict=True) if not np.isfinite(value)]
+    if bad:
+        raise DrivingSampleError(f"scene {scene.token}: ego status has non-finite {', '.join(bad)} ({status.tolist()})")
+    return status.astype(np.float32)
+
+
+def make_sample(
+    scene: Scene,
+    processor: Any,
+    cameras: Sequence[str] = ("CAM_F0",),
+    image_size: int | tuple[int, int] | None = None,
+    include_history: bool = False,
+) -> DrivingSample:
+    """A :class:`DrivingSample` of one scene (images read from the camera files)."""
+    status = ego_status_vector(scene)
+    try:
+        trajectory = scene.future_trajectory(TRAJECTORY_POSES).poses.astype(np.float32)
+    except InvalidSceneError as error:
+        raise DrivingSampleError(f"scene {scene.token}: no ground-truth trajectory ({error})") from None
+    text, images = build_prompt(scene, processor, cameras, include_history, image_size)
+    if len(images) != len(cameras):
+        raise DrivingSampleError(f"scene {scene.token}: {len(images)} images for {len(cameras)} cameras {cameras}")
+    return DrivingSample(scene.token, images, status[4:].copy(), status, trajectory, text)
+
+
+class SceneDataset(Dataset[DrivingSample]):
+    """Samples of a :class:`SceneLoader` (or a list of scenes): current-frame cameras resized to ``image_size``,
+    the prompt built with ``processor``, ego status and the logged future trajectory."""
+
+    def __init__(
+        self,
+        scenes: SceneLoader | Sequence[Scene],
+        processor: Any,
+        *,
+        cameras: Sequence[str] = ("CAM_F0",),
+        image_size: int | tuple[int, int] | None = None,
+        include_history: bool = False,
+    ) -> None:
+        if not cameras:
+            raise ValueError("SceneDataset: pass at least one camera (e.g. ('CAM_F0',))")
+        self.scenes = scenes
+        self.processor = processor
+        self.cameras = tuple(cameras)
+        self.image_size = image_size
+        self.include_history = include_history
+
+    @classmethod
+    def for_backbone(cls, scenes: SceneLoader | Sequence[Scene], backbone: Any, **kwargs: Any) -> SceneDataset:
+        """A dataset using the backbone's processor and image size (the preset's size; None keeps camera images)."""
+        kwargs.setdefault("image_size", backbone.image_size)
+        return cls(scenes, backbone.processor, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    @property
+    def tokens(self) -> list[str]:
+        if isinstance(self.scenes, SceneLoader):
+            return self.scenes.tokens
+        return [scene.token for scene in self.scenes]
+
+    def __getitem__(self, index: int) -> DrivingSample:
+        scene = self.scenes[index]
+        return make_sample(scene, self.processor, self.cameras, self.image_size, self.include_history)
+
+
+@dataclass
+class Batch:
+    """A collated batch: processor outputs (padded), ego status [B, 8], gt trajectories [B, 8, 3], scene tokens."""
+
+    inputs: Any  # transformers BatchFeature: input_ids, attention_mask, pixel_values, ...
+    ego: Tensor
+    trajectory: Tensor
+    tokens: list[str]
+    prompts: list[str] = field(default_factory=list)
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.tokens)
+
+    def to(self, device: torch.device | str) -> Batch:
+        inputs = self.inputs.to(device) if hasattr(self.inputs, "to") else self.inputs
+        return Batch(inputs, self.ego.to(device), self.trajectory.to(device), self.tokens, self.prompts)
+
+
+def collate(samples: Sequence[DrivingSample], backbone: Any) -> Batch:
+    """Pad a list of samples into a :class:`Batch`; ``backbone`` is a VLMBackbone or a bare processor."""
+    if not samples:
+        raise ValueError("collate: empty list of samples")
+    images = [sample.images for sample in samples]
+    texts = [sample.prompt for sample in samples]
+    prepare = getattr(backbone, "prepare", None)
+    inputs = prepare(images, texts) if prepare is not None else prepare_inputs(backbone, images, texts)
+    ego = torch.from_numpy(np.stack([s.ego_status for s in samples]).astype(np.float32))
+    trajectory = torch.from_numpy(np.stack([s.trajectory for s in samples]).astype(np.float32))
+    if ego.shape[1:] != (EGO_STATUS_DIM,) or trajectory.shape[1:] != (TRAJECTORY_POSES, POSE_DIM):
+        raise DrivingSampleError(
+            f"collate: ego status {list(ego.shape)} / trajectory {list(trajectory.shape)}; expected "
+            f"[B, {EGO_STATUS_DIM}] / [B, {TRAJECTORY_POSES}, {POSE_DIM}]"
+        )
+    return Batch(inputs, ego, trajectory, [s.token for s in samples], texts)
+
+
+@dataclass
+class Collator:
+    """A picklable ``collate_fn`` for ``torch.utils.data.DataLoader`` (workers get the processor, not the model)."""
+
+    processor: Any
+
+    def __call__(self, samples: Sequence[DrivingSample]) -> Batch:
+        return collate(samples, self.processor)

@@ -1,0 +1,282 @@
+"""Processor factory: load a VLM's processor from a hub id or a local checkpoint, save it, turn images + prompts into
+model inputs.
+
+Two quirks of this stack shape the code:
+
+* without torchvision, a processor that takes a ``video_processor`` fails to build even with ``None`` (transformers
+  checks it against a dummy ``VIDEO_PROCESSOR_MAPPING``); :func:`no_video` makes a subclass without that argument;
+* ``AutoProcessor`` then fails, or returns only the tokenizer, so :func:`load_processor` rebuilds the processor from
+  its saved parts (the class named in ``processor_config.json``, or the one the model type implies).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+# Processor class of each supported model type, for checkpoints whose files do not name one.
+PROCESSOR_FOR_MODEL_TYPE: dict[str, str] = {
+    "qwen2_5_vl": "Qwen2_5_VLProcessor",
+    "qwen2_vl": "Qwen2VLProcessor",
+    "qwen3_vl": "Qwen3VLProcessor",
+    "smolvlm": "SmolVLMProcessor",
+    "idefics3": "Idefics3Processor",
+    "internvl": "InternVLProcessor",
+    "paligemma": "PaliGemmaProcessor",
+    "llava": "LlavaProcessor",
+}
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class ModelSourceError(ValueError):
+    """A model id or checkpoint directory that cannot be used: missing, not downloaded, or not a VLM."""
+
+
+class ProcessorLoadError(ModelSourceError):
+    """The processor of a model id or directory cannot be loaded."""
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face offline switch is set (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in _OFFLINE_VARIABLES)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model is read from: ``location`` is a directory (``is_dir``) or a hub id to download from.
+
+    ``name`` is what the caller gave (hub id or path) and what a saved LoRA adapter records as its base.
+    """
+
+    name: str
+    location: str
+    local_files_only: bool
+    is_dir: bool
+
+
+def resolve_source(name_or_path: str | Path, local_files_only: bool | None = None) -> ModelSource:
+    """Resolve a checkpoint directory or a hub id without touching the network.
+
+    An existing directory is used as is; something that looks like a path but does not exist raises (no download is
+    attempted for it). A hub id is looked up in the local Hugging Face cache when ``local_files_only`` is true (or
+    None with the offline switch set) and then read as that snapshot directory, so no loader can reach for the
+    network; otherwise it stays a hub id for ``from_pretrained`` to download.
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return ModelSource(str(path.resolve()), str(path), True, True)
+    if path.exists():
+        raise ModelSourceError(f"{path} is a file; expected a checkpoint directory (config.json + weights) or hub id")
+    looks_like_path = isinstance(name_or_path, Path) or text.startswith(("/", ".", "~")) or text.count("/") > 1
+    if looks_like_path or "\\" in text or not _HUB_ID.match(text):
+        raise ModelSourceError(
+            f"checkpoint directory {path} does not exist (no download attempted: {text!r} is a path, not a hub id)"
+        )
+    offline = hub_offline() if local_files_only is None else local_files_only
+    if not offline:
+        return ModelSource(text, text, False, False)
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot = snapshot_download(text, local_files_only=True)
+    except (OSError, ValueError) as error:  # LocalEntryNotFoundError is an OSError
+        raise ModelSourceError(not_found_message("files", text, True, error)) from None
+    return ModelSource(text, snapshot, True, True)
+
+
+def not_found_message(what: str, source: str, local_files_only: bool, error: BaseException | None = None) -> str:
+    """A clear 'cannot load' message that says whether the hub was consulted."""
+    if local_files_only:
+        why = (
+            "it is not in the local Hugging Face cache and downloads are off "
+            "(local_files_only or HF_HUB_OFFLINE=1); no network request was made"
+        )
+    else:
+        why = "it is neither a local directory nor a model id the Hugging Face hub could serve"
+    detail = f" ({type(error).__name__}: {str(error).splitlines()[0][:200]})" if error else ""
+    return f"cannot load the {what} of {source!r}: {why}{detail}"
+
+
+def read_json(source: str, filename: str, local_files_only: bool) -> dict[str, Any] | None:
+    """A JSON file of a checkpoint directory or cached hub repo, or None when it has no such file."""
+    directory = Path(source)
+    if directory.is_dir():
+        path = directory / filename
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    from transformers.utils import cached_file
+
+    resolved = cached_file(
+        source,
+        filename,
+        local_files_only=local_files_only,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+    return json.loads(Path(resolved).read_text(encoding="utf-8")) if resolved else None
+
+
+# ------------------------------------------------------------------------------------------------ no_video
+
+_NO_VIDEO: dict[type, type] = {}
+
+
+def _rebuild_no_video(base: type) -> Any:
+    cls = no_video(base)
+    return cls.__new__(cls)
+
+
+def no_video(cls: type) -> type:
+    """``cls`` without its ``video_processor`` argument (passes None); classes without one are returned unchanged.
+
+    The subclass keeps the class name (so a saved ``processor_config.json`` names the standard class) and the
+    parent's other ``__init__`` arguments (transformers saves and reloads exactly those, e.g. SmolVLM's
+    ``image_seq_len`` and the chat template). It pickles by rebuilding itself from the base class.
+    """
+    if cls in _NO_VIDEO or getattr(cls, "_no_video_base", None) is not None:
+        return _NO_VIDEO.get(cls, cls)
+    signature = inspect.signature(cls.__init__)
+    names = list(signature.parameters)
+    if "video_processor" not in names:
+        return cls
+    if names[1:4] != ["image_processor", "tokenizer", "video_processor"]:
+        raise TypeError(f"{cls.__name__}.__init__ does not start with image_processor, tokenizer, video_processor")
+    # transformers reads the argument names from __init__.__code__ (from_pretrained) and its signature (to_dict,
+    # get_attributes), so the subclass needs a real function with the parent's arguments minus video_processor.
+    namespace: dict[str, Any] = {"_base": cls}
+    arguments, passed = [], []
+    for param in list(signature.parameters.values())[1:]:
+        if param.name == "video_processor":
+            continue
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            arguments.append(f"**{param.name}")
+            passed.append(f"**{param.name}")
+            continue
+        if param.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            raise TypeError(f"{cls.__name__}.__init__: unsupported argument kind of {param.name!r}")
+        default = None if param.default is inspect.Parameter.empty else param.default
+        namespace[f"_default_{param.name}"] = default
+        arguments.append(f"{param.name}=_default_{param.name}")
+        passed.append(f"{param.name}={param.name}")
+    source = (
+        f"def __init__(self, {', '.join(arguments)}):\n"
+        f"    _base.__init__(self, video_processor=None, {', '.join(passed)})\n"
+    )
+    exec(source, namespace)  # the source is built from a transformers signature, never from user input
+    __init__ = namespace["__init__"]
+
+    def __reduce__(self: Any) -> tuple[Any, ...]:
+        return _rebuild_no_video, (cls,), self.__dict__
+
+    subclass = type(
+        cls.__name__,
+        (cls,),
+        {"__init__": __init__, "__reduce__": __reduce__, "__module__": __name__, "_no_video_base": cls},
+    )
+    subclass.__qualname__ = cls.__qualname__
+    _NO_VIDEO[cls] = subclass
+    return subclass
+
+
+# ------------------------------------------------------------------------------------------------ load / save
+
+
+def load_processor(name_or_path: str | Path, *, local_files_only: bool | None = None) -> Any:
+    """The processor of a hub id or checkpoint directory: ``AutoProcessor`` when it gives a full processor, else the
+    processor class rebuilt explicitly from its saved parts (tokenizer, image processor, processor config)."""
+    from transformers import AutoProcessor, ProcessorMixin
+
+    try:
+        resolved = resolve_source(name_or_path, local_files_only)
+    except ModelSourceError as error:
+        raise ProcessorLoadError(f"cannot load a processor: {error}") from None
+    source, local = resolved.location, resolved.local_files_only
+    first_error: BaseException | None = None
+    try:
+        processor = AutoProcessor.from_pretrained(source, local_files_only=local)
+        if isinstance(processor, ProcessorMixin):
+            return processor
+    except (OSError, ValueError, AttributeError, ImportError, TypeError, KeyError) as error:
+        first_error = error
+    try:
+        class_name = _processor_class_name(source, local)
+    except OSError as error:
+        raise ProcessorLoadError(not_found_message("processor", source, local, error)) from None
+    if class_name is None:
+        if first_error is not None and not Path(source).is_dir():
+            raise ProcessorLoadError(not_found_message("processor", source, local, first_error)) from None
+        raise ProcessorLoadError(
+            f"cannot load the processor of {source!r}: no processor_config.json / preprocessor_config.json / "
+            "tokenizer_config.json names a processor class and config.json has no known model_type "
+            f"(known: {sorted(PROCESSOR_FOR_MODEL_TYPE)})"
+        )
+    import transformers
+
+    base = getattr(transformers, class_name, None)
+    if base is None or not issubclass(base, ProcessorMixin):
+        raise ProcessorLoadError(f"{source!r}: processor class {class_name!r} is not a transformers processor")
+    try:
+        return no_video(base).from_pretrained(source, local_files_only=local)
+    except (OSError, ValueError) as error:
+        raise ProcessorLoadError(f"cannot rebuild {class_name} from {source!r}: {error}") from error
+
+
+def _processor_class_name(source: str, local_files_only: bool) -> str | None:
+    """The processor class a checkpoint names (or its model type implies)."""
+    for filename in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        data = read_json(source, filename, local_files_only)
+        name = (data or {}).get("processor_class")
+        if isinstance(name, str) and name:
+            return name
+    config = read_json(source, "config.json", local_files_only)
+    return PROCESSOR_FOR_MODEL_TYPE.get((config or {}).get("model_type", ""))
+
+
+def save_processor(processor: Any, directory: str | Path) -> Path:
+    """Save every part of a processor (tokenizer, image processor, processor config, chat template)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    processor.save_pretrained(directory)
+    return directory
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def image_placeholder(processor: Any) -> str:
+    """The text token that stands for one image in a prompt before the processor expands it."""
+    token = getattr(processor, "image_token", None) or getattr(processor.tokenizer, "image_token", None)
+    if not token:
+        raise ProcessorLoadError(f"{type(processor).__name__} has no image_token; cannot place images in a prompt")
+    return str(token)
+
+
+def prepare_inputs(processor: Any, images: Sequence[Sequence[Image.Image]], texts: Sequence[str]) -> Any:
+    """A padded ``BatchFeature`` for a batch of prompts, each with its own list of images (one per placeholder)."""
+    if len(images) != len(texts):
+        raise ValueError(f"{len(texts)} prompts but {len(images)} image lists; pass one list of images per prompt")
+    placeholder = image_placeholder(processor)
+    for index, (text, sample_images) in enumerate(zip(texts, images, strict=True)):
+        found = text.count(placeholder)
+        if found != len(sample_images):
+            raise ValueError(
+                f"sample {index}: the prompt has {found} image placeholder(s) {placeholder!r} but {len(sample_images)}"
+                " image(s) were given; build the prompt with one placeholder per camera (vla_drive.data.prompt)"
+            )
+    batch = processor(
+        text=list(texts), images=[list(s) for s in images], return_tensors="pt", padding=True, padding_side="right"
+    )
+    batch.pop("labels", None)  # PaliGemma adds LM labels; the backbone never computes an LM loss
+    return batch
