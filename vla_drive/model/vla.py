@@ -1,0 +1,288 @@
+"""DrivingVLA: a vision-language backbone whose hidden states condition a diffusion trajectory head.
+
+The backbone runs once per scene; the head draws K trajectories from the repeated condition, optionally guided by
+the dichotomous branches (eps = (1 + omega) eps_pos - omega eps_neg, both branches in one batched forward per step).
+A model is saved as an HF-style directory:
+
+    vla_config.json        format version, the model config (backbone, head, cameras, chosen guidance omega)
+    backbone/              the VLM (full weights, or a LoRA adapter over its base) and its processor
+    head.safetensors       the trajectory head, its pos / neg adapters included
+    normalizer.json        the trajectory normaliser fitted on the training split
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from vla_drive.data.dataset import Batch, DrivingSample, collate
+from vla_drive.model.backbone import LoraSettings, VLMBackbone
+from vla_drive.model.head import HeadConfig, TrajectoryHead
+from vla_drive.model.normalizer import TrajectoryNormalizer
+from vla_drive.model.types import Cond, Guidance, NoiseCfg, SampleOut
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "vla_config.json"
+HEAD_FILE = "head.safetensors"
+NORMALIZER_FILE = "normalizer.json"
+BACKBONE_DIR = "backbone"
+
+
+class VLAModelError(ValueError):
+    """A model directory or configuration that cannot be used, with the file and field named."""
+
+
+def _default_head() -> HeadConfig:
+    return HeadConfig(hidden_size=128, depth=4, num_heads=4, cond_dim=64, sample_steps=10)
+
+
+@dataclass
+class VLAConfig:
+    """Everything that defines a DrivingVLA besides its weights."""
+
+    backbone: str = "tiny-qwen2.5-vl"  # preset name, hub id or local directory
+    trainable: str = "frozen"  # frozen | lora | full
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    hidden_layers: tuple[int, ...] = (-1,)
+    head: HeadConfig = field(default_factory=_default_head)
+    cameras: tuple[str, ...] = ("CAM_F0",)
+    include_history: bool = False
+    guidance_omega: float = 0.0  # the inference guidance chosen by a sweep (stored with the model)
+    sample_steps: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["lora"] = self.lora.to_dict()
+        out["head"] = self.head.to_dict()
+        out["hidden_layers"] = list(self.hidden_layers)
+        out["cameras"] = list(self.cameras)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<config>") -> VLAConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise VLAModelError(f"{source}: unknown model config keys {unknown}; expected some of {sorted(known)}")
+        values = dict(data)
+        try:
+            if "lora" in values:
+                values["lora"] = LoraSettings.from_dict(values["lora"])
+            if "head" in values:
+                values["head"] = HeadConfig.from_dict(values["head"])
+        except (TypeError, ValueError) as error:
+            raise VLAModelError(f"{source}: {error}") from None
+        for name in ("hidden_layers", "cameras"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+
+class DrivingVLA(nn.Module):
+    """Backbone + trajectory head + normaliser; ``predict`` returns ego-frame trajectories [B, K, 8, 3]."""
+
+    def __init__(
+        self,
+        config: VLAConfig,
+        backbone: VLMBackbone,
+        head: TrajectoryHead,
+        normalizer: TrajectoryNormalizer | None = None,
+    ) -> None:
+        super().__init__()
+        if head.config.cond_dim != backbone.hidden_size:
+            raise VLAModelError(
+                f"head.cond_dim={head.config.cond_dim} does not match the backbone's hidden size {backbone.hidden_size}"
+            )
+        self.config = config
+        self.backbone = backbone
+        self.head = head
+        self.normalizer = normalizer or TrajectoryNormalizer.identity()
+
+    # ------------------------------------------------------------------------------------------------ building
+
+    @classmethod
+    def build(cls, config: VLAConfig, normalizer: TrajectoryNormalizer | None = None, seed: int = 0) -> DrivingVLA:
+        """A new model: the backbone loaded (or built from a preset), a freshly initialised head sized to it."""
+        backbone = VLMBackbone.from_pretrained(
+            config.backbone, trainable=config.trainable, lora=config.lora, hidden_layers=config.hidden_layers
+        )
+        head_config = replace(config.head, cond_dim=backbone.hidden_size, sample_steps=config.sample_steps)
+        torch.manual_seed(seed)
+        head = TrajectoryHead(head_config)
+        return cls(replace(config, head=head_config), backbone, head, normalizer)
+
+    @property
+    def normalizer(self) -> TrajectoryNormalizer:
+        return self.head.normalizer
+
+    @normalizer.setter
+    def normalizer(self, value: TrajectoryNormalizer) -> None:
+        self.head.normalizer = value
+
+    def fit_normalizer(self, trajectories: np.ndarray | Tensor) -> TrajectoryNormalizer:
+        """Fit the trajectory normaliser on training trajectories [N, 8, 3] (ego frame) and attach it."""
+        self.normalizer = TrajectoryNormalizer.fit(trajectories)
+        return self.normalizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.head.parameters()).device
+
+    # ------------------------------------------------------------------------------------------------ running
+
+    def collate(self, samples: Sequence[DrivingSample]) -> Batch:
+        return collate(samples, self.backbone)
+
+    def encode(self, batch: Batch) -> Cond:
+        """Backbone condition tokens and the ego status of a batch (once per scene)."""
+        ego = batch.ego.to(self.device, torch.float32)
+        if not torch.isfinite(ego).all():
+            bad = [batch.tokens[i] for i in torch.nonzero(~torch.isfinite(ego).all(dim=1)).flatten().tolist()]
+            raise VLAModelError(f"ego status has NaN or infinite values for scenes {bad}")
+        tokens, mask = self.backbone.encode(batch.inputs.to(self.device))
+        return Cond(tokens.to(self.head.pos_embed.dtype), mask, ego)
+
+    def imitation_loss(self, batch: Batch, branch: str | None = None) -> Tensor:
+        """Per-sample diffusion behaviour-cloning loss [B] of the logged trajectories."""
+        cond = self.encode(batch)
+        x0 = self.normalizer.normalize(batch.trajectory.to(self.device, torch.float32))
+        return self.head.denoise_loss(x0, cond, branch=branch)
+
+    def guidance(self, omega: float | None) -> Guidance | None:
+        """DIPOLE guidance with ``omega`` (default: the model's chosen omega); None for a head without branches."""
+        if not self.head.config.branches:
+            return None
+        return Guidance("dichotomous", self.config.guidance_omega if omega is None else float(omega))
+
+    def sample(
+        self,
+        cond: Cond,
+        num_samples: int = 1,
+        steps: int | None = None,
+        omega: float | None = None,
+        stochastic: NoiseCfg | None = None,
+        return_chain: bool = False,
+        generator: torch.Generator | None = None,
+        guidance: Guidance | None = None,
+    ) -> SampleOut:
+        """K samples per condition row (consecutive), guided by ``omega`` unless ``guidance`` says otherwise."""
+        return self.head.sample(
+            cond,
+            num_samples,
+            steps or self.config.sample_steps,
+            guidance or self.guidance(omega),
+            stochastic,
+            return_chain,
+            generator,
+        )
+
+    @torch.no_grad()
+    def predict(
+        self,
+        samples: Sequence[DrivingSample],
+        num_samples: int = 1,
+        steps: int | None = None,
+        omega: float | None = None,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Trajectories [B, K, 8, 3] in each scene's ego frame (x, y, heading every 0.5 s)."""
+        if not samples:
+            raise VLAModelError("predict: no samples given")
+        was_training = self.training
+        self.eval()
+        try:
+            cond = self.encode(self.collate(samples))
+            generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+            out = self.sample(cond, num_samples, steps, omega, generator=generator)
+        finally:
+            self.train(was_training)
+        traj = out.traj.reshape(len(samples), num_samples, *out.traj.shape[1:])
+        return traj.float().cpu().numpy()
+
+    # ------------------------------------------------------------------------------------------------ saving
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the model directory atomically (a crash never leaves a half-written model in place)."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            self.backbone.save_pretrained(staging / BACKBONE_DIR)
+            state = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
+            save_file(state, str(staging / HEAD_FILE))
+            self.normalizer.save(staging / NORMALIZER_FILE)
+            meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict(), "versions": _versions()}
+            (staging / CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+            if directory.exists():
+                previous = directory.with_name(f".{directory.name}.old")
+                shutil.rmtree(previous, ignore_errors=True)
+                directory.rename(previous)
+                staging.rename(directory)
+                shutil.rmtree(previous, ignore_errors=True)
+            else:
+                staging.rename(directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str], trainable: str | None = None) -> DrivingVLA:
+        """Load a directory written by :meth:`save_pretrained` (the backbone's processor included)."""
+        directory = Path(directory)
+        config_path = directory / CONFIG_FILE
+        if not config_path.is_file():
+            raise VLAModelError(f"{directory}: not a DrivingVLA directory (no {CONFIG_FILE})")
+        meta = json.loads(config_path.read_text())
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise VLAModelError(
+                f"{config_path}: model format version {version!r}, this vla-drive reads version {FORMAT_VERSION}; "
+                f"the model was saved by {meta.get('versions', {}).get('vla_drive', 'another version')}"
+            )
+        config = VLAConfig.from_dict(meta["config"], str(config_path))
+        for required in (BACKBONE_DIR, HEAD_FILE, NORMALIZER_FILE):
+            if not (directory / required).exists():
+                raise VLAModelError(f"{directory}: missing {required}")
+        backbone = VLMBackbone.from_pretrained(directory / BACKBONE_DIR, trainable=trainable)
+        head = TrajectoryHead(config.head)
+        missing, unexpected = head.load_state_dict(load_file(str(directory / HEAD_FILE)), strict=False)
+        if missing or unexpected:
+            raise VLAModelError(f"{directory / HEAD_FILE}: missing {missing}, unexpected {unexpected} head weights")
+        normalizer = TrajectoryNormalizer.load(directory / NORMALIZER_FILE)
+        return cls(replace(config, trainable=backbone.trainable), backbone, head, normalizer)
+
+    def merge_lora(self) -> DrivingVLA:
+        """Fold the backbone's LoRA into its weights for export (the head keeps its pos / neg branches, which
+        guided sampling combines at every step)."""
+        if self.backbone.trainable == "lora":
+            self.backbone.merge_lora()
+            self.config = replace(self.config, trainable=self.backbone.trainable)
+        return self
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    from vla_drive import __version__
+
+    return {"vla_drive": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
