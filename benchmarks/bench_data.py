@@ -46,9 +46,7 @@ def main() -> None:
         read_s = time.perf_counter() - start
 
     n = len(scenes)
-    print(
-        f"{args.logs} synthetic logs, {world.num_frames} frames, {n} scenes, CAM_F0 rendered at 320x180\n"
-    )
+    print(f"{args.logs} synthetic logs, {world.num_frames} frames, {n} scenes, CAM_F0 rendered at 320x180\n")
     print("| step | scenes | seconds | scenes / s |")
     print("|---|---|---|---|")
     for name, count, seconds in (
