@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from vla_drive.data.dataset import Batch, DrivingSample, collate
+from vla_drive.data.feature_cache import CachedBatch
 from vla_drive.model.backbone import LoraSettings, VLMBackbone
 from vla_drive.model.head import HeadConfig, TrajectoryHead
 from vla_drive.model.normalizer import TrajectoryNormalizer
@@ -158,6 +159,17 @@ class DrivingVLA(nn.Module):
         cond = self.encode(batch)
         x0 = self.normalizer.normalize(batch.trajectory.to(self.device, torch.float32))
         return self.head.denoise_loss(x0, cond, branch=branch)
+
+    def forward(self, batch: Batch | CachedBatch, branch: str | None = None) -> Tensor:
+        """Per-sample imitation loss [B] of a raw batch (backbone included) or of a cached-feature batch (head only).
+
+        Objectives call the model (not a method) so that DeepSpeed / DDP wrappers see the forward pass.
+        """
+        if isinstance(batch, CachedBatch):
+            cond = batch.cond.to(self.device)
+            x0 = self.normalizer.normalize(batch.trajectory.to(self.device, torch.float32))
+            return self.head.denoise_loss(x0, cond, branch=branch)
+        return self.imitation_loss(batch, branch)
 
     def guidance(self, omega: float | None) -> Guidance | None:
         """DIPOLE guidance with ``omega`` (default: the model's chosen omega); None for a head without branches."""

@@ -1,0 +1,1 @@
+"""Training objectives: imitation (bc) and the diffusion RL algorithms, behind one interface."""

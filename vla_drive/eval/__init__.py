@@ -1,0 +1,1 @@
+"""Evaluation of driving models with the navsim_eval scorer."""

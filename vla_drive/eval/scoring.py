@@ -1,0 +1,103 @@
+"""Score model trajectories with navsim_eval: metric caches per scene, K candidates per scene, summaries.
+
+The metric cache of a scene (observation, map, route, PDM-Closed reference) is built once, kept in memory and,
+with ``cache_dir``, on disk in navsim_eval's format, so a validation split is prepared once per run and every later
+evaluation only simulates and scores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from navsim_eval.errors import NavsimEvalError
+from navsim_eval.maps.locations import load_map
+from navsim_eval.pdm.builder import build_metric_cache_from_map
+from navsim_eval.pdm.cache_io import MetricCacheStore
+from navsim_eval.pdm.metric_cache import MetricCache
+from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
+from navsim_eval.pdm.scorer import SceneContext, ScorerConfig, score
+
+
+class SceneScorer:
+    """Scores trajectories of known scenes; scene contexts are reused across calls (RL scores scenes often)."""
+
+    def __init__(self, caches: dict[str, MetricCache], version: str = "v1", config: ScorerConfig | None = None):
+        self.caches = caches
+        self.version = version
+        self.config = config or ScorerConfig()
+        self.skipped: dict[str, str] = {}
+        self._contexts: dict[str, SceneContext] = {}
+
+    @classmethod
+    def from_scenes(
+        cls,
+        scenes: Sequence,
+        maps_root: str | os.PathLike[str] | None,
+        version: str = "v1",
+        config: ScorerConfig | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> SceneScorer:
+        """Build (or load from ``cache_dir``) the metric cache of every scene; scenes that fail are skipped and
+        recorded in ``skipped`` with the reason, never fatal."""
+        store = MetricCacheStore(cache_dir) if cache_dir else None
+        caches, skipped = {}, {}
+        for scene in scenes:
+            try:
+                if store is not None and scene.token in store:
+                    caches[scene.token] = store[scene.token]
+                else:
+                    cache = build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root))
+                    caches[scene.token] = cache
+                    if store is not None:
+                        store.add(cache, write_index=False)
+            except NavsimEvalError as error:
+                skipped[scene.token] = str(error)
+            if progress is not None:
+                progress(1)
+        if store is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            store.write_index()
+        scorer = cls(caches, version, config)
+        scorer.skipped = skipped
+        return scorer
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.caches
+
+    def score(self, tokens: Sequence[str], trajectories: np.ndarray) -> list[ScoreTable]:
+        """Score [B, K, 8, 3] (or [B, 8, 3]) ego-frame trajectories of the scenes ``tokens``: one table per scene."""
+        trajectories = np.asarray(trajectories, dtype=np.float64)
+        if trajectories.ndim == 3:
+            trajectories = trajectories[:, None]
+        tables = []
+        for token, candidates in zip(tokens, trajectories, strict=True):
+            cache = self.caches[token]
+            context = self._contexts.get(token)
+            if context is None:
+                context = self._contexts[token] = SceneContext.build(cache, self.version)
+            tables.append(score(cache, candidates, self.version, self.config, context=context))
+        return tables
+
+
+def summarize(tables: Sequence[ScoreTable], candidate: int = 0) -> dict[str, float]:
+    """Mean score and sub-metrics of one candidate per scene over valid scenes, the share of valid scenes, and
+    the score with invalid scenes counted as 0 (what a leaderboard does)."""
+    if not tables:
+        return {}
+    version = tables[0].version
+    valid = np.array([bool(t.valid[candidate]) for t in tables])
+    out: dict[str, float] = {}
+    for name in METRIC_COLUMNS[version]:
+        values = np.array([t.columns[name][candidate] for t in tables], dtype=np.float64)[valid]
+        values = values[~np.isnan(values)]
+        out[name] = float(values.mean()) if len(values) else float("nan")
+    scores = np.array([t.columns["score"][candidate] if t.valid[candidate] else 0.0 for t in tables])
+    out["score_with_invalid_as_zero"] = float(scores.mean())
+    out["valid_fraction"] = float(valid.mean())
+    out["num_scenes"] = float(len(tables))
+    return out
