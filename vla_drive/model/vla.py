@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from vla_drive.algorithms.base import HeadLossRequest
 from vla_drive.data.dataset import Batch, DrivingSample, collate
 from vla_drive.data.feature_cache import CachedBatch
 from vla_drive.model.backbone import LoraSettings, VLMBackbone
@@ -160,11 +161,16 @@ class DrivingVLA(nn.Module):
         x0 = self.normalizer.normalize(batch.trajectory.to(self.device, torch.float32))
         return self.head.denoise_loss(x0, cond, branch=branch)
 
-    def forward(self, batch: Batch | CachedBatch, branch: str | None = None) -> Tensor:
-        """Per-sample imitation loss [B] of a raw batch (backbone included) or of a cached-feature batch (head only).
+    def forward(self, batch: Batch | CachedBatch | HeadLossRequest, branch: str | None = None) -> Tensor:
+        """Per-sample imitation loss [B] of a raw batch (backbone included) or of a cached-feature batch (head
+        only); for a :class:`HeadLossRequest`, the denoising losses of its branches [len(branches), B].
 
         Objectives call the model (not a method) so that DeepSpeed / DDP wrappers see the forward pass.
         """
+        if isinstance(batch, HeadLossRequest):
+            return self.head.denoise_loss_branches(
+                batch.x0.to(self.device), batch.cond.to(self.device), batch.branches, t=batch.t, eps=batch.eps
+            )
         if isinstance(batch, CachedBatch):
             cond = batch.cond.to(self.device)
             x0 = self.normalizer.normalize(batch.trajectory.to(self.device, torch.float32))

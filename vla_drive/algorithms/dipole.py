@@ -1,0 +1,77 @@
+"""DIPOLE: dichotomous diffusion policy improvement (Liang et al., ICLR 2026).
+
+Two LoRA branches of the head are trained by plain denoising regression on the policy's own rollouts: ``pos``
+with weights sigmoid(beta * G), ``neg`` with weights 1 - sigmoid(beta * G), where G is the group-normalised PDM
+score of each sample among the K samples of its scene. At inference eps = (1 + omega) eps_pos - omega eps_neg,
+so greediness is tuned by omega without retraining.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vla_drive.algorithms.advantages import group_advantage
+from vla_drive.algorithms.base import Algorithm, HeadLossRequest, RolloutBatch, RolloutSpec
+from vla_drive.model.types import Guidance, NoiseCfg
+
+BRANCHES = ("pos", "neg")
+
+
+class Dipole(Algorithm):
+    name = "dipole"
+
+    def __init__(
+        self,
+        samples_per_scene: int = 8,
+        rollout_steps: int = 5,
+        rollout_omega: float = 0.0,
+        beta: float = 1.0,
+        stochastic: bool = False,
+    ) -> None:
+        if samples_per_scene < 1 or rollout_steps < 1:
+            raise ValueError(f"DIPOLE: samples_per_scene and rollout_steps must be >= 1, got {samples_per_scene}, "
+                             f"{rollout_steps}")  # fmt: skip
+        self.samples_per_scene = samples_per_scene
+        self.rollout_steps = rollout_steps
+        self.rollout_omega = rollout_omega
+        self.beta = beta
+        self.stochastic = stochastic
+
+    @classmethod
+    def from_config(cls, config) -> Dipole:
+        return cls(config.samples_per_scene, config.rollout_steps, config.rollout_omega, config.beta, config.stochastic)
+
+    def rollout_spec(self) -> RolloutSpec:
+        return RolloutSpec(
+            samples_per_scene=self.samples_per_scene,
+            steps=self.rollout_steps,
+            guidance=Guidance("dichotomous", self.rollout_omega),
+            stochastic=NoiseCfg() if self.stochastic else None,
+        )
+
+    def trainable_branches(self) -> tuple[str | None, ...]:
+        return BRANCHES
+
+    @torch.no_grad()
+    def prepare(self, batch: RolloutBatch) -> RolloutBatch:
+        advantage, valid = group_advantage(batch.reward, batch.group_index)
+        weight_pos = torch.sigmoid(self.beta * advantage)
+        batch.extras.update(advantage=advantage, valid=valid, weight_pos=weight_pos, weight_neg=1.0 - weight_pos)
+        return batch
+
+    def loss(self, model: torch.nn.Module, batch: RolloutBatch, rows: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Weighted denoising of the rollouts (fresh t and noise) for both branches in one batched forward."""
+        valid = batch.extras["valid"][rows]
+        rows = rows[valid]
+        if rows.numel() == 0:  # every sample of this minibatch failed scoring: nothing to learn from
+            zero = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+            return zero, {"loss": 0.0, "loss_pos": 0.0, "loss_neg": 0.0}
+        request = HeadLossRequest(batch.sample.x0[rows].detach(), batch.sample_cond(rows), BRANCHES)
+        losses = model(request)  # [2, B]
+        weight_pos, weight_neg = batch.extras["weight_pos"][rows], batch.extras["weight_neg"][rows]
+        loss_pos = (weight_pos * losses[0]).mean()
+        loss_neg = (weight_neg * losses[1]).mean()
+        loss = loss_pos + loss_neg
+        return loss, {"loss": float(loss.detach()), "loss_pos": float(loss_pos.detach()),
+                      "loss_neg": float(loss_neg.detach())}  # fmt: skip
