@@ -12,6 +12,7 @@ import math
 import multiprocessing
 import os
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,10 +35,9 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 _MAX_CHUNKSIZE = 32
 _MIN_SCENES_PER_WORKER = 32  # with workers=0, no more than one worker per this many scenes
 
-# Per-process state, set once by _init_worker (or by score_many itself when workers == 1).
-_STORE: MetricCacheStore | None = None
-_VERSION = "v1"
-_SCORE_FN: ScoreFn | None = None
+# Per-process state of a worker, set once by _init_worker.
+_SCENES: _SceneScorer | None = None
+_MAX_CONTEXTS = 4096  # scene contexts a process keeps (RL scores the same scenes every iteration)
 
 
 def invalid_score_table(token: str, version: str, num_candidates: int, reason: str) -> ScoreTable:
@@ -71,36 +71,67 @@ def _default_score_fn() -> ScoreFn:
     return score
 
 
-def _init_worker(root: str, entries: dict[str, str], version: str, score_fn: ScoreFn | None) -> None:
-    """Runs once per worker process: open the store view and resolve the score function."""
-    global _STORE, _VERSION, _SCORE_FN
-    _STORE = MetricCacheStore.from_entries(root, entries)
-    _VERSION = version
-    _SCORE_FN = score_fn if score_fn is not None else _default_score_fn()
+class _SceneScorer:
+    """Scores scenes of one store, keeping the most recently used scene contexts (observation geometry, the
+    simulated PDM-Closed reference) so that scoring a scene again only simulates and scores the candidates."""
+
+    def __init__(self, store: MetricCacheStore, version: str, score_fn: ScoreFn | None, config: Any = None):
+        self.store, self.version, self.config = store, version, config
+        self.score_fn = score_fn
+        self.contexts: OrderedDict[str, tuple[MetricCache, Any]] = OrderedDict()
+
+    def _scene(self, token: str) -> tuple[MetricCache, Any]:
+        if token in self.contexts:
+            self.contexts.move_to_end(token)
+            return self.contexts[token]
+        cache = self.store[token]
+        context = None
+        if self.score_fn is None:
+            from navsim_eval.pdm.scorer import SceneContext
+
+            context = SceneContext.build(cache, self.version)
+        self.contexts[token] = (cache, context)
+        if len(self.contexts) > _MAX_CONTEXTS:
+            self.contexts.popitem(last=False)
+        return cache, context
+
+    def score_item(self, token: str, trajectories: Any) -> ScoreTable:
+        """Score one scene; every failure becomes an all-invalid table with the reason."""
+        try:
+            cache, context = self._scene(token)
+        except NavsimEvalError as error:
+            return invalid_score_table(token, self.version, _num_candidates(trajectories), f"metric cache: {error}")
+        try:
+            if self.score_fn is None:
+                from navsim_eval.pdm.scorer import score
+
+                table = score(cache, trajectories, self.version, self.config, context=context)
+            else:
+                table = self.score_fn(cache, trajectories, self.version)
+        except NavsimEvalError as error:
+            reason = f"{type(error).__name__}: {error}"
+            return invalid_score_table(token, self.version, _num_candidates(trajectories), reason)
+        except Exception as error:  # a scorer bug must not take the batch down; keep the traceback for the report
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            reason = f"internal error {type(error).__name__}: {error} (at {Path(where.filename).name}:{where.lineno})"
+            return invalid_score_table(token, self.version, _num_candidates(trajectories), reason)
+        if table.token != token:
+            table.token = token
+        return table
+
+    def score_chunk(self, chunk: Sequence[Item]) -> list[ScoreTable]:
+        return [self.score_item(token, trajectories) for token, trajectories in chunk]
 
 
-def _score_item(token: str, trajectories: Any) -> ScoreTable:
-    """Score one scene in this process; every failure becomes an all-invalid table with the reason."""
-    assert _STORE is not None and _SCORE_FN is not None, "worker not initialised"
-    try:
-        cache = _STORE[token]
-    except NavsimEvalError as error:
-        return invalid_score_table(token, _VERSION, _num_candidates(trajectories), f"metric cache: {error}")
-    try:
-        table = _SCORE_FN(cache, trajectories, _VERSION)
-    except NavsimEvalError as error:
-        return invalid_score_table(token, _VERSION, _num_candidates(trajectories), f"{type(error).__name__}: {error}")
-    except Exception as error:  # a scorer bug must not take the batch down; keep the traceback for the report
-        where = traceback.extract_tb(error.__traceback__)[-1]
-        reason = f"internal error {type(error).__name__}: {error} (at {Path(where.filename).name}:{where.lineno})"
-        return invalid_score_table(token, _VERSION, _num_candidates(trajectories), reason)
-    if table.token != token:
-        table.token = token
-    return table
+def _init_worker(root: str, entries: dict[str, str], version: str, score_fn: ScoreFn | None, config: Any) -> None:
+    """Runs once per worker process: open the store view and set up the scene scorer."""
+    global _SCENES
+    _SCENES = _SceneScorer(MetricCacheStore.from_entries(root, entries), version, score_fn, config)
 
 
 def _score_chunk(chunk: list[Item]) -> list[ScoreTable]:
-    return [_score_item(token, trajectories) for token, trajectories in chunk]
+    assert _SCENES is not None, "worker not initialised"
+    return _SCENES.score_chunk(chunk)
 
 
 def default_workers() -> int:
@@ -123,6 +154,74 @@ def _single_threaded_children() -> Iterator[None]:
             os.environ.pop(name, None)
 
 
+class ScoringPool:
+    """A pool of scoring processes that stays up between calls (RL scores rollouts every iteration).
+
+    ``workers``: 0 = every available CPU; 1 = score in this process (no pool). ``config`` is a
+    ``ScorerConfig`` (weights, human filter) used by every worker; ``score_fn`` replaces the scorer altogether
+    (a picklable module-level function when workers > 1). Use it as a context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        store: MetricCacheStore | str | os.PathLike,
+        version: str = "v1",
+        workers: int = 0,
+        config: Any = None,
+        score_fn: ScoreFn | None = None,
+        mp_context: str = "spawn",
+    ) -> None:
+        if version not in METRIC_COLUMNS:
+            raise NavsimEvalError(f"unknown score version {version!r}; expected one of {sorted(METRIC_COLUMNS)}")
+        if workers < 0:
+            raise NavsimEvalError(f"workers must be >= 0 (0 = all CPUs), got {workers}")
+        self.store = store if isinstance(store, MetricCacheStore) else MetricCacheStore(store)
+        self.version = version
+        self.workers = workers or default_workers()
+        if score_fn is None:
+            _default_score_fn()  # fail here, not in every worker, if the scorer cannot be imported
+        self._local = _SceneScorer(self.store, version, score_fn, config) if self.workers == 1 else None
+        self._executor: ProcessPoolExecutor | None = None
+        if self.workers > 1:
+            with _single_threaded_children():
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context(mp_context),
+                    initializer=_init_worker,
+                    initargs=(str(self.store.root), self.store.entries, version, score_fn, config),
+                )
+
+    def score(self, items: Iterable[Item], chunksize: int | None = None) -> list[ScoreTable]:
+        """Score ``(token, trajectories)`` pairs; results come back in input order, failures as invalid tables."""
+        items = [(str(token), trajectories) for token, trajectories in items]
+        if not items:
+            return []
+        if self._local is not None:
+            return self._local.score_chunk(items)
+        if self._executor is None:
+            raise NavsimEvalError("the scoring pool is closed")
+        if chunksize is None:
+            chunksize = min(_MAX_CHUNKSIZE, max(1, math.ceil(len(items) / (self.workers * 4))))
+        size = max(int(chunksize), 1)
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        futures = [self._executor.submit(_score_chunk, chunk) for chunk in chunks]
+        results: list[ScoreTable] = []
+        for chunk, future in zip(chunks, futures, strict=True):
+            results.extend(_chunk_result(chunk, future, self.version))
+        return results
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> ScoringPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def score_many(
     items: Iterable[Item],
     store: MetricCacheStore | str | os.PathLike,
@@ -131,6 +230,7 @@ def score_many(
     chunksize: int | None = None,
     score_fn: ScoreFn | None = None,
     mp_context: str = "spawn",
+    config: Any = None,
 ) -> list[ScoreTable]:
     """Score ``(token, trajectories)`` pairs against a metric cache store; results come back in input order.
 
@@ -142,40 +242,14 @@ def score_many(
     scenes each). ``score_fn`` replaces ``navsim_eval.pdm.scorer.score`` (a picklable module-level function when
     workers > 1). ``mp_context`` is "spawn" (default) or "forkserver"; both are safe with torch/CUDA.
     """
-    if version not in METRIC_COLUMNS:
-        raise NavsimEvalError(f"unknown score version {version!r}; expected one of {sorted(METRIC_COLUMNS)}")
+    items = [(str(token), trajectories) for token, trajectories in items]
     if workers < 0:
         raise NavsimEvalError(f"workers must be >= 0 (0 = all CPUs), got {workers}")
-    store = store if isinstance(store, MetricCacheStore) else MetricCacheStore(store)
-    items = [(str(token), trajectories) for token, trajectories in items]
-    if not items:
-        return []
-    if score_fn is None:
-        _default_score_fn()  # fail here, not in every worker, if the scorer cannot be imported
     if workers == 0:  # automatic: every CPU, but tiny batches are not worth a worker's start-up (~1 s of imports)
-        workers = min(default_workers(), math.ceil(len(items) / _MIN_SCENES_PER_WORKER))
-    workers = min(workers, len(items))
-    if workers == 1:
-        return _score_in_process(items, store, version, score_fn)
-
-    if chunksize is None:
-        chunksize = min(_MAX_CHUNKSIZE, max(1, math.ceil(len(items) / (workers * 4))))
-    chunks = [items[i : i + max(int(chunksize), 1)] for i in range(0, len(items), max(int(chunksize), 1))]
-    context = multiprocessing.get_context(mp_context)
-    results: list[ScoreTable] = []
-    with (
-        _single_threaded_children(),
-        ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(str(store.root), store.entries, version, score_fn),
-        ) as executor,
-    ):
-        futures = [executor.submit(_score_chunk, chunk) for chunk in chunks]
-        for chunk, future in zip(chunks, futures, strict=True):
-            results.extend(_chunk_result(chunk, future, version))
-    return results
+        workers = min(default_workers(), max(1, math.ceil(len(items) / _MIN_SCENES_PER_WORKER)))
+    workers = max(1, min(workers, len(items)))
+    with ScoringPool(store, version, workers, config, score_fn, mp_context) as pool:
+        return pool.score(items, chunksize)
 
 
 def _chunk_result(chunk: Sequence[Item], future: Future, version: str) -> list[ScoreTable]:
@@ -188,16 +262,3 @@ def _chunk_result(chunk: Sequence[Item], future: Future, version: str) -> list[S
     else:
         return tables
     return [invalid_score_table(token, version, _num_candidates(traj), reason) for token, traj in chunk]
-
-
-def _score_in_process(
-    items: list[Item], store: MetricCacheStore, version: str, score_fn: ScoreFn | None
-) -> list[ScoreTable]:
-    global _STORE, _VERSION, _SCORE_FN
-    saved = (_STORE, _VERSION, _SCORE_FN)
-    try:
-        _STORE, _VERSION = store, version
-        _SCORE_FN = score_fn if score_fn is not None else _default_score_fn()
-        return _score_chunk(items)
-    finally:
-        _STORE, _VERSION, _SCORE_FN = saved

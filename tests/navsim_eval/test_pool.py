@@ -163,3 +163,21 @@ def test_pool_matches_direct_scoring_with_real_scorer(store: MetricCacheStore, c
                 np.testing.assert_array_equal(table.columns[name], direct.columns[name], err_msg=f"{token} {name}")
             np.testing.assert_array_equal(table.valid, direct.valid)
         assert not tables[-1].valid[0] and tables[-1].score[0] == 0.0
+
+
+def test_persistent_pool_reuses_workers_and_applies_the_scorer_config(cases: dict, tmp_path: Path) -> None:
+    from navsim_eval.pdm.scorer import ScorerConfig, score
+    from navsim_eval.pool import ScoringPool
+
+    case = cases["curve_good"]
+    store = build_metric_cache_store(tmp_path / "store", [case.cache])
+    slow = case.agent_trajectory.copy()
+    slow[:, 0] *= 0.5  # EP < 1, so the progress weight matters
+    heavy = ScorerConfig(progress_weight=10.0)
+    with ScoringPool(store, "v1", workers=2, config=heavy) as pool:
+        first = pool.score([(case.case_id, slow)])
+        second = pool.score([(case.case_id, slow)] * 3)
+    expected = score(case.cache, slow, "v1", heavy)
+    assert first[0].score[0] == pytest.approx(expected.score[0], abs=1e-12)
+    assert [t.score[0] for t in second] == [first[0].score[0]] * 3
+    assert expected.score[0] != pytest.approx(score(case.cache, slow, "v1").score[0])
