@@ -1,0 +1,118 @@
+"""RL rollouts: sample K trajectories per scene from the current policy and score them with PDM rewards.
+
+Rewards are computed where the rollouts are: every rank keeps its own persistent scoring pool over a metric-cache
+store written once before training. A sample that cannot be scored gets reward NaN (the algorithms skip it); a
+scene whose samples all fail is counted and skipped with a warning, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from navsim_eval.pdm.results import METRIC_COLUMNS
+from navsim_eval.pdm.scorer import ScorerConfig
+from navsim_eval.pool import ScoringPool
+from vla_drive.algorithms.base import RolloutBatch, RolloutSpec
+from vla_drive.model.types import Cond
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class RolloutStats:
+    """What one round of rollouts cost and produced (for logging)."""
+
+    sample_seconds: float = 0.0
+    score_seconds: float = 0.0
+    scenes: int = 0
+    samples: int = 0
+    failed_samples: int = 0
+    skipped_scenes: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class PdmReward:
+    """PDMS (v1) or EPDMS (v2) of trajectories, from a persistent scoring pool over a metric-cache store."""
+
+    def __init__(
+        self,
+        store: str | os.PathLike[str],
+        version: str = "v1",
+        progress_weight: float = 5.0,
+        workers: int = 1,
+    ) -> None:
+        self.version = version
+        self.pool = ScoringPool(store, version, workers=workers, config=ScorerConfig(progress_weight=progress_weight))
+
+    def __call__(
+        self, tokens: Sequence[str], trajectories: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], list]:
+        """Rewards [S*K] (NaN where invalid), sub-metrics [S*K] and the score tables, for [S, K, 8, 3]."""
+        tables = self.pool.score(list(zip(tokens, trajectories, strict=True)))
+        rewards = np.concatenate([np.where(t.valid, t.score, np.nan) for t in tables])
+        terms = {
+            name: np.concatenate([np.where(t.valid, t.columns[name], np.nan) for t in tables])
+            for name in METRIC_COLUMNS[self.version]
+            if name != "score"
+        }
+        return rewards, terms, tables
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+@torch.no_grad()
+def collect_rollouts(
+    model,
+    cond: Cond,
+    tokens: Sequence[str],
+    spec: RolloutSpec,
+    reward: PdmReward,
+    generator: torch.Generator | None = None,
+) -> tuple[RolloutBatch, RolloutStats]:
+    """K samples for each of the S scenes of ``cond`` with the policy of ``model`` (a DrivingVLA), scored."""
+    stats = RolloutStats(scenes=len(tokens))
+    start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    try:
+        sample = model.sample(
+            cond, spec.samples_per_scene, spec.steps, guidance=spec.guidance, stochastic=spec.stochastic,
+            return_chain=spec.return_chain, generator=generator,
+        )  # fmt: skip
+    finally:
+        model.train(was_training)
+    stats.sample_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    k = spec.samples_per_scene
+    trajectories = sample.traj.float().cpu().numpy().reshape(len(tokens), k, *sample.traj.shape[1:])
+    rewards, terms, tables = reward(tokens, trajectories)
+    stats.score_seconds = time.perf_counter() - start
+    stats.samples = len(rewards)
+    stats.failed_samples = int(np.isnan(rewards).sum())
+    for table in tables:
+        if not table.valid.any():
+            stats.skipped_scenes += 1
+            for reason in set(table.reasons):
+                stats.reasons[reason] = stats.reasons.get(reason, 0) + 1
+    if stats.skipped_scenes:
+        LOG.warning("%d of %d scenes had no scorable rollout; they are skipped this iteration (%s)",
+                    stats.skipped_scenes, len(tokens), stats.reasons)  # fmt: skip
+    device = cond.tokens.device
+    batch = RolloutBatch(
+        cond=cond,
+        sample=sample,
+        reward=torch.as_tensor(rewards, dtype=torch.float32, device=device),
+        group_index=torch.arange(len(tokens), device=device).repeat_interleave(k),
+        tokens=list(tokens),
+        reward_terms={name: torch.as_tensor(values, dtype=torch.float32) for name, values in terms.items()},
+    )
+    return batch, stats
