@@ -1,0 +1,55 @@
+"""Guidance sweep: one row per omega, the chosen omega, files; and the medoid best-of-N rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from navsim_eval.data.loader import SceneLoader
+from navsim_eval.data.splits import load_split
+from navsim_eval.synthetic.world import WorldConfig, generate_world
+from vla_drive.data.dataset import SceneDataset
+from vla_drive.eval.scoring import SceneScorer
+from vla_drive.eval.sweep import best_omega, sweep_guidance, write_sweep
+from vla_drive.model.selection import select_trajectory
+from vla_drive.model.vla import DrivingVLA, VLAConfig
+
+
+def test_best_omega_prefers_the_higher_score_then_the_smaller_omega():
+    rows = [{"omega": 0.0, "score": 0.7}, {"omega": 1.0, "score": 0.8}, {"omega": 3.0, "score": 0.8}]
+    assert best_omega(rows) == 1.0
+
+
+def test_medoid_selection_picks_the_most_typical_candidate():
+    base = np.zeros((8, 3))
+    base[:, 0] = np.arange(1, 9)
+    candidates = np.stack([base + np.array([0.0, offset, 0.0]) for offset in (-1.0, 0.2, 1.5)])[None]
+    chosen = select_trajectory(candidates)
+    np.testing.assert_array_equal(chosen[0], candidates[0, 1])
+    with pytest.raises(ValueError, match="unknown selection rule"):
+        select_trajectory(candidates, "oracle")
+
+
+@pytest.mark.slow
+def test_sweep_writes_a_table_and_a_plot(tmp_path):
+    world = generate_world(tmp_path / "world", WorldConfig(num_logs=1, frames_per_log=16))
+    split = load_split(world.splits_dir, "synthetic_all")
+    loader = SceneLoader(world.data_root, split.data_split, split.scene_filter)
+    model = DrivingVLA.build(VLAConfig(), seed=0)
+    dataset = SceneDataset.for_backbone(loader, model.backbone)
+    model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
+    with torch.no_grad():  # distinct branches, so omega matters
+        for name, parameter in model.head.named_parameters():
+            if ".pos." in name or ".neg." in name:
+                parameter.add_(0.1 * torch.randn_like(parameter))
+    scorer = SceneScorer.from_scenes([loader[t] for t in loader.tokens], world.maps_root)
+    rows = sweep_guidance(model, dataset, scorer, (0.0, 1.0, 3.0), steps=3)
+    assert [row["omega"] for row in rows] == [0.0, 1.0, 3.0]
+    assert all(0.0 <= row["score"] <= 1.0 for row in rows)
+    sample = [dataset[0]]
+    low, high = (model.predict(sample, 1, 3, omega=omega, seed=0) for omega in (0.0, 3.0))
+    assert np.abs(low - high).max() > 1e-3, "different omegas give different policies"
+    files = write_sweep(rows, tmp_path / "sweep")
+    assert files["plot"].stat().st_size > 1000
+    assert f"chosen omega: {best_omega(rows):g}" in files["markdown"].read_text()

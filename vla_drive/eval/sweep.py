@@ -1,0 +1,89 @@
+"""Guidance sweep: evaluate a grid of omega on a split, tabulate PDMS / EPDMS and sub-metrics, plot, choose.
+
+The chosen omega is the one with the highest mean score (the smaller omega on ties, for the less greedy policy);
+``DrivingVLA.config.guidance_omega`` stores it so that ``predict`` and the exported model use it by default.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from vla_drive.data.dataset import SceneDataset
+from vla_drive.eval.evaluate import evaluate_model
+from vla_drive.eval.scoring import SceneScorer
+
+DEFAULT_OMEGAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+
+def sweep_guidance(
+    model,
+    dataset: SceneDataset,
+    scorer: SceneScorer,
+    omegas: Sequence[float] = DEFAULT_OMEGAS,
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> list[dict[str, float]]:
+    """One row per omega: omega, score, every sub-metric (same seed for every omega: a paired comparison)."""
+    rows = []
+    for omega in omegas:
+        summary = evaluate_model(model, dataset, scorer, steps=steps, omega=omega, seed=seed, batch_size=batch_size)
+        rows.append({"omega": float(omega), **summary})
+    return rows
+
+
+def best_omega(rows: Sequence[dict[str, float]]) -> float:
+    """The omega with the highest mean score; the smallest such omega on ties."""
+    best = max(rows, key=lambda row: (round(row["score"], 12), -row["omega"]))
+    return float(best["omega"])
+
+
+def write_sweep(rows: Sequence[dict[str, float]], out_dir: str | os.PathLike[str], title: str = "") -> dict[str, Path]:
+    """``sweep.csv``, ``sweep.md`` (a markdown table) and ``sweep.png`` (score and sub-metrics against omega)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = list(rows[0])
+    csv_path = out / "sweep.csv"
+    with csv_path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    shown = ["omega", "score"] + [c for c in columns if c not in ("omega", "score", "num_scenes", "valid_fraction")]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    chosen = best_omega(rows)
+    for row in rows:
+        cells = [f"{row[c]:.4f}" if c != "omega" else f"{row[c]:g}" for c in shown]
+        if row["omega"] == chosen:
+            cells[0] = f"**{cells[0]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    md_path = out / "sweep.md"
+    md_path.write_text("\n".join(lines) + f"\n\nchosen omega: {chosen:g} (highest mean score)\n")
+    png_path = out / "sweep.png"
+    _plot(rows, shown[1:], png_path, title or "guidance sweep", chosen)
+    return {"csv": csv_path, "markdown": md_path, "plot": png_path}
+
+
+def _plot(rows, metrics: list[str], path: Path, title: str, chosen: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    omegas = [row["omega"] for row in rows]
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name in metrics:
+        axis.plot(omegas, [row[name] for row in rows], marker="o", linewidth=2.5 if name == "score" else 1,
+                  label=name)  # fmt: skip
+    axis.axvline(chosen, color="grey", linestyle="--", linewidth=1)
+    axis.set_xlabel("guidance omega")
+    axis.set_ylabel("mean over scenes")
+    axis.set_title(title)
+    axis.legend(fontsize=7, loc="lower left")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
