@@ -41,7 +41,7 @@ def test_sweep_writes_a_table_and_a_plot(tmp_path):
     model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
     with torch.no_grad():  # distinct branches, so omega matters
         for name, parameter in model.head.named_parameters():
-            if ".pos." in name or ".neg." in name:
+            if name.endswith((".pos", ".neg")):
                 parameter.add_(0.1 * torch.randn_like(parameter))
     scorer = SceneScorer.from_scenes([loader[t] for t in loader.tokens], world.maps_root)
     rows = sweep_guidance(model, dataset, scorer, (0.0, 1.0, 3.0), steps=3)
