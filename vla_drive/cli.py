@@ -22,9 +22,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         model_dir = train_imitation(config)
     else:
-        print(f"vla-drive train: algorithm {config.algorithm.name!r} is not available yet in this version "
-              "(bc is); see docs/training.md", file=sys.stderr)  # fmt: skip
-        return 2
+        from vla_drive.train.rl import train_rl
+
+        model_dir = train_rl(config)
     print(f"model written to {model_dir}")
     return 0
 

@@ -1,0 +1,189 @@
+"""The RL stage: rollouts from the current policy, PDM rewards, and algorithm updates through the same Trainer.
+
+One iteration: every rank takes ``train.batch_size`` scenes (its shard of a seeded permutation), samples
+``algorithm.samples_per_scene`` trajectories per scene with the algorithm's rollout spec, scores them with its own
+persistent scoring pool, lets the algorithm prepare (advantages, weights) and then yields
+``algorithm.update_epochs`` passes of minibatches to the Trainer. Everything random in an iteration is seeded by
+(seed, iteration, rank), and the rollouts are regenerated from the restored weights, so a run resumed from a
+checkpoint at an iteration boundary continues exactly as the uninterrupted run (checkpoints are aligned to
+iterations).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from navsim_eval.maps.locations import load_map
+from navsim_eval.pdm.builder import build_metric_cache_from_map
+from navsim_eval.pdm.cache_io import MetricCacheStore
+from vla_drive.algorithms.base import Algorithm, RolloutBatch
+from vla_drive.algorithms.dipole import Dipole
+from vla_drive.config import ExperimentConfig, save_run_config
+from vla_drive.train.distributed import barrier, is_main, rank, world_size
+from vla_drive.train.rollout import PdmReward, collect_rollouts
+from vla_drive.train.stages import build_model, load_stage_data, save_final_model, training_dataset, validation_hook
+from vla_drive.train.trainer import Trainer
+
+LOG = logging.getLogger(__name__)
+ALGORITHMS = {"dipole": Dipole}
+MINIBATCHES_PER_EPOCH = 1  # each update epoch is one pass over the iteration's samples in this many minibatches
+
+
+@dataclass
+class RLMicroBatch:
+    """A minibatch of one iteration's rollouts, with the iteration's statistics for logging."""
+
+    rollouts: RolloutBatch
+    rows: torch.Tensor
+    stats: dict[str, float]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.rows.numel())
+
+
+def make_algorithm(config: ExperimentConfig) -> Algorithm:
+    name = config.algorithm.name
+    if name not in ALGORITHMS:
+        raise ValueError(f"algorithm {name!r} has no RL implementation yet; available: {sorted(ALGORITHMS)}")
+    return ALGORITHMS[name].from_config(config.algorithm)
+
+
+def steps_per_iteration(config: ExperimentConfig) -> int:
+    micro = config.algorithm.update_epochs * MINIBATCHES_PER_EPOCH
+    if micro % config.train.grad_accumulation:
+        raise ValueError(
+            f"algorithm.update_epochs x {MINIBATCHES_PER_EPOCH} minibatches ({micro}) must be a multiple of "
+            f"train.grad_accumulation ({config.train.grad_accumulation})"
+        )
+    return micro // config.train.grad_accumulation
+
+
+def build_reward_store(config: ExperimentConfig, scenes, maps_root: Path, output_dir: Path) -> Path:
+    """The metric caches of the training scenes, built once by the main rank (or ``data.metric_cache``)."""
+    root = Path(config.data.metric_cache) if config.data.metric_cache else output_dir / "metric_cache_train"
+    if is_main():
+        store = MetricCacheStore(root)
+        for token in scenes.tokens:
+            if token not in store:
+                scene = scenes[token]
+                try:
+                    store.add(
+                        build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root)), write_index=False
+                    )
+                except ValueError as error:
+                    LOG.warning("scene %s has no metric cache and gets no reward: %s", token, error)
+        root.mkdir(parents=True, exist_ok=True)
+        store.write_index()
+    barrier()
+    return root
+
+
+def rl_batches(
+    config: ExperimentConfig, model, algorithm: Algorithm, dataset, collate_fn, reward: PdmReward, start_step: int
+) -> Iterator[RLMicroBatch]:
+    """Rollout iterations from the one containing ``start_step`` on, as Trainer micro-batches."""
+    per_iteration = steps_per_iteration(config)
+    iteration = start_step // per_iteration
+    spec = algorithm.rollout_spec()
+    scenes_per_rank = config.train.batch_size
+    while True:
+        generator = np.random.default_rng([config.train.seed, iteration])
+        order = generator.permutation(len(dataset))
+        total = scenes_per_rank * world_size()
+        picked = order[np.arange(total) % len(order)][rank() :: world_size()][:scenes_per_rank]
+        batch = collate_fn([dataset[int(i)] for i in picked])
+        if hasattr(batch, "cond"):  # cached features
+            cond = batch.cond.to(model.device)
+        else:  # the backbone is frozen during RL: its condition carries no gradient
+            with torch.no_grad():
+                cond = model.encode(batch)
+        torch_generator = torch.Generator(device=cond.tokens.device).manual_seed(
+            int(np.random.default_rng([config.train.seed, iteration, rank()]).integers(2**62))
+        )
+        rollouts, stats = collect_rollouts(model, cond.detach(), batch.tokens, spec, reward, torch_generator)
+        rollouts = algorithm.prepare(rollouts)
+        valid = rollouts.reward[torch.isfinite(rollouts.reward)]
+        summary = {
+            "rl/iteration": float(iteration),
+            "rl/reward_mean": float(valid.mean()) if valid.numel() else float("nan"),
+            "rl/reward_std": float(valid.std(unbiased=False)) if valid.numel() else float("nan"),
+            "rl/sample_seconds": stats.sample_seconds,
+            "rl/score_seconds": stats.score_seconds,
+            "rl/failed_samples": float(stats.failed_samples),
+            "rl/skipped_scenes": float(stats.skipped_scenes),
+        }
+        for name, values in rollouts.reward_terms.items():
+            finite = values[torch.isfinite(values)]
+            summary[f"rl/{name}"] = float(finite.mean()) if finite.numel() else float("nan")
+        for name in ("advantage", "weight_pos"):
+            if name in rollouts.extras:
+                values = rollouts.extras[name][rollouts.extras["valid"]]
+                if values.numel():
+                    summary[f"rl/{name}_std" if name == "advantage" else f"rl/{name}_mean"] = float(
+                        values.std(unbiased=False) if name == "advantage" else values.mean()
+                    )
+        update_generator = torch.Generator().manual_seed(int(generator.integers(2**62)))
+        for _epoch in range(config.algorithm.update_epochs):
+            permutation = torch.randperm(rollouts.num_samples, generator=update_generator)
+            for rows in permutation.chunk(MINIBATCHES_PER_EPOCH):
+                yield RLMicroBatch(rollouts, rows.to(cond.tokens.device), summary)
+        iteration += 1
+
+
+def train_rl(config: ExperimentConfig) -> Path:
+    """Run an RL stage (``algorithm.name``); returns the final model directory."""
+    output_dir = Path(config.train.output_dir)
+    per_iteration = steps_per_iteration(config)
+    if config.train.checkpoint_every % per_iteration:
+        config = replace(config, train=replace(config.train, checkpoint_every=per_iteration * max(
+            1, round(config.train.checkpoint_every / per_iteration))))  # fmt: skip
+        LOG.info("checkpoints aligned to RL iterations: every %d steps", config.train.checkpoint_every)
+    data = load_stage_data(config)
+    model = build_model(config, data.train)
+    algorithm = make_algorithm(config)
+    if set(algorithm.trainable_branches()) <= {"pos", "neg"}:
+        model.head.freeze_base()  # the imitation policy stays intact as the shared base
+    dataset, collate_fn = training_dataset(config, model, data.train)
+    store = build_reward_store(config, data.train, data.maps_root, output_dir)
+    workers = config.eval.workers or 1
+    reward = PdmReward(store, config.algorithm.score_version, config.algorithm.progress_weight, workers=workers)
+    if is_main():
+        save_run_config(config, output_dir)
+    state = {"trainer": None}
+
+    def source() -> Iterator[RLMicroBatch]:
+        start = state["trainer"].state.step
+        yield from rl_batches(config, model, algorithm, dataset, collate_fn, reward, start)
+
+    def objective(module, micro: RLMicroBatch):
+        started = time.perf_counter()
+        loss, metrics = algorithm.loss(module, micro.rollouts, micro.rows)
+        return loss, {**metrics, **micro.stats, "rl/loss_seconds": time.perf_counter() - started}
+
+    trainer = Trainer(
+        model, objective, config, batch_source=_Lazy(source), on_eval=validation_hook(config, model, data, output_dir)
+    )
+    state["trainer"] = trainer
+    try:
+        trainer.fit()
+    finally:
+        reward.close()
+    return save_final_model(trainer, model, output_dir)
+
+
+class _Lazy:
+    """An iterable whose iterator is created when the Trainer starts iterating (after it has resumed)."""
+
+    def __init__(self, factory) -> None:
+        self.factory = factory
+
+    def __iter__(self):
+        return self.factory()
