@@ -186,6 +186,12 @@ class CheckpointManager:
             raise CheckpointError(
                 f"{state_file}: checkpoint format {meta.get('format_version')!r}, this trainer reads {FORMAT_VERSION}"
             )
+        ranks, stage = meta["state"].get("world_size"), meta.get("zero_stage")
+        if stage is not None and ranks != self.accelerator.num_processes:
+            raise CheckpointError(
+                f"{path}: ZeRO-{stage} shards of {ranks} ranks cannot be loaded by {self.accelerator.num_processes}; "
+                "consolidate the checkpoint (vla_drive.train.consolidate) and start from the model (model.init_from)"
+            )
         self.accelerator.load_state(str(path))
         rng_file = path / f"random_states_{self.accelerator.process_index}.pkl"
         if not rng_file.is_file():

@@ -2,10 +2,11 @@
 the deepspeed launcher, SLURM), on GPUs or on CPU ranks over gloo, with DeepSpeed ZeRO 0 / 2 / 3 from the config.
 
 The DeepSpeed config of a run is the JSON named by ``distributed.deepspeed_config`` (``configs/deepspeed/*.json``)
-or one generated from ``distributed.*``; the fields the experiment config owns (micro batch, accumulation, clipping,
-bf16, ZeRO stage, offload) are filled from it where the JSON says ``"auto"`` and must agree with it where the JSON
-gives a value. The trainer builds the optimizer and the LR schedule itself, so the JSON has no ``optimizer`` or
-``scheduler`` block.
+or one generated from ``distributed.*`` (both through ``vla_drive.config``); the fields the experiment config owns
+(micro batch, accumulation, clipping, bf16, ZeRO stage, offload) are filled from it where the JSON says ``"auto"``
+and must agree with it where the JSON gives a value. The trainer builds the optimizer and the LR schedule itself, so
+the JSON has no ``optimizer`` or ``scheduler`` block. ``accelerate launch`` with configs/accelerate/zero*.yaml must
+agree with ``distributed.*`` too; its JSON is used when the config names none.
 
 CPU quirks handled here (see docs, environment Q3): ``PartialState(backend="gloo")`` before ``Accelerator()`` (else
 every rank believes it is rank 0 of 1), DeepSpeed's own process group initialised over gloo before ZeRO-3 builds
@@ -15,9 +16,7 @@ deepspeed launcher does not set it), and ``DS_ACCELERATOR=cpu`` when there is no
 
 from __future__ import annotations
 
-import copy
 import importlib.util
-import json
 import logging
 import os
 import socket
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vla_drive.config import ExperimentConfig
+from vla_drive.config import BACKENDS, MIXED_PRECISIONS, ExperimentConfig, check_deepspeed_file, deepspeed_dict
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -38,8 +37,6 @@ _LAUNCHER_ENV = {
     key: os.environ.get(key, "") for key in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_CONFIG_FILE")
 }
 
-BACKENDS = ("none", "deepspeed")
-ZERO_STAGES = (0, 1, 2, 3)
 # Keys that accelerate fills from the model's hidden size; resolved by :func:`fill_model_dependent`.
 HIDDEN_SIZE_KEYS = (
     "zero_optimization.reduce_bucket_size",
@@ -103,109 +100,26 @@ def rank_seed(seed: int, process_rank: int | None = None) -> int:
 # ------------------------------------------------------------------------------------------------ DeepSpeed config
 
 
-def deepspeed_config_path(name: str) -> Path:
-    """A DeepSpeed JSON named in the config: a path as given, else relative to the repository's configs/deepspeed/."""
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    shipped = Path(__file__).resolve().parents[2] / "configs" / "deepspeed" / path.name
-    if not path.is_absolute() and shipped.is_file():
-        return shipped
-    raise DistributedSetupError(
-        f"distributed.deepspeed_config: {name!r} is not a file (shipped configs: "
-        f"{sorted(p.name for p in shipped.parent.glob('*.json'))})"
-    )
-
-
-def _get(config: dict[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
-def _set(config: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    node = config
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[last] = value
-
-
 def resolve_deepspeed_config(config: ExperimentConfig, num_processes: int) -> dict[str, Any]:
-    """The DeepSpeed config dict of a run: the JSON file (or a generated one) with the config-owned fields filled.
+    """The DeepSpeed config dict of a run: the JSON of ``distributed.deepspeed_config`` checked against the experiment
+    config and completed from it (:func:`vla_drive.config.check_deepspeed_file`: ``"auto"`` and missing values are
+    filled, contradictions raise), or the one the config generates (:func:`vla_drive.config.deepspeed_dict`).
 
-    A JSON value of ``"auto"`` (or a missing key) takes the config's value; an explicit JSON value that differs
-    raises :class:`DistributedSetupError` naming the file, the field and the override that makes them agree. The
-    hidden-size keys stay ``"auto"`` until :func:`fill_model_dependent` sees the model.
+    The trainer passes its own torch AdamW and sets the learning rates itself, so an ``optimizer`` or ``scheduler``
+    block is refused (that also keeps DeepSpeed from JIT-building fused_adam). The hidden-size keys may stay
+    ``"auto"`` until :func:`fill_model_dependent` sees the model.
     """
-    dist, train = config.distributed, config.train
-    if dist.zero_stage not in ZERO_STAGES:
-        raise DistributedSetupError(f"distributed.zero_stage must be one of {list(ZERO_STAGES)}, got {dist.zero_stage}")
-    if dist.offload_params and dist.zero_stage != 3:
-        raise DistributedSetupError(
-            f"distributed.offload_params needs ZeRO stage 3 (distributed.zero_stage is {dist.zero_stage})"
-        )
-    if dist.offload_optimizer and dist.zero_stage == 0:
-        raise DistributedSetupError("distributed.offload_optimizer needs ZeRO stage 1, 2 or 3 (zero_stage is 0)")
-    if dist.deepspeed_config:
-        path = deepspeed_config_path(dist.deepspeed_config)
-        try:
-            ds = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise DistributedSetupError(f"{path}: not valid JSON ({error})") from None
-        source = str(path)
-    else:
-        ds, source = {"zero_optimization": {}}, "<generated from distributed.*>"
+    ds = check_deepspeed_file(config, num_processes) or deepspeed_dict(config, num_processes)
+    source = config.distributed.deepspeed_config or "the DeepSpeed config generated from distributed.*"
     for block in ("optimizer", "scheduler"):
         if block in ds:
             raise DistributedSetupError(
-                f"{source}: remove the {block!r} block; the trainer builds AdamW and the LR schedule from train.* "
-                "(a torch optimizer also skips DeepSpeed's fused_adam JIT build)"
+                f"{source}: remove the {block!r} block; the trainer builds AdamW and the LR schedule from train.*"
             )
-    if _get(ds, "fp16.enabled") is True:
-        raise DistributedSetupError(f"{source}: fp16 is not supported; use train.mixed_precision=bf16")
-    offload = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
-    owned: dict[str, tuple[Any, str]] = {
-        "train_micro_batch_size_per_gpu": (train.batch_size, "train.batch_size"),
-        "gradient_accumulation_steps": (train.grad_accumulation, "train.grad_accumulation"),
-        "train_batch_size": (train.batch_size * train.grad_accumulation * num_processes, "train.batch_size"),
-        "gradient_clipping": (float(train.max_grad_norm), "train.max_grad_norm"),
-        "bf16.enabled": (train.mixed_precision == "bf16", "train.mixed_precision"),
-        "zero_optimization.stage": (dist.zero_stage, "distributed.zero_stage"),
-        "zero_optimization.offload_optimizer.device": (
-            "cpu" if dist.offload_optimizer else "none",
-            "distributed.offload_optimizer",
-        ),
-        "zero_optimization.offload_param.device": (
-            "cpu" if dist.offload_params else "none",
-            "distributed.offload_params",
-        ),
-    }
-    ds = copy.deepcopy(ds)
-    for key, (value, field_name) in owned.items():
-        current = _get(ds, key)
-        if current is None or current == "auto":
-            _set(ds, key, value)
-        elif current != value:
-            raise DistributedSetupError(
-                f"{source}: {key} is {current!r} but {field_name} gives {value!r}; make them agree "
-                f'(set {field_name} or write "auto" in the JSON)'
-            )
-    for key in ("offload_optimizer", "offload_param"):
-        block = ds["zero_optimization"][key]
-        if block["device"] == "none":
-            ds["zero_optimization"].pop(key)
-        else:
-            for name, value in offload.items():
-                if block.get(name, "auto") == "auto":
-                    block[name] = value
-    ds["steps_per_print"] = ds.get("steps_per_print", 10**12)  # DeepSpeed's own stdout logging: off
     leftover = [key for key in _auto_keys(ds) if key not in HIDDEN_SIZE_KEYS]
     if leftover:
         raise DistributedSetupError(f"{source}: cannot fill 'auto' for {leftover}; give these values explicitly")
+    ds.setdefault("steps_per_print", 10**12)  # DeepSpeed's own stdout logging: off
     return ds
 
 
@@ -218,19 +132,21 @@ def _auto_keys(node: Any, prefix: str = "") -> list[str]:
 def fill_model_dependent(ds_config: dict[str, Any], hidden_size: int | None) -> None:
     """Resolve the hidden-size ``"auto"`` keys in place, as accelerate would (bucket sizes from hidden^2); without a
     hidden size, drop them so that DeepSpeed's defaults apply."""
+    zero = ds_config.get("zero_optimization", {})
     values = {}
     if hidden_size:
         values = {
-            HIDDEN_SIZE_KEYS[0]: hidden_size * hidden_size,
-            HIDDEN_SIZE_KEYS[1]: int(0.9 * hidden_size * hidden_size),
-            HIDDEN_SIZE_KEYS[2]: 10 * hidden_size,
+            "reduce_bucket_size": hidden_size * hidden_size,
+            "stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
+            "stage3_param_persistence_threshold": 10 * hidden_size,
         }
-    for key in HIDDEN_SIZE_KEYS:
-        if _get(ds_config, key) == "auto":
+    for dotted in HIDDEN_SIZE_KEYS:
+        key = dotted.split(".")[-1]
+        if zero.get(key) == "auto":
             if key in values:
-                _set(ds_config, key, values[key])
+                zero[key] = values[key]
             else:
-                ds_config["zero_optimization"].pop(key.split(".")[-1])
+                zero.pop(key)
 
 
 # ------------------------------------------------------------------------------------------------ accelerator
@@ -259,7 +175,7 @@ def _apply_launcher(config: ExperimentConfig) -> ExperimentConfig:
         return config
     if not dist.deepspeed_config:
         return replace(config, distributed=replace(dist, deepspeed_config=launcher_file))
-    if deepspeed_config_path(dist.deepspeed_config).resolve() != Path(launcher_file).resolve():
+    if Path(os.path.expandvars(dist.deepspeed_config)).expanduser().resolve() != Path(launcher_file).resolve():
         raise DistributedSetupError(
             f"the accelerate config uses {launcher_file} but distributed.deepspeed_config is "
             f"{dist.deepspeed_config!r}; name one of them only"
@@ -277,9 +193,9 @@ def setup_accelerator(config: ExperimentConfig) -> Accelerator:
     dist = config.distributed
     if dist.backend not in BACKENDS:
         raise DistributedSetupError(f"distributed.backend must be one of {list(BACKENDS)}, got {dist.backend!r}")
-    if config.train.mixed_precision not in ("no", "bf16"):
+    if config.train.mixed_precision not in MIXED_PRECISIONS:
         raise DistributedSetupError(
-            f"train.mixed_precision must be 'no' or 'bf16', got {config.train.mixed_precision!r}"
+            f"train.mixed_precision must be one of {list(MIXED_PRECISIONS)}, got {config.train.mixed_precision!r}"
         )
     config = _apply_launcher(config)
     dist = config.distributed

@@ -13,7 +13,9 @@ ranks, periodic evaluation, checkpoints and logging. The stage supplies the mode
 ``objective(model, batch) -> (loss, metrics)`` gets the plain model and one micro-batch; it runs inside the forward
 of a wrapper module, so DDP synchronises its gradients and ZeRO-3 gathers whatever parameters it touches, whichever
 methods of the model it calls. RL stages pass ``batch_source`` (an iterator of ready micro-batches, e.g. built from
-rollouts of ``trainer.model``) instead of a dataset, or call :meth:`Trainer.train_step` from their own loop.
+rollouts of ``trainer.model``) instead of a dataset, or call :meth:`Trainer.train_step` from their own loop. Model
+code outside the objective (rollouts, evaluation) goes through :meth:`Trainer.call_model`, which is what makes it
+work on ZeRO-3 partitioned parameters.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -47,6 +49,7 @@ Objective = Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, float]]]
 # on_eval(step) -> metrics to log (or None); called on every rank.
 EvalHook = Callable[[int], Mapping[str, float] | None]
 LR_SCHEDULES = ("constant", "linear", "cosine")
+T = TypeVar("T")
 
 
 class TrainerError(ValueError):
@@ -185,7 +188,10 @@ class ObjectiveModule(nn.Module):
         self.model = model  # checkpoint.WRAPPED_PREFIX depends on this name
         self.objective = objective
 
-    def forward(self, batch: Any) -> tuple[Tensor, Mapping[str, float]]:
+    def forward(self, batch: Any, call: tuple[Callable[..., Any], tuple, dict] | None = None) -> Any:
+        if call is not None:  # Trainer.call_model: any model code as a forward
+            fn, args, kwargs = call
+            return (fn(self.model, *args, **kwargs),)  # a tuple: DeepSpeed's hooks walk the output
         return self.objective(self.model, batch)
 
 
@@ -347,8 +353,21 @@ class Trainer:
         out["samples_per_s"] = samples * self.accelerator.num_processes / max(time.perf_counter() - start, 1e-9)
         return out
 
+    def call_model(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(model, *args, **kwargs)`` without gradients, for sampling (RL rollouts) and evaluation.
+
+        Under ZeRO-3 the parameters are partitioned and gathered only inside the engine's forward, so ``fn`` runs as
+        one: every rank must make the same calls (each forward gathers from all ranks). Otherwise ``fn`` is called
+        directly and any rank may call it alone.
+        """
+        with torch.no_grad():
+            if self.zero_stage == 3:
+                return self.engine(None, call=(fn, args, kwargs))[0]
+            return fn(self.model, *args, **kwargs)
+
     def evaluate(self, run_log: RunLogger | None = None) -> Mapping[str, float] | None:
-        """Call ``on_eval(step)`` on every rank (ZeRO-3 forwards need them all), log what it returns, train on."""
+        """Call ``on_eval(step)`` on every rank, log what it returns, train on. Under ZeRO-3 the hook must run the
+        same forwards on every rank, through :meth:`call_model`."""
         if self.on_eval is None:
             return None
         metrics = self.on_eval(self.state.step)

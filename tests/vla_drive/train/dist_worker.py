@@ -59,20 +59,44 @@ def run(config, build, objective, data, collate_fn=None):
     return trainer, [m["loss"] for m in trainer.fit()]
 
 
-def scenario_resume(out: Path, name: str, stage: int, build, objective, data, collate_fn=None, steps=6, **train):
+def scenario_resume(
+    out: Path,
+    name: str,
+    stage,
+    build,
+    objective,
+    data,
+    collate_fn=None,
+    steps=6,
+    predict_samples=None,
+    deepspeed_config="",
+    **train,
+):
     half = steps // 2
-    base = with_deepspeed(stand_in_config(out / name, max_steps=steps, checkpoint_every=half, **train), stage)
+    base = with_deepspeed(
+        stand_in_config(out / name, max_steps=steps, checkpoint_every=half, **train), stage, deepspeed_config
+    )
     trainer, losses = run(base, build, objective, data, collate_fn)
     live = gathered(trainer.model, stage)
     first = out / name / "checkpoints" / f"step_{half:08d}"
     resumed_cfg = with_deepspeed(
         stand_in_config(out / f"{name}-resumed", max_steps=steps, checkpoint_every=half, resume=str(first), **train),
         stage,
+        deepspeed_config,
     )
     resumed, resumed_losses = run(resumed_cfg, build, objective, data, collate_fn)
     final = out / name / "checkpoints" / f"step_{steps:08d}"
-    consolidated = {k: v for k, v in consolidate(final, build).named_parameters()}
+    model = consolidate(final, build)
+    consolidated = {k: v for k, v in model.named_parameters()}
+    extra = {}
+    if predict_samples:  # the live (ZeRO-sharded) model predicts like the consolidated one
+
+        def predict(m):
+            return m.predict(predict_samples, num_samples=2, steps=2, seed=0)
+
+        extra["predict_vs_consolidated"] = float(abs(resumed.call_model(predict) - predict(model)).max())
     return {
+        **extra,
         "losses": losses,
         "resumed_losses": resumed_losses,
         "resumed_vs_live": max_diff(gathered(resumed.model, stage), live),
@@ -109,8 +133,21 @@ def main() -> None:
         samples = pickle.loads(args.vla_samples.read_bytes())
         build = tiny_vla_builder(samples)
         collate = Collator(build().backbone.processor)
+        # Every head parameter partitioned under ZeRO-3 (none kept whole as "persistent"), as in a full-size head.
+        ds_file = args.out / "zero3_partition_all.json"
+        ds_file.write_text(json.dumps({"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}}))
         results["vla"] = scenario_resume(
-            args.out, "vla", args.stage, build, imitation_objective, samples, collate, steps=4, batch_size=1
+            args.out,
+            "vla",
+            args.stage,
+            build,
+            imitation_objective,
+            samples,
+            collate,
+            steps=4,
+            predict_samples=samples[:2],
+            batch_size=1,
+            deepspeed_config=str(ds_file) if args.stage == 3 else "",
         )
     if torch.distributed.get_rank() == 0:
         (args.out / "results.json").write_text(json.dumps(results, indent=2))

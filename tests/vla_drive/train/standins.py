@@ -75,11 +75,12 @@ def stand_in_config(output_dir: str | Path, **train: Any) -> ExperimentConfig:
     return ExperimentConfig(name="stand-in", train=TrainConfig(**values))
 
 
-def with_deepspeed(config: ExperimentConfig, stage: int | None) -> ExperimentConfig:
+def with_deepspeed(config: ExperimentConfig, stage: int | None, deepspeed_config: str = "") -> ExperimentConfig:
     """The config with DeepSpeed ZeRO ``stage``; None keeps it without DeepSpeed (one process, or DDP)."""
     if stage is None:
         return config
-    return replace(config, distributed=DistributedConfig(backend="deepspeed", zero_stage=stage))
+    distributed = DistributedConfig(backend="deepspeed", zero_stage=stage, deepspeed_config=deepspeed_config)
+    return replace(config, distributed=distributed)
 
 
 def imitation_objective(model: Any, batch: Any) -> tuple[Tensor, dict[str, float]]:

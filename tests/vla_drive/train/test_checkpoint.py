@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -77,6 +79,13 @@ def test_the_final_checkpoint_and_resume_settings(tmp_path):
         resolve_resume(str(tmp_path / "nowhere"), trainer.checkpoints.directory)
     again = _trainer(tmp_path, max_steps=3, checkpoint_every=0)  # already done: resumes, trains nothing
     assert again.fit() == [] and again.state.step == 3
+
+    state_file = latest_checkpoint(tmp_path) / STATE_FILE  # as if written by 2 ranks under ZeRO-2
+    meta = json.loads(state_file.read_text())
+    meta["zero_stage"], meta["state"]["world_size"] = 2, 2
+    state_file.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="ZeRO-2 shards of 2 ranks cannot be loaded by 1"):
+        _trainer(tmp_path, max_steps=4).fit()
 
 
 def test_consolidate_a_plain_checkpoint(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.vla_drive.train.standins import stand_in_config
-from vla_drive.config import DistributedConfig
+from vla_drive.config import ConfigError, DistributedConfig
 from vla_drive.train import DistributedSetupError, barrier, is_main, rank_seed, resolve_deepspeed_config, world_size
 from vla_drive.train.distributed import fill_model_dependent
 
@@ -43,9 +43,10 @@ def test_generated_config_takes_every_value_from_the_experiment(tmp_path):
     ],
 )
 def test_shipped_deepspeed_configs_resolve(tmp_path, name, distributed):
-    config = _config(tmp_path, deepspeed_config=name, **distributed)  # a bare name finds configs/deepspeed/
+    config = _config(tmp_path, deepspeed_config=str(ROOT / "configs/deepspeed" / name), **distributed)
     ds = resolve_deepspeed_config(config, num_processes=2)
     assert ds["train_batch_size"] == 12 and ds["zero_optimization"]["stage"] == distributed["zero_stage"]
+    assert ds["gradient_clipping"] == 0.7 and ds["bf16"]["enabled"] is True
     fill_model_dependent(ds, hidden_size=64)
     assert ds["zero_optimization"]["reduce_bucket_size"] == 64 * 64
     assert "auto" not in json.dumps(ds)
@@ -54,20 +55,20 @@ def test_shipped_deepspeed_configs_resolve(tmp_path, name, distributed):
 
 
 def test_conflicts_and_bad_settings_are_named(tmp_path):
-    with pytest.raises(DistributedSetupError, match=r"zero3\.json: zero_optimization\.stage is 3 but distributed"):
-        resolve_deepspeed_config(_config(tmp_path, deepspeed_config="configs/deepspeed/zero3.json"), 2)
-    with pytest.raises(DistributedSetupError, match=r"offload_optimizer\.device is 'cpu'"):
-        resolve_deepspeed_config(_config(tmp_path, deepspeed_config="zero3_offload.json", zero_stage=3), 2)
-    with pytest.raises(DistributedSetupError, match="offload_params needs ZeRO stage 3"):
-        resolve_deepspeed_config(_config(tmp_path, offload_params=True), 2)
-    with pytest.raises(DistributedSetupError, match="not a file"):
-        resolve_deepspeed_config(_config(tmp_path, deepspeed_config="zero9.json"), 2)
+    zero3 = str(ROOT / "configs/deepspeed/zero3.json")
+    with pytest.raises(ConfigError, match=r"'zero_optimization\.stage' is 3 but distributed\.zero_stage is 2"):
+        resolve_deepspeed_config(_config(tmp_path, deepspeed_config=zero3), 2)
+    offload = str(ROOT / "configs/deepspeed/zero3_offload.json")
+    with pytest.raises(ConfigError, match=r"offload_optimizer\.device' is 'cpu' but distributed\.offload_optimizer"):
+        resolve_deepspeed_config(_config(tmp_path, deepspeed_config=offload, zero_stage=3), 2)
+    with pytest.raises(ConfigError, match="no such file"):
+        resolve_deepspeed_config(_config(tmp_path, deepspeed_config=str(tmp_path / "zero9.json")), 2)
     custom = tmp_path / "custom.json"
-    custom.write_text(json.dumps({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW"}}))
-    with pytest.raises(DistributedSetupError, match="remove the 'optimizer' block"):
+    custom.write_text(json.dumps({"zero_optimization": {"stage": 2}, "scheduler": {"type": "WarmupLR"}}))
+    with pytest.raises(DistributedSetupError, match="remove the 'scheduler' block"):
         resolve_deepspeed_config(_config(tmp_path, deepspeed_config=str(custom)), 2)
-    custom.write_text(json.dumps({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 16}))
-    with pytest.raises(DistributedSetupError, match=r"train_micro_batch_size_per_gpu is 16 but train\.batch_size"):
+    custom.write_text(json.dumps({"zero_optimization": {"stage": 2, "sub_group_size": "auto"}}))
+    with pytest.raises(DistributedSetupError, match="cannot fill 'auto' for"):
         resolve_deepspeed_config(_config(tmp_path, deepspeed_config=str(custom)), 2)
 
 
