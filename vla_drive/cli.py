@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-COMING = ("eval", "sweep", "compare", "submit", "export", "demo")
+COMING = ("eval", "compare", "submit", "export", "demo")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -29,6 +29,47 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from navsim_eval.data.loader import SceneLoader
+    from navsim_eval.data.paths import nuplan_maps_root, openscene_data_root
+    from navsim_eval.data.splits import load_split
+    from vla_drive.data.dataset import SceneDataset
+    from vla_drive.eval.scoring import SceneScorer
+    from vla_drive.eval.sweep import DEFAULT_OMEGAS, best_omega, sweep_guidance, write_sweep
+    from vla_drive.model.vla import DrivingVLA
+
+    split_file = Path(args.split)
+    split = load_split(split_file.parent, split_file.stem)
+    scene_filter = split.scene_filter
+    if args.max_scenes:
+        from dataclasses import replace
+
+        scene_filter = replace(scene_filter, max_scenes=args.max_scenes)
+    loader = SceneLoader(openscene_data_root(args.data_root), split.data_split, scene_filter)
+    model = DrivingVLA.from_pretrained(args.model)
+    dataset = SceneDataset.for_backbone(
+        loader, model.backbone, cameras=model.config.cameras, include_history=model.config.include_history
+    )
+    out = Path(args.out or Path(args.model) / "sweep")
+    scorer = SceneScorer.from_scenes(
+        [loader[t] for t in loader.tokens], nuplan_maps_root(args.maps_root), args.version,
+        cache_dir=out / "metric_cache",
+    )  # fmt: skip
+    omegas = args.omegas or DEFAULT_OMEGAS
+    rows = sweep_guidance(model, dataset, scorer, omegas, steps=args.steps, seed=args.seed)
+    files = write_sweep(rows, out, title=f"{Path(args.model).name} on {split_file.stem} ({args.version})")
+    chosen = best_omega(rows)
+    print(files["markdown"].read_text())
+    if not args.no_store:
+        model.config.guidance_omega = chosen
+        model.save_pretrained(args.model)
+        print(f"stored guidance_omega={chosen:g} in {args.model}")
+    print(f"wrote {files['csv']}, {files['markdown']}, {files['plot']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vla-drive",
@@ -47,6 +88,25 @@ def main(argv: list[str] | None = None) -> int:
         "overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.max_steps=100 model.trainable=lora"
     )
     train.set_defaults(handler=cmd_train)
+    sweep = sub.add_parser(
+        "sweep",
+        help="evaluate a grid of guidance omegas and store the best in the model",
+        description="Predict a split once per omega (same seed: a paired comparison), score it like the "
+        "leaderboard, write sweep.csv / sweep.md / sweep.png, and store the omega with the highest mean score "
+        "in the model directory (predict and exports then use it).",
+    )
+    sweep.add_argument("--model", required=True, help="a DrivingVLA directory")
+    sweep.add_argument("--split", required=True, help="a NAVSIM split file (e.g. .../synthetic_test.yaml)")
+    sweep.add_argument("--data-root", help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
+    sweep.add_argument("--maps-root", help="nuPlan maps root (default $NUPLAN_MAPS_ROOT)")
+    sweep.add_argument("--omegas", nargs="+", type=float, help="default 0 0.5 1 1.5 2 3 5")
+    sweep.add_argument("--version", choices=("v1", "v2"), default="v1", help="PDMS (v1, default) or EPDMS (v2)")
+    sweep.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--max-scenes", type=int, help="only the first N scenes of the split")
+    sweep.add_argument("--out", help="output folder (default <model>/sweep)")
+    sweep.add_argument("--no-store", action="store_true", help="do not write the chosen omega into the model")
+    sweep.set_defaults(handler=cmd_sweep)
     for name in COMING:
         sub.add_parser(name, help="not yet available in this version").set_defaults(handler=None)
     args, _ = parser.parse_known_args(argv)

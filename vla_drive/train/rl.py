@@ -26,7 +26,7 @@ from navsim_eval.pdm.cache_io import MetricCacheStore
 from vla_drive.algorithms.base import Algorithm, RolloutBatch
 from vla_drive.algorithms.dipole import Dipole
 from vla_drive.config import ExperimentConfig, save_run_config
-from vla_drive.train.distributed import barrier, is_main, rank, world_size
+from vla_drive.train.distributed import barrier, is_main, rank, setup_accelerator, world_size
 from vla_drive.train.rollout import PdmReward, collect_rollouts
 from vla_drive.train.stages import build_model, load_stage_data, save_final_model, training_dataset, validation_hook
 from vla_drive.train.trainer import Trainer
@@ -87,9 +87,18 @@ def build_reward_store(config: ExperimentConfig, scenes, maps_root: Path, output
 
 
 def rl_batches(
-    config: ExperimentConfig, model, algorithm: Algorithm, dataset, collate_fn, reward: PdmReward, start_step: int
+    config: ExperimentConfig,
+    model,
+    algorithm: Algorithm,
+    dataset,
+    collate_fn,
+    reward: PdmReward,
+    start_step: int,
+    call=None,
 ) -> Iterator[RLMicroBatch]:
-    """Rollout iterations from the one containing ``start_step`` on, as Trainer micro-batches."""
+    """Rollout iterations from the one containing ``start_step`` on, as Trainer micro-batches. ``call(fn)`` runs
+    ``fn(model)`` the way every rank must (``Trainer.call_model``; default: directly)."""
+    call = call or (lambda fn: fn(model))
     per_iteration = steps_per_iteration(config)
     iteration = start_step // per_iteration
     spec = algorithm.rollout_spec()
@@ -103,12 +112,11 @@ def rl_batches(
         if hasattr(batch, "cond"):  # cached features
             cond = batch.cond.to(model.device)
         else:  # the backbone is frozen during RL: its condition carries no gradient
-            with torch.no_grad():
-                cond = model.encode(batch)
+            cond = call(lambda module, batch=batch: module.encode(batch))
         torch_generator = torch.Generator(device=cond.tokens.device).manual_seed(
             int(np.random.default_rng([config.train.seed, iteration, rank()]).integers(2**62))
         )
-        rollouts, stats = collect_rollouts(model, cond.detach(), batch.tokens, spec, reward, torch_generator)
+        rollouts, stats = collect_rollouts(model, cond.detach(), batch.tokens, spec, reward, torch_generator, call)
         rollouts = algorithm.prepare(rollouts)
         valid = rollouts.reward[torch.isfinite(rollouts.reward)]
         summary = {
@@ -146,6 +154,7 @@ def train_rl(config: ExperimentConfig) -> Path:
         config = replace(config, train=replace(config.train, checkpoint_every=per_iteration * max(
             1, round(config.train.checkpoint_every / per_iteration))))  # fmt: skip
         LOG.info("checkpoints aligned to RL iterations: every %d steps", config.train.checkpoint_every)
+    accelerator = setup_accelerator(config)  # first: the process group the barriers below need
     data = load_stage_data(config)
     model = build_model(config, data.train)
     algorithm = make_algorithm(config)
@@ -160,8 +169,10 @@ def train_rl(config: ExperimentConfig) -> Path:
     state = {"trainer": None}
 
     def source() -> Iterator[RLMicroBatch]:
-        start = state["trainer"].state.step
-        yield from rl_batches(config, model, algorithm, dataset, collate_fn, reward, start)
+        trainer = state["trainer"]
+        yield from rl_batches(
+            config, model, algorithm, dataset, collate_fn, reward, trainer.state.step, trainer.call_model
+        )
 
     def objective(module, micro: RLMicroBatch):
         started = time.perf_counter()
@@ -169,8 +180,9 @@ def train_rl(config: ExperimentConfig) -> Path:
         return loss, {**metrics, **micro.stats, "rl/loss_seconds": time.perf_counter() - started}
 
     trainer = Trainer(
-        model, objective, config, batch_source=_Lazy(source), on_eval=validation_hook(config, model, data, output_dir)
-    )
+        model, objective, config, batch_source=_Lazy(source), accelerator=accelerator,
+        on_eval=validation_hook(config, model, data, output_dir, state),
+    )  # fmt: skip
     state["trainer"] = trainer
     try:
         trainer.fit()

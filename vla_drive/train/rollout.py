@@ -76,19 +76,27 @@ def collect_rollouts(
     spec: RolloutSpec,
     reward: PdmReward,
     generator: torch.Generator | None = None,
+    call=None,
 ) -> tuple[RolloutBatch, RolloutStats]:
-    """K samples for each of the S scenes of ``cond`` with the policy of ``model`` (a DrivingVLA), scored."""
+    """K samples for each of the S scenes of ``cond`` with the policy of ``model`` (a DrivingVLA), scored.
+
+    ``call(fn)`` runs ``fn(model)`` as every rank must under ZeRO-3 (``Trainer.call_model``; default: directly).
+    """
     stats = RolloutStats(scenes=len(tokens))
     start = time.perf_counter()
-    was_training = model.training
-    model.eval()
-    try:
-        sample = model.sample(
-            cond, spec.samples_per_scene, spec.steps, guidance=spec.guidance, stochastic=spec.stochastic,
-            return_chain=spec.return_chain, generator=generator,
-        )  # fmt: skip
-    finally:
-        model.train(was_training)
+
+    def draw(module):
+        was_training = module.training
+        module.eval()
+        try:
+            return module.sample(
+                cond, spec.samples_per_scene, spec.steps, guidance=spec.guidance, stochastic=spec.stochastic,
+                return_chain=spec.return_chain, generator=generator,
+            )  # fmt: skip
+        finally:
+            module.train(was_training)
+
+    sample = call(draw) if call is not None else draw(model)
     stats.sample_seconds = time.perf_counter() - start
 
     start = time.perf_counter()

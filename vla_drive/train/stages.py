@@ -20,11 +20,10 @@ from vla_drive.algorithms.bc import imitation_objective
 from vla_drive.config import ExperimentConfig, data_paths, save_run_config, validate_paths
 from vla_drive.data.dataset import Collator, SceneDataset
 from vla_drive.data.feature_cache import CachedFeatureDataset, build_feature_cache, collate_cached
-from vla_drive.eval.evaluate import evaluate_model
-from vla_drive.eval.scoring import SceneScorer
+from vla_drive.eval.scoring import SceneScorer, summarize
 from vla_drive.model.vla import DrivingVLA, VLAConfig
 from vla_drive.train.checkpoint import CHECKPOINTS_DIR, consolidate, latest_checkpoint
-from vla_drive.train.distributed import barrier, is_main
+from vla_drive.train.distributed import barrier, is_main, rank, setup_accelerator, world_size
 from vla_drive.train.trainer import Trainer
 
 LOG = logging.getLogger(__name__)
@@ -115,8 +114,9 @@ def training_dataset(config: ExperimentConfig, model: DrivingVLA, scenes: SceneL
     return dataset, Collator(model.backbone.processor)
 
 
-def validation_hook(config: ExperimentConfig, model: DrivingVLA, data: StageData, output_dir: Path):
-    """Every rank predicts the validation scenes (ZeRO-3 forwards need all ranks); the main rank scores them."""
+def validation_hook(config: ExperimentConfig, model: DrivingVLA, data: StageData, output_dir: Path, trainer_ref: dict):
+    """Every rank predicts its even share of the validation scenes through ``Trainer.call_model`` (all ranks run
+    the same forwards, as ZeRO-3 requires); rank 0 gathers the predictions and scores them."""
     if data.val is None:
         return None
     dataset = SceneDataset.for_backbone(
@@ -130,17 +130,43 @@ def validation_hook(config: ExperimentConfig, model: DrivingVLA, data: StageData
         )
         if scorer.skipped:
             LOG.warning("validation: %d scenes have no metric cache: %s", len(scorer.skipped), scorer.skipped)
+    barrier()
 
     def hook(step: int) -> dict[str, float] | None:
-        if scorer is None:  # other ranks take part in the forwards only
-            model.predict([dataset[i] for i in range(min(len(dataset), 1))], 1, config.eval.sample_steps)
+        trainer = trainer_ref["trainer"]
+        count, ranks, me = len(dataset), world_size(), rank()
+        share = -(-count // ranks)
+        indices = [min(i, count - 1) for i in range(me * share, (me + 1) * share)]  # padded: equal work per rank
+        predictions: dict[str, np.ndarray] = {}
+        batch_size = config.train.batch_size
+        for start in range(0, share, batch_size):
+            samples = [dataset[i] for i in indices[start : start + batch_size]]
+            seed = config.eval.seed + indices[start]
+
+            def predict(module, samples=samples, seed=seed):
+                return module.predict(samples, 1, config.eval.sample_steps, config.eval.omega, seed=seed)
+
+            trajectories = trainer.call_model(predict)
+            predictions.update({s.token: t for s, t in zip(samples, trajectories, strict=True)})
+        gathered = gather_objects(predictions)
+        if scorer is None:
             return None
-        return evaluate_model(
-            model, dataset, scorer, steps=config.eval.sample_steps, omega=config.eval.omega, seed=config.eval.seed,
-            batch_size=config.train.batch_size,
-        )  # fmt: skip
+        merged = {token: trajectory for part in gathered for token, trajectory in part.items()}
+        tokens = [token for token in data.val.tokens if token in merged and token in scorer]
+        return summarize(scorer.score(tokens, np.stack([merged[token] for token in tokens])))
 
     return hook
+
+
+def gather_objects(value):
+    """``value`` of every rank, in rank order (a one-element list without a process group)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
 
 
 def save_final_model(trainer: Trainer, model: DrivingVLA, output_dir: Path) -> Path:
@@ -165,14 +191,17 @@ def save_final_model(trainer: Trainer, model: DrivingVLA, output_dir: Path) -> P
 def train_imitation(config: ExperimentConfig) -> Path:
     """Run the imitation stage; returns the final model directory."""
     output_dir = Path(config.train.output_dir)
+    accelerator = setup_accelerator(config)  # first: the process group the barriers below need
     data = load_stage_data(config)
     model = build_model(config, data.train)
     dataset, collate_fn = training_dataset(config, model, data.train)
     if is_main():
         save_run_config(config, output_dir)
+    trainer_ref: dict = {}
     trainer = Trainer(
-        model, imitation_objective, config, dataset=dataset, collate_fn=collate_fn,
-        on_eval=validation_hook(config, model, data, output_dir),
+        model, imitation_objective, config, dataset=dataset, collate_fn=collate_fn, accelerator=accelerator,
+        on_eval=validation_hook(config, model, data, output_dir, trainer_ref),
     )  # fmt: skip
+    trainer_ref["trainer"] = trainer
     trainer.fit()
     return save_final_model(trainer, model, output_dir)
