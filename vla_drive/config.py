@@ -19,7 +19,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from navsim_eval.atomic import atomic_write_text
 from navsim_eval.data.openscene import CAMERA_NAMES
 from vla_drive.model.backbone import TRAINABLE_MODES, LoraSettings
 from vla_drive.model.head import HeadConfig
@@ -214,19 +214,6 @@ def _yaml_load(text: str, source: str) -> Any:
         mark = getattr(error, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         raise ConfigError(f"{where}: not valid YAML ({getattr(error, 'problem', None) or error})") from None
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------------------------ problems
@@ -819,7 +806,7 @@ def config_to_yaml(config: ExperimentConfig) -> str:
 def save_config(config: ExperimentConfig, path: str | Path) -> Path:
     """Write the config as YAML (atomically); :func:`load_config` reads it back equal."""
     path = Path(path)
-    _atomic_write(path, "# vla-drive experiment config, resolved (every field)\n" + config_to_yaml(config))
+    atomic_write_text(path, "# vla-drive experiment config, resolved (every field)\n" + config_to_yaml(config))
     return path
 
 
@@ -1287,7 +1274,7 @@ def save_run_config(config: ExperimentConfig, run_dir: str | Path) -> Path:
     """Write ``config.yaml`` (resolved) and ``versions.json`` into ``run_dir`` atomically; returns ``run_dir``."""
     run_dir = Path(run_dir)
     save_config(config, run_dir / CONFIG_FILE)
-    _atomic_write(run_dir / VERSIONS_FILE, json.dumps(run_metadata(), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(run_dir / VERSIONS_FILE, json.dumps(run_metadata(), indent=2, sort_keys=True) + "\n")
     return run_dir
 
 

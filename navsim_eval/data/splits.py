@@ -14,14 +14,13 @@ They are read with PyYAML's safe loader; :func:`format_scene_filter` writes them
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from navsim_eval.atomic import atomic_write_text
 from navsim_eval.data.scene_filter import SceneFilter, SceneFilterError
 
 SCENE_FILTER_TARGET = "navsim.common.dataclasses.SceneFilter"
@@ -110,22 +109,9 @@ def format_scene_filter(scene_filter: SceneFilter) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_scene_filter(path: str | Path, scene_filter: SceneFilter) -> Path:
     """Write a ``scene_filter/<name>.yaml`` file (atomically)."""
-    return _write_text(Path(path), format_scene_filter(scene_filter))
+    return atomic_write_text(Path(path), format_scene_filter(scene_filter))
 
 
 # ------------------------------------------------------------------------------------------------ split files
@@ -179,4 +165,4 @@ def write_split(config_dir: str | Path, split: Split) -> Path:
     config_dir = Path(config_dir)
     write_scene_filter(config_dir / SCENE_FILTER_DIR / f"{split.scene_filter_name}.yaml", split.scene_filter)
     text = f"defaults:\n  - scene_filter: {split.scene_filter_name}\n\ndata_split: {split.data_split}\n"
-    return _write_text(config_dir / f"{split.name}.yaml", text)
+    return atomic_write_text(config_dir / f"{split.name}.yaml", text)

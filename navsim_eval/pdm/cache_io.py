@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -42,6 +41,7 @@ import numpy as np
 import shapely
 
 from navsim_eval import __version__
+from navsim_eval.atomic import atomic_write_bytes
 from navsim_eval.errors import CacheFileError, NavsimEvalError
 from navsim_eval.maps.centerline import Centerline
 from navsim_eval.maps.drivable import DrivableMap, MapLayer
@@ -304,23 +304,6 @@ def safe_file_stem(name: str) -> str:
 def relative_cache_path(cache: MetricCache) -> Path:
     """Where a cache lives inside a store: ``<log_name or unknown_log>/<token>.mcache``."""
     return Path(safe_file_stem(cache.log_name or UNKNOWN_LOG)) / (safe_file_stem(cache.token) + CACHE_SUFFIX)
-
-
-def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
-    """Write via a temporary file in the same folder and ``os.replace``: readers see the old or the new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # umask-respecting mode
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_metric_cache(root: str | os.PathLike, cache: MetricCache, fsync: bool = True) -> Path:

@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from navsim_eval.atomic import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -126,16 +128,6 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 class CheckpointManager:
     """Saves and loads the checkpoints of one run through an ``accelerate.Accelerator`` (DeepSpeed or not).
 
@@ -170,7 +162,8 @@ class CheckpointManager:
         self.accelerator.wait_for_everyone()  # every rank's shards and RNG states are on disk
         if main:
             self._commit(staging, target)
-            _write_atomic(self.directory / LATEST_FILE, name + "\n")
+            atomic_write_text(self.directory / LATEST_FILE, name + "\n")
+            _fsync_dir(self.directory)
             self._prune(keep_also=target)
         self.accelerator.wait_for_everyone()
         return target
@@ -203,7 +196,7 @@ class CheckpointManager:
 
     def _write_state(self, staging: Path, state: TrainerState, metadata: Mapping[str, Any]) -> None:
         meta = {"format_version": FORMAT_VERSION, "state": asdict(state), **metadata}
-        _write_atomic(staging / STATE_FILE, json.dumps(meta, indent=2, default=_json_default))
+        atomic_write_text(staging / STATE_FILE, json.dumps(meta, indent=2, default=_json_default))
 
     def _commit(self, staging: Path, target: Path) -> None:
         if target.exists():  # the same step written again (a rerun of the final save): swap it out
