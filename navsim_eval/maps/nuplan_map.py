@@ -155,10 +155,23 @@ class _MapObject:
 
 
 @dataclass(frozen=True, eq=False)
-class Lane(_MapObject):
-    """A lane of a roadblock; ``incoming_edges``/``outgoing_edges`` are lane-connector ids."""
+class _LaneGraphEdge(_MapObject):
+    """What lanes and lane connectors share: a parent roadblock (connector) and a centre polyline."""
 
     roadblock_id: str | None
+
+    def get_roadblock_id(self) -> str | None:
+        return self.roadblock_id
+
+    @property
+    def baseline_path(self) -> BaselinePath:
+        return self._map.baseline_path(self.id, self.layer)
+
+
+@dataclass(frozen=True, eq=False)
+class Lane(_LaneGraphEdge):
+    """A lane of a roadblock; ``incoming_edges``/``outgoing_edges`` are lane-connector ids."""
+
     index: int | None  # 0 = leftmost lane of the roadblock
     speed_limit_mps: float | None
     incoming_edges: tuple[str, ...]
@@ -167,13 +180,6 @@ class Lane(_MapObject):
     right_boundary_id: str | None
 
     layer: ClassVar[SemanticMapLayer] = SemanticMapLayer.LANE
-
-    def get_roadblock_id(self) -> str | None:
-        return self.roadblock_id
-
-    @property
-    def baseline_path(self) -> BaselinePath:
-        return self._map.baseline_path(self.id, self.layer)
 
     @property
     def parent(self) -> Roadblock | None:
@@ -187,11 +193,10 @@ class Lane(_MapObject):
 
 
 @dataclass(frozen=True, eq=False)
-class LaneConnector(_MapObject):
+class LaneConnector(_LaneGraphEdge):
     """A lane connector; ``incoming_edges`` = (exit lane,), ``outgoing_edges`` = (entry lane,). Its polygon comes
     from the generated polygon table (None when that row is missing)."""
 
-    roadblock_id: str | None
     speed_limit_mps: float | None
     incoming_edges: tuple[str, ...]
     outgoing_edges: tuple[str, ...]
@@ -199,13 +204,6 @@ class LaneConnector(_MapObject):
     intersection_id: str | None
 
     layer: ClassVar[SemanticMapLayer] = SemanticMapLayer.LANE_CONNECTOR
-
-    def get_roadblock_id(self) -> str | None:
-        return self.roadblock_id
-
-    @property
-    def baseline_path(self) -> BaselinePath:
-        return self._map.baseline_path(self.id, self.layer)
 
     @property
     def parent(self) -> RoadblockConnector | None:
