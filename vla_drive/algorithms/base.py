@@ -20,11 +20,13 @@ class RolloutSpec:
     guidance: Guidance | None = None
     stochastic: NoiseCfg | None = None
     return_chain: bool = False
+    include_logged: bool = False  # the logged human trajectory joins each scene's group as one more member
 
 
 @dataclass
 class RolloutBatch:
-    """Rollouts of S scenes x K samples (samples of a scene consecutive) with their rewards."""
+    """Rollouts of S scenes x K samples (samples of a scene consecutive) with their rewards. With
+    ``RolloutSpec.include_logged`` every group has K + 1 members, the last one the logged human trajectory."""
 
     cond: Cond  # [S, ...] one condition per scene (repeated per sample where needed)
     sample: SampleOut  # x0 / traj [S*K, 8, 3], chain and log-probs when stochastic
@@ -32,6 +34,7 @@ class RolloutBatch:
     group_index: Tensor  # [S*K] scene index of every sample
     tokens: list[str]  # [S]
     reward_terms: dict[str, Tensor] = field(default_factory=dict)  # sub-metrics [S*K] for logging
+    logged: Tensor | None = None  # [S*K] True on the logged human trajectories (``RolloutSpec.include_logged``)
     extras: dict[str, Any] = field(default_factory=dict)  # algorithm-specific (advantages, weights, ...)
 
     @property

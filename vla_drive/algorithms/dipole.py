@@ -28,6 +28,7 @@ class Dipole(Algorithm):
         rollout_omega: float = 0.0,
         beta: float = 1.0,
         stochastic: bool = False,
+        include_logged: bool = False,
     ) -> None:
         if samples_per_scene < 1 or rollout_steps < 1:
             raise ValueError(f"DIPOLE: samples_per_scene and rollout_steps must be >= 1, got {samples_per_scene}, "
@@ -37,10 +38,14 @@ class Dipole(Algorithm):
         self.rollout_omega = rollout_omega
         self.beta = beta
         self.stochastic = stochastic
+        self.include_logged = include_logged
 
     @classmethod
     def from_config(cls, config) -> Dipole:
-        return cls(config.samples_per_scene, config.rollout_steps, config.rollout_omega, config.beta, config.stochastic)
+        return cls(
+            config.samples_per_scene, config.rollout_steps, config.rollout_omega, config.beta, config.stochastic,
+            config.include_logged,
+        )  # fmt: skip
 
     def rollout_spec(self) -> RolloutSpec:
         return RolloutSpec(
@@ -48,6 +53,7 @@ class Dipole(Algorithm):
             steps=self.rollout_steps,
             guidance=Guidance("dichotomous", self.rollout_omega),
             stochastic=NoiseCfg() if self.stochastic else None,
+            include_logged=self.include_logged,
         )
 
     def trainable_branches(self) -> tuple[str | None, ...]:

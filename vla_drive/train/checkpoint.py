@@ -40,6 +40,7 @@ FORMAT_VERSION = 1
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
 STATE_FILE = "trainer_state.json"
+RANK_STATE_FILE = "rank_state_{rank}.pt"  # per-rank extra state (e.g. the RL replay buffer)
 DEEPSPEED_TAG = "pytorch_model"  # the tag accelerate's save_state gives the DeepSpeed engine's checkpoint
 WRAPPED_PREFIX = "model."  # the trainer's objective wrapper holds the model as ``.model``
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -147,8 +148,9 @@ class CheckpointManager:
                     shutil.rmtree(stale, ignore_errors=True)
         accelerator.wait_for_everyone()
 
-    def save(self, state: TrainerState, metadata: Mapping[str, Any] | None = None) -> Path:
-        """Write the checkpoint of ``state.step`` atomically and return its directory."""
+    def save(self, state: TrainerState, metadata: Mapping[str, Any] | None = None, rank_state: Any = None) -> Path:
+        """Write the checkpoint of ``state.step`` atomically and return its directory. ``rank_state`` (tensors,
+        lists, dicts, strings) is this rank's own extra state, e.g. the RL replay buffer."""
         name = checkpoint_name(state.step)
         target, staging = self.directory / name, self.directory / f".{name}.partial"
         main = self.accelerator.is_main_process
@@ -157,6 +159,8 @@ class CheckpointManager:
             staging.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(staging))
+        if rank_state is not None:
+            torch.save(rank_state, staging / RANK_STATE_FILE.format(rank=self.accelerator.process_index))
         if main:
             self._write_state(staging, state, metadata or {})
         self.accelerator.wait_for_everyone()  # every rank's shards and RNG states are on disk
@@ -191,6 +195,16 @@ class CheckpointManager:
             rank = self.accelerator.process_index
             logger.warning("%s: no RNG state for rank %d; the run continues, not bit for bit", path, rank)
         return TrainerState.from_dict(meta["state"])
+
+    def load_rank_state(self, path: str | os.PathLike[str]) -> Any:
+        """This rank's extra state saved with the checkpoint at ``path`` (None when it has none)."""
+        file = Path(path) / RANK_STATE_FILE.format(rank=self.accelerator.process_index)
+        if not file.is_file():
+            return None
+        try:
+            return torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as error:  # a truncated or foreign file: name it
+            raise CheckpointError(f"{file}: unreadable rank state ({error})") from None
 
     # -------------------------------------------------------------------------------------------- internals
 

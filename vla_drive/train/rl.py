@@ -27,6 +27,7 @@ from vla_drive.algorithms.base import Algorithm, RolloutBatch
 from vla_drive.algorithms.dipole import Dipole
 from vla_drive.config import ExperimentConfig, save_run_config
 from vla_drive.train.distributed import barrier, is_main, rank, setup_accelerator, world_size
+from vla_drive.train.replay import ReplayBuffer
 from vla_drive.train.rollout import PdmReward, collect_rollouts
 from vla_drive.train.stages import build_model, load_stage_data, save_final_model, training_dataset, validation_hook
 from vla_drive.train.trainer import Trainer
@@ -95,9 +96,11 @@ def rl_batches(
     reward: PdmReward,
     start_step: int,
     call=None,
+    replay: ReplayBuffer | None = None,
 ) -> Iterator[RLMicroBatch]:
     """Rollout iterations from the one containing ``start_step`` on, as Trainer micro-batches. ``call(fn)`` runs
-    ``fn(model)`` the way every rank must (``Trainer.call_model``; default: directly)."""
+    ``fn(model)`` the way every rank must (``Trainer.call_model``; default: directly); ``replay`` adds the rollouts
+    of recent iterations to every update."""
     call = call or (lambda fn: fn(model))
     per_iteration = steps_per_iteration(config)
     iteration = start_step // per_iteration
@@ -116,9 +119,12 @@ def rl_batches(
         torch_generator = torch.Generator(device=cond.tokens.device).manual_seed(
             int(np.random.default_rng([config.train.seed, iteration, rank()]).integers(2**62))
         )
-        rollouts, stats = collect_rollouts(model, cond.detach(), batch.tokens, spec, reward, torch_generator, call)
+        rollouts, stats = collect_rollouts(
+            model, cond.detach(), batch.tokens, spec, reward, torch_generator, call, logged=batch.trajectory
+        )
         rollouts = algorithm.prepare(rollouts)
-        valid = rollouts.reward[torch.isfinite(rollouts.reward)]
+        policy = torch.ones_like(rollouts.reward, dtype=torch.bool) if rollouts.logged is None else ~rollouts.logged
+        valid = rollouts.reward[policy & torch.isfinite(rollouts.reward)]
         summary = {
             "rl/iteration": float(iteration),
             "rl/reward_mean": float(valid.mean()) if valid.numel() else float("nan"),
@@ -128,7 +134,11 @@ def rl_batches(
             "rl/failed_samples": float(stats.failed_samples),
             "rl/skipped_scenes": float(stats.skipped_scenes),
         }
+        if rollouts.logged is not None:
+            human = rollouts.reward[rollouts.logged & torch.isfinite(rollouts.reward)]
+            summary["rl/logged_reward_mean"] = float(human.mean()) if human.numel() else float("nan")
         for name, values in rollouts.reward_terms.items():
+            values = values[policy.cpu()]
             finite = values[torch.isfinite(values)]
             summary[f"rl/{name}"] = float(finite.mean()) if finite.numel() else float("nan")
         for name in ("advantage", "weight_pos"):
@@ -138,11 +148,13 @@ def rl_batches(
                     summary[f"rl/{name}_std" if name == "advantage" else f"rl/{name}_mean"] = float(
                         values.std(unbiased=False) if name == "advantage" else values.mean()
                     )
+        update = replay.with_replay(rollouts) if replay is not None else rollouts
+        summary["rl/replayed_samples"] = float(update.num_samples - rollouts.num_samples)
         update_generator = torch.Generator().manual_seed(int(generator.integers(2**62)))
         for _epoch in range(config.algorithm.update_epochs):
-            permutation = torch.randperm(rollouts.num_samples, generator=update_generator)
+            permutation = torch.randperm(update.num_samples, generator=update_generator)
             for rows in permutation.chunk(MINIBATCHES_PER_EPOCH):
-                yield RLMicroBatch(rollouts, rows.to(cond.tokens.device), summary)
+                yield RLMicroBatch(update, rows.to(cond.tokens.device), summary)
         iteration += 1
 
 
@@ -167,11 +179,12 @@ def train_rl(config: ExperimentConfig) -> Path:
     if is_main():
         save_run_config(config, output_dir)
     state = {"trainer": None}
+    replay = ReplayBuffer(config.algorithm.replay_iterations)
 
     def source() -> Iterator[RLMicroBatch]:
         trainer = state["trainer"]
         yield from rl_batches(
-            config, model, algorithm, dataset, collate_fn, reward, trainer.state.step, trainer.call_model
+            config, model, algorithm, dataset, collate_fn, reward, trainer.state.step, trainer.call_model, replay
         )
 
     def objective(module, micro: RLMicroBatch):
@@ -181,7 +194,7 @@ def train_rl(config: ExperimentConfig) -> Path:
 
     trainer = Trainer(
         model, objective, config, batch_source=_Lazy(source), accelerator=accelerator,
-        on_eval=validation_hook(config, model, data, output_dir, state),
+        on_eval=validation_hook(config, model, data, output_dir, state), rank_state=replay,
     )  # fmt: skip
     state["trainer"] = trainer
     try:

@@ -20,7 +20,7 @@ from navsim_eval.pdm.results import METRIC_COLUMNS
 from navsim_eval.pdm.scorer import ScorerConfig
 from navsim_eval.pool import ScoringPool
 from vla_drive.algorithms.base import RolloutBatch, RolloutSpec
-from vla_drive.model.types import Cond
+from vla_drive.model.types import Cond, SampleOut
 
 LOG = logging.getLogger(__name__)
 
@@ -77,11 +77,21 @@ def collect_rollouts(
     reward: PdmReward,
     generator: torch.Generator | None = None,
     call=None,
+    logged: torch.Tensor | None = None,
 ) -> tuple[RolloutBatch, RolloutStats]:
     """K samples for each of the S scenes of ``cond`` with the policy of ``model`` (a DrivingVLA), scored.
 
     ``call(fn)`` runs ``fn(model)`` as every rank must under ZeRO-3 (``Trainer.call_model``; default: directly).
+    With ``spec.include_logged``, ``logged`` holds the S logged human trajectories [S, 8, 3] (ego frame); each joins
+    its scene's group as member K + 1, scored and weighted like the rollouts. Training on them keeps the branches
+    anchored to the data (DIPOLE's offline-to-online setting draws from data and rollouts alike) and stops the
+    drift that regressing only on the policy's own few-step samples causes.
     """
+    if spec.include_logged and logged is None:
+        raise ValueError("collect_rollouts: spec.include_logged needs the logged trajectories of the scenes")
+    if spec.include_logged and spec.return_chain:
+        raise ValueError("collect_rollouts: logged trajectories have no denoising chain; include_logged works only "
+                         "for algorithms that train on x0 (e.g. DIPOLE)")  # fmt: skip
     stats = RolloutStats(scenes=len(tokens))
     start = time.perf_counter()
 
@@ -97,10 +107,14 @@ def collect_rollouts(
             module.train(was_training)
 
     sample = call(draw) if call is not None else draw(model)
+    k = spec.samples_per_scene
+    is_logged = None
+    if spec.include_logged:
+        sample, is_logged = _with_logged(model, sample, logged.to(sample.traj), len(tokens), k)
+        k += 1
     stats.sample_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    k = spec.samples_per_scene
     trajectories = sample.traj.float().cpu().numpy().reshape(len(tokens), k, *sample.traj.shape[1:])
     rewards, terms, tables = reward(tokens, trajectories)
     stats.score_seconds = time.perf_counter() - start
@@ -122,5 +136,16 @@ def collect_rollouts(
         group_index=torch.arange(len(tokens), device=device).repeat_interleave(k),
         tokens=list(tokens),
         reward_terms={name: torch.as_tensor(values, dtype=torch.float32) for name, values in terms.items()},
+        logged=None if is_logged is None else is_logged.to(device),
     )
     return batch, stats
+
+
+def _with_logged(model, sample: SampleOut, logged: torch.Tensor, scenes: int, k: int) -> tuple[SampleOut, torch.Tensor]:
+    """``sample`` with each scene's logged trajectory appended to its K samples, and the mask of logged rows."""
+    traj = torch.cat([sample.traj.reshape(scenes, k, *sample.traj.shape[1:]), logged[:, None]], dim=1)
+    x0_logged = model.normalizer.normalize(logged.float()).to(sample.x0)
+    x0 = torch.cat([sample.x0.reshape(scenes, k, *sample.x0.shape[1:]), x0_logged[:, None]], dim=1)
+    mask = torch.zeros(scenes, k + 1, dtype=torch.bool)
+    mask[:, -1] = True
+    return SampleOut(traj=traj.flatten(0, 1), x0=x0.flatten(0, 1)), mask.flatten()

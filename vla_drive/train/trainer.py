@@ -222,7 +222,10 @@ class Trainer:
         batch_source: Iterable[Any] | None = None,
         accelerator: Accelerator | None = None,
         on_eval: EvalHook | None = None,
+        rank_state: Any = None,
     ) -> None:
+        """``rank_state``: an object with ``state_dict()`` / ``load_state_dict()`` whose state is this rank's own
+        and travels with every checkpoint (e.g. the RL replay buffer)."""
         if (dataset is None) == (batch_source is None):
             raise TrainerError("Trainer: pass either dataset (+ collate_fn) or batch_source, not both / neither")
         train = config.train
@@ -235,6 +238,7 @@ class Trainer:
         self.config = config
         self.dataset, self.collate_fn, self.batch_source = dataset, collate_fn, batch_source
         self.on_eval = on_eval
+        self.rank_state = rank_state
         self.accelerator = accelerator if accelerator is not None else setup_accelerator(config)
         self.model = model
         self.output_dir = Path(train.output_dir)
@@ -414,7 +418,8 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write a checkpoint of the current step (every rank calls this)."""
         metadata = {"config": asdict(self.config), "zero_stage": self.zero_stage}
-        path = self.checkpoints.save(self.state, metadata)
+        extra = self.rank_state.state_dict() if self.rank_state is not None else None
+        path = self.checkpoints.save(self.state, metadata, rank_state=extra)
         self._saved_step = self.state.step
         return path
 
@@ -429,6 +434,12 @@ class Trainer:
         if path is None:
             return None
         state = self.checkpoints.load(path)
+        if self.rank_state is not None:
+            extra = self.checkpoints.load_rank_state(path)
+            if extra is None:
+                logger.warning("%s has no rank state for this rank; it starts empty", path)
+            else:
+                self.rank_state.load_state_dict(extra)
         if (state.world_size, state.micro_batch_size) != (self.state.world_size, self.state.micro_batch_size):
             logger.warning(
                 "%s was written by %d ranks x %d samples; this run has %d x %d: the data order differs from there on",

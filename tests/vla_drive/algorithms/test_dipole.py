@@ -78,6 +78,8 @@ def test_loss_trains_only_the_adapters_and_moves_pos_towards_good_samples(head):
     head.freeze_base()
     algorithm = Dipole(samples_per_scene=4, beta=2.0)
     batch = algorithm.prepare(_rollouts(head))
+    # a fresh x0-predicting head samples exactly 0 (its output layer starts at zero): train on spread-out samples
+    batch.sample = SampleOut(traj=batch.sample.traj, x0=torch.randn(batch.sample.x0.shape))
     loss, metrics = algorithm.loss(_Wrapper(head), batch, torch.arange(batch.num_samples))
     loss.backward()
     assert metrics["loss"] == pytest.approx(metrics["loss_pos"] + metrics["loss_neg"], rel=1e-5)

@@ -22,8 +22,11 @@ def imitation(tmp_path_factory):
     return root, train_imitation(config)
 
 
-def _rl_config(root, model_dir, output, max_steps):
+def _rl_config(root, model_dir, output, max_steps, anchored=False):
     config = with_synthetic_world(get_preset("debug"), root / "world")
+    if anchored:  # the logged trajectory in every group, and replay of the last 2 iterations (checkpointed)
+        config.algorithm.include_logged = True
+        config.algorithm.replay_iterations = 2
     config.algorithm.name = "dipole"
     config.algorithm.samples_per_scene = 3
     config.algorithm.rollout_steps = 2
@@ -35,23 +38,33 @@ def _rl_config(root, model_dir, output, max_steps):
     return config
 
 
-def _losses(root, output):
+def _metrics(root, output):
     lines = [json.loads(line) for line in (root / output / "metrics.jsonl").read_text().splitlines()]
-    return {line["step"]: (line["train/loss"], line["train/rl/reward_mean"]) for line in lines if "train/loss" in line}
+    return {line["step"]: line for line in lines if "train/loss" in line}
 
 
-def test_dipole_trains_the_branches_and_resumes_identically(imitation):
+def _losses(root, output):
+    return {step: (line["train/loss"], line["train/rl/reward_mean"]) for step, line in _metrics(root, output).items()}
+
+
+@pytest.mark.parametrize("anchored", [False, True], ids=["rollouts", "logged+replay"])
+def test_dipole_trains_the_branches_and_resumes_identically(imitation, anchored):
     root, model_dir = imitation
-    final = train_rl(_rl_config(root, model_dir, "straight", 4))
+    straight_dir, interrupted_dir = f"straight-{anchored}", f"interrupted-{anchored}"
+    final = train_rl(_rl_config(root, model_dir, straight_dir, 4, anchored))
     base = DrivingVLA.from_pretrained(model_dir)
     tuned = DrivingVLA.from_pretrained(final)
     base_state, tuned_state = base.head.state_dict(), tuned.head.state_dict()
     moved = [name for name in base_state if not base_state[name].equal(tuned_state[name])]
     assert moved and all(name.endswith((".pos", ".neg")) for name in moved), "only the adapters move in RL"
 
-    train_rl(_rl_config(root, model_dir, "interrupted", 2))
-    train_rl(_rl_config(root, model_dir, "interrupted", 4))  # resumes from the step-2 checkpoint
-    straight, interrupted = _losses(root, "straight"), _losses(root, "interrupted")
+    train_rl(_rl_config(root, model_dir, interrupted_dir, 2, anchored))
+    train_rl(_rl_config(root, model_dir, interrupted_dir, 4, anchored))  # resumes from the step-2 checkpoint
+    straight, interrupted = _losses(root, straight_dir), _losses(root, interrupted_dir)
     assert sorted(interrupted) == [1, 2, 3, 4]
     for step in (3, 4):
         assert interrupted[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-9), f"step {step} differs"
+    if anchored:
+        replayed = {step: line["train/rl/replayed_samples"] for step, line in _metrics(root, straight_dir).items()}
+        assert replayed[1] == 0 and replayed[4] > 0, f"replay should add earlier rollouts from step 2 on: {replayed}"
+        assert "train/rl/logged_reward_mean" in _metrics(root, straight_dir)[1]

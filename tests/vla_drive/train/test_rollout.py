@@ -30,6 +30,8 @@ def setup(tmp_path_factory):
     caches = [build_metric_cache_from_map(s, load_map(s.map_name, world.maps_root)) for s in scenes]
     store = build_metric_cache_store(root / "cache", caches)
     model = DrivingVLA.build(VLAConfig(), seed=0)
+    with torch.no_grad():  # a fresh adaLN-Zero head predicts exactly the mean trajectory: give its samples spread
+        torch.nn.init.normal_(model.head.final_out.weight, std=0.5, generator=torch.Generator().manual_seed(0))
     dataset = SceneDataset.for_backbone(loader, model.backbone)
     model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
     return model, dataset, store
@@ -73,3 +75,37 @@ def test_unscorable_rollouts_are_skipped_not_fatal(setup):
     batch = algorithm.prepare(batch)
     loss, _ = algorithm.loss(model, batch, torch.arange(batch.num_samples))
     assert torch.isfinite(loss) and float(loss.detach()) == 0.0  # NaN rewards never reach the loss
+
+
+def test_logged_trajectories_join_their_groups(setup):
+    model, dataset, store = setup
+    algorithm = Dipole(samples_per_scene=3, rollout_steps=2, include_logged=True)
+    reward = PdmReward(store.root, "v1", workers=1)
+    samples = [dataset[i] for i in range(2)]
+    cond = model.encode(model.collate(samples))
+    logged = torch.as_tensor(np.stack([s.trajectory for s in samples]), dtype=torch.float32)
+    batch, stats = collect_rollouts(
+        model, cond, [s.token for s in samples], algorithm.rollout_spec(), reward, logged=logged
+    )
+    expert = reward([s.token for s in samples], logged.numpy()[:, None])[0]
+    reward.close()
+    assert batch.num_samples == 8 and stats.samples == 8, "K = 3 rollouts + 1 logged trajectory per scene"
+    assert batch.group_index.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert batch.logged.tolist() == [False, False, False, True] * 2
+    assert torch.allclose(batch.sample.traj[batch.logged], logged)
+    assert torch.allclose(batch.sample.x0[batch.logged], model.normalizer.normalize(logged), atol=1e-6)
+    np.testing.assert_allclose(batch.reward[batch.logged].numpy(), expert, rtol=1e-6, err_msg="scored like rollouts")
+    batch = algorithm.prepare(batch)
+    for group in range(2):  # the logged member takes part in the group statistics
+        assert abs(float(batch.extras["advantage"][batch.group_index == group].mean())) < 1e-5
+
+
+def test_logged_trajectories_need_x0_only_algorithms(setup):
+    model, dataset, _ = setup
+    spec = Dipole(samples_per_scene=2, include_logged=True).rollout_spec()
+    cond = model.encode(model.collate([dataset[0]]))
+    with pytest.raises(ValueError, match="needs the logged trajectories"):
+        collect_rollouts(model, cond, [dataset[0].token], spec, reward=None)
+    spec.return_chain = True
+    with pytest.raises(ValueError, match="no denoising chain"):
+        collect_rollouts(model, cond, [dataset[0].token], spec, reward=None, logged=torch.zeros(1, 8, 3))
