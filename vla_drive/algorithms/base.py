@@ -36,6 +36,7 @@ class RolloutBatch:
     reward_terms: dict[str, Tensor] = field(default_factory=dict)  # sub-metrics [S*K] for logging
     logged: Tensor | None = None  # [S*K] True on the logged human trajectories (``RolloutSpec.include_logged``)
     extras: dict[str, Any] = field(default_factory=dict)  # algorithm-specific (advantages, weights, ...)
+    inputs: Any = None  # the raw batch of the S scenes when the backbone trains: the loss re-encodes it
 
     @property
     def num_samples(self) -> int:
@@ -43,8 +44,15 @@ class RolloutBatch:
 
     def sample_cond(self, rows: Tensor) -> Cond:
         """The condition of each sample in ``rows``."""
-        scene = self.group_index[rows]
-        return Cond(self.cond.tokens[scene], self.cond.mask[scene], self.cond.ego[scene])
+        return self.cond.select(self.group_index[rows])
+
+    def loss_request(self, rows: Tensor, branches: tuple[str | None, ...]) -> HeadLossRequest:
+        """Denoising losses of the samples ``rows`` under ``branches``: on the stored conditions, or, when the
+        backbone trains (``inputs`` set), on conditions re-encoded with gradients inside the model's forward."""
+        x0 = self.sample.x0[rows].detach()
+        if self.inputs is None:
+            return HeadLossRequest(x0, self.sample_cond(rows), branches)
+        return HeadLossRequest(x0, None, branches, inputs=self.inputs, scene=self.group_index[rows])
 
 
 @dataclass
@@ -53,10 +61,12 @@ class HeadLossRequest:
     DeepSpeed / DDP wrappers see the pass (``model(request)`` returns [len(branches), B])."""
 
     x0: Tensor
-    cond: Cond
+    cond: Cond | None  # None: encode ``inputs`` (with gradients into a training backbone)
     branches: tuple[str | None, ...]
     t: Tensor | None = None
     eps: Tensor | None = None
+    inputs: Any = None  # a raw batch of scenes to encode instead of ``cond``
+    scene: Tensor | None = None  # [B] the row of ``inputs`` each sample belongs to
 
 
 class Algorithm:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from vla_drive.algorithms.advantages import group_advantage
-from vla_drive.algorithms.base import Algorithm, HeadLossRequest, RolloutBatch, RolloutSpec
+from vla_drive.algorithms.base import Algorithm, RolloutBatch, RolloutSpec
 from vla_drive.model.types import Guidance, NoiseCfg
 
 BRANCHES = ("pos", "neg")
@@ -73,8 +73,7 @@ class Dipole(Algorithm):
         if rows.numel() == 0:  # every sample of this minibatch failed scoring: nothing to learn from
             zero = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
             return zero, {"loss": 0.0, "loss_pos": 0.0, "loss_neg": 0.0}
-        request = HeadLossRequest(batch.sample.x0[rows].detach(), batch.sample_cond(rows), BRANCHES)
-        losses = model(request)  # [2, B]
+        losses = model(batch.loss_request(rows, BRANCHES))  # [2, B]
         weight_pos, weight_neg = batch.extras["weight_pos"][rows], batch.extras["weight_neg"][rows]
         loss_pos = (weight_pos * losses[0]).mean()
         loss_neg = (weight_neg * losses[1]).mean()

@@ -33,6 +33,10 @@ class Cond:
             self.ego.repeat_interleave(n, dim=0),
         )
 
+    def select(self, rows: Tensor) -> Cond:
+        """The conditions of ``rows`` (indices may repeat: one row per sample)."""
+        return Cond(self.tokens[rows], self.mask[rows], self.ego[rows])
+
     def to(self, device: torch.device | str) -> Cond:
         return Cond(self.tokens.to(device), self.mask.to(device), self.ego.to(device))
 

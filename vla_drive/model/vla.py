@@ -168,8 +168,13 @@ class DrivingVLA(nn.Module):
         Objectives call the model (not a method) so that DeepSpeed / DDP wrappers see the forward pass.
         """
         if isinstance(batch, HeadLossRequest):
+            if batch.cond is not None:
+                cond = batch.cond.to(self.device)
+            else:  # RL with a training backbone: encode the scenes once, then one condition row per sample
+                scene_cond = self.encode(batch.inputs)
+                cond = scene_cond.select(batch.scene.to(self.device))
             return self.head.denoise_loss_branches(
-                batch.x0.to(self.device), batch.cond.to(self.device), batch.branches, t=batch.t, eps=batch.eps
+                batch.x0.to(self.device), cond, batch.branches, t=batch.t, eps=batch.eps
             )
         if isinstance(batch, CachedBatch):
             cond = batch.cond.to(self.device)

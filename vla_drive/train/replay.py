@@ -58,6 +58,8 @@ class ReplayBuffer:
 def concat_rollouts(batches: Sequence[RolloutBatch]) -> RolloutBatch:
     """One batch of several: scenes and samples in order, group indices offset, condition tokens padded to the
     widest; per-sample tensors of ``extras`` concatenated (other extras are dropped)."""
+    if any(batch.inputs is not None for batch in batches):
+        raise ValueError("concat_rollouts: rollouts that re-encode raw inputs (a training backbone) cannot be merged")
     device = batches[0].reward.device
     width = max(batch.cond.tokens.shape[1] for batch in batches)
     tokens, masks, egos, groups, offset = [], [], [], [], 0

@@ -112,16 +112,20 @@ def rl_batches(
         total = scenes_per_rank * world_size()
         picked = order[np.arange(total) % len(order)][rank() :: world_size()][:scenes_per_rank]
         batch = collate_fn([dataset[int(i)] for i in picked])
+        trains_backbone = not hasattr(batch, "cond") and model.backbone.trainable != "frozen"
         if hasattr(batch, "cond"):  # cached features
             cond = batch.cond.to(model.device)
-        else:  # the backbone is frozen during RL: its condition carries no gradient
-            cond = call(lambda module, batch=batch: module.encode(batch))
+        else:  # rollouts need no gradient; a training backbone re-encodes the scenes in the loss
+            with torch.no_grad():
+                cond = call(lambda module, batch=batch: module.encode(batch))
         torch_generator = torch.Generator(device=cond.tokens.device).manual_seed(
             int(np.random.default_rng([config.train.seed, iteration, rank()]).integers(2**62))
         )
         rollouts, stats = collect_rollouts(
             model, cond.detach(), batch.tokens, spec, reward, torch_generator, call, logged=batch.trajectory
         )
+        if trains_backbone:
+            rollouts.inputs = batch
         rollouts = algorithm.prepare(rollouts)
         policy = torch.ones_like(rollouts.reward, dtype=torch.bool) if rollouts.logged is None else ~rollouts.logged
         valid = rollouts.reward[policy & torch.isfinite(rollouts.reward)]
@@ -166,6 +170,11 @@ def train_rl(config: ExperimentConfig) -> Path:
         config = replace(config, train=replace(config.train, checkpoint_every=per_iteration * max(
             1, round(config.train.checkpoint_every / per_iteration))))  # fmt: skip
         LOG.info("checkpoints aligned to RL iterations: every %d steps", config.train.checkpoint_every)
+    if config.algorithm.replay_iterations and config.model.trainable != "frozen":
+        raise ValueError(
+            f"algorithm.replay_iterations={config.algorithm.replay_iterations} needs model.trainable: frozen (the "
+            f"replay keeps encoded conditions, which a training backbone ({config.model.trainable!r}) makes stale)"
+        )
     accelerator = setup_accelerator(config)  # first: the process group the barriers below need
     data = load_stage_data(config)
     model = build_model(config, data.train)

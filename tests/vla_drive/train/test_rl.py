@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from vla_drive.config import get_preset, with_synthetic_world
 from vla_drive.model.vla import DrivingVLA
@@ -68,3 +69,37 @@ def test_dipole_trains_the_branches_and_resumes_identically(imitation, anchored)
         replayed = {step: line["train/rl/replayed_samples"] for step, line in _metrics(root, straight_dir).items()}
         assert replayed[1] == 0 and replayed[4] > 0, f"replay should add earlier rollouts from step 2 on: {replayed}"
         assert "train/rl/logged_reward_mean" in _metrics(root, straight_dir)[1]
+
+
+def test_dipole_with_backbone_lora_trains_backbone_and_branches_only(imitation):
+    root, model_dir = imitation
+    config = _rl_config(root, model_dir, "lora", 2)
+    config.model.trainable = "lora"
+    final = train_rl(config)
+    base, tuned = DrivingVLA.from_pretrained(model_dir), DrivingVLA.from_pretrained(final)
+    base_head, tuned_head = base.head.state_dict(), tuned.head.state_dict()
+    moved = [name for name in base_head if not base_head[name].equal(tuned_head[name])]
+    assert moved and all(name.endswith((".pos", ".neg")) for name in moved), "the head's base stays the imitation"
+    scene = _one_sample(root, base)
+    with torch.no_grad():
+        before, after = base.encode(base.collate([scene])), tuned.encode(tuned.collate([scene]))
+    assert not torch.allclose(before.tokens, after.tokens), "the backbone's LoRA learned from the DIPOLE loss"
+
+
+def test_replay_with_a_training_backbone_is_refused(imitation):
+    root, model_dir = imitation
+    config = _rl_config(root, model_dir, "lora-replay", 2)
+    config.model.trainable = "lora"
+    config.algorithm.replay_iterations = 2
+    with pytest.raises(ValueError, match=r"replay_iterations=2 needs model\.trainable: frozen"):
+        train_rl(config)
+
+
+def _one_sample(root, model):
+    from navsim_eval.data.loader import SceneLoader
+    from navsim_eval.data.splits import load_split
+    from vla_drive.data.dataset import SceneDataset
+
+    split = load_split(root / "world" / "splits", "synthetic_train")
+    loader = SceneLoader(root / "world", split.data_split, split.scene_filter)
+    return SceneDataset.for_backbone(loader, model.backbone)[0]
