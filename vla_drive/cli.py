@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-COMING = ("eval", "compare", "submit", "export", "demo")
+COMING = ("compare", "submit", "demo")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -30,8 +31,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from navsim_eval.data.loader import SceneLoader
     from navsim_eval.data.paths import nuplan_maps_root, openscene_data_root
     from navsim_eval.data.splits import load_split
@@ -68,6 +67,51 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"stored guidance_omega={chosen:g} in {args.model}")
     print(f"wrote {files['csv']}, {files['markdown']}, {files['plot']}")
     return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from navsim_eval.data.paths import nuplan_maps_root, openscene_data_root
+    from vla_drive.eval.leaderboard import EvalSettings, evaluate_split
+    from vla_drive.model.vla import DrivingVLA
+
+    model = DrivingVLA.from_pretrained(args.model)
+    out = args.out or str(Path(args.model) / "eval" / Path(args.split).stem)
+    settings = EvalSettings(
+        version=args.version, omega=args.omega, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+        workers=args.workers, worst=args.worst, max_scenes=args.max_scenes,
+    )  # fmt: skip
+    result = evaluate_split(
+        model, args.split, openscene_data_root(args.data_root), nuplan_maps_root(args.maps_root), out, settings,
+        metric_cache=args.metric_cache, model_name=str(args.model), progress=_progress_printer(),
+    )  # fmt: skip
+    print(result.summary.read_text())
+    print(f"wrote {result.csv}, {result.summary} and {len(result.plots)} plots in {result.out_dir / 'worst'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from vla_drive.model.vla import DrivingVLA
+
+    model = DrivingVLA.from_pretrained(args.model)
+    merged = model.backbone.trainable == "lora"
+    model.merge_lora().save_pretrained(args.out)
+    print(f"wrote {args.out} ({'backbone LoRA merged' if merged else 'no backbone LoRA to merge'}; "
+          f"guidance omega {model.config.guidance_omega:g}); load it with DrivingVLA.from_pretrained")  # fmt: skip
+    return 0
+
+
+def _progress_printer():
+    """A progress callback (stage, done, total) that redraws one line per stage on a terminal."""
+    state = {"stage": None}
+
+    def show(stage: str, done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        if stage != state["stage"] and state["stage"] is not None:
+            print(file=sys.stderr)
+        state["stage"] = stage if done < total else None
+        print(f"\r{stage}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return show
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +151,39 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--out", help="output folder (default <model>/sweep)")
     sweep.add_argument("--no-store", action="store_true", help="do not write the chosen omega into the model")
     sweep.set_defaults(handler=cmd_sweep)
+    evaluate = sub.add_parser(
+        "eval",
+        help="predict a split and score it like the leaderboard (official CSV, summary, BEV plots)",
+        description="Predict one trajectory per scene (the model's chosen omega unless --omega), score it with "
+        "navsim_eval (PDMS v1.1 or EPDMS v2) in a process pool, and write <version>_scores.csv in the official "
+        "layout with the average row, summary.md and BEV plots of the worst scenes. Predictions are saved batch by "
+        "batch: run the same command again to resume an interrupted evaluation.",
+    )
+    evaluate.add_argument("--model", required=True, help="a DrivingVLA directory")
+    evaluate.add_argument("--split", required=True, help="a NAVSIM split file (e.g. navtest.yaml)")
+    evaluate.add_argument("--data-root", help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
+    evaluate.add_argument("--maps-root", help="nuPlan maps root (default $NUPLAN_MAPS_ROOT)")
+    evaluate.add_argument("--metric-cache", help="metric-cache folder to read and extend (default <out>/metric_cache)")
+    evaluate.add_argument("--version", choices=("v1", "v2"), default="v1", help="PDMS (v1, default) or EPDMS (v2)")
+    evaluate.add_argument("--omega", type=float, help="guidance omega (default: the model's chosen one)")
+    evaluate.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--workers", type=int, default=0, help="scoring processes (default 0 = every CPU)")
+    evaluate.add_argument("--worst", type=int, default=6, help="BEV plots of this many lowest-scoring scenes")
+    evaluate.add_argument("--max-scenes", type=int, help="only the first N scenes of the split")
+    evaluate.add_argument("--out", help="output folder (default <model>/eval/<split>)")
+    evaluate.set_defaults(handler=cmd_eval)
+    export = sub.add_parser(
+        "export",
+        help="merge the backbone's LoRA and write one from_pretrained directory",
+        description="Load a DrivingVLA directory, fold the backbone's LoRA into its weights and write a single "
+        "directory that DrivingVLA.from_pretrained (and vla_drive.navsim_agent) loads without peft adapters. The "
+        "head keeps its pos / neg branches (guidance combines them at every step) and the chosen omega.",
+    )
+    export.add_argument("--model", required=True, help="a DrivingVLA directory")
+    export.add_argument("--out", required=True, help="the directory to write")
+    export.set_defaults(handler=cmd_export)
     for name in COMING:
         sub.add_parser(name, help="not yet available in this version").set_defaults(handler=None)
     args, _ = parser.parse_known_args(argv)
@@ -116,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("accelerate", "deepspeed", "transformers", "torch.distributed"):  # per-file chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (ValueError, OSError) as error:  # bad input (model dir, split, files): one clear line, no traceback
+        logging.getLogger("vla_drive").debug("vla-drive %s failed", args.command, exc_info=True)
+        print(f"vla-drive {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -84,6 +84,32 @@ class SceneScorer:
         return tables
 
 
+def build_metric_caches(
+    scenes,
+    maps_root: str | os.PathLike[str] | None,
+    root: str | os.PathLike[str],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, str]:
+    """Write the metric cache of every scene of ``scenes`` (a SceneLoader) that the store at ``root`` lacks;
+    return the scenes that get none (token -> reason). Caches already there are reused, so a second run (or a
+    store built by ``navsim-eval cache``) costs nothing."""
+    store = MetricCacheStore(root)
+    failed: dict[str, str] = {}
+    tokens = list(scenes.tokens)
+    for done, token in enumerate(tokens, 1):
+        if token not in store:
+            try:
+                scene = scenes[token]
+                store.add(build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root)), write_index=False)
+            except ValueError as error:  # navsim_eval's errors and malformed scenes alike: never fatal
+                failed[token] = f"no metric cache: {error}"
+        if progress is not None:
+            progress("metric caches", done, len(tokens))
+    Path(root).mkdir(parents=True, exist_ok=True)
+    store.write_index()
+    return failed
+
+
 def summarize(tables: Sequence[ScoreTable], candidate: int = 0) -> dict[str, float]:
     """Mean score and sub-metrics of one candidate per scene over valid scenes, the share of valid scenes, and
     the score with invalid scenes counted as 0 (what a leaderboard does)."""

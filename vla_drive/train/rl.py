@@ -20,12 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from navsim_eval.maps.locations import load_map
-from navsim_eval.pdm.builder import build_metric_cache_from_map
-from navsim_eval.pdm.cache_io import MetricCacheStore
 from vla_drive.algorithms.base import Algorithm, RolloutBatch
 from vla_drive.algorithms.dipole import Dipole
 from vla_drive.config import ExperimentConfig, save_run_config
+from vla_drive.eval.scoring import build_metric_caches
 from vla_drive.train.distributed import barrier, is_main, rank, setup_accelerator, world_size
 from vla_drive.train.replay import ReplayBuffer
 from vla_drive.train.rollout import PdmReward, collect_rollouts
@@ -71,18 +69,8 @@ def build_reward_store(config: ExperimentConfig, scenes, maps_root: Path, output
     """The metric caches of the training scenes, built once by the main rank (or ``data.metric_cache``)."""
     root = Path(config.data.metric_cache) if config.data.metric_cache else output_dir / "metric_cache_train"
     if is_main():
-        store = MetricCacheStore(root)
-        for token in scenes.tokens:
-            if token not in store:
-                scene = scenes[token]
-                try:
-                    store.add(
-                        build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root)), write_index=False
-                    )
-                except ValueError as error:
-                    LOG.warning("scene %s has no metric cache and gets no reward: %s", token, error)
-        root.mkdir(parents=True, exist_ok=True)
-        store.write_index()
+        for token, reason in build_metric_caches(scenes, maps_root, root).items():
+            LOG.warning("scene %s gets no reward: %s", token, reason)
     barrier()
     return root
 

@@ -1,0 +1,108 @@
+"""``vla-drive eval``: official CSV layout with the average row, summary, BEV plots, missing scenes, resume."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from navsim_eval.csv_io import AVERAGE_TOKEN, official_columns
+from navsim_eval.data.loader import SceneLoader
+from navsim_eval.data.splits import load_split
+from navsim_eval.synthetic.world import WorldConfig, generate_world
+from vla_drive.cli import main
+from vla_drive.data.dataset import SceneDataset
+from vla_drive.eval.leaderboard import EvalSettings, evaluate_split
+from vla_drive.eval.predictions import PredictionError
+from vla_drive.model.vla import DrivingVLA, VLAConfig
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    world = generate_world(root / "world", WorldConfig(num_logs=1, frames_per_log=18))
+    split = load_split(world.splits_dir, "synthetic_all")
+    loader = SceneLoader(world.data_root, split.data_split, split.scene_filter)
+    model = DrivingVLA.build(VLAConfig(), seed=0)
+    dataset = SceneDataset.for_backbone(loader, model.backbone)
+    model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
+    with torch.no_grad():  # a fresh head predicts the mean trajectory exactly: give it some opinion
+        torch.nn.init.normal_(model.head.final_out.weight, std=0.2, generator=torch.Generator().manual_seed(0))
+    model_dir = model.save_pretrained(root / "model")
+    # a split that also names a scene no log has: reported, not fatal
+    tokens = list(loader.tokens)
+    filters = world.splits_dir / "scene_filter"
+    text = (filters / "synthetic_all.yaml").read_text()
+    (filters / "with_missing.yaml").write_text(text.replace("tokens:\n", "tokens:\n  - 'ffffffffffffffff'\n"))
+    (world.splits_dir / "with_missing.yaml").write_text(
+        (world.splits_dir / "synthetic_all.yaml").read_text().replace("synthetic_all", "with_missing")
+    )
+    return world, model_dir, tokens
+
+
+def _evaluate(setup, out, split="synthetic_all", **settings):
+    world, model_dir, _ = setup
+    model = DrivingVLA.from_pretrained(model_dir)
+    settings = EvalSettings(**{"workers": 1, "steps": 3, "batch_size": 4, "worst": 2, **settings})
+    return evaluate_split(model, world.splits_dir / f"{split}.yaml", world.data_root, world.maps_root, out, settings)
+
+
+def test_csv_has_the_official_layout_and_average_row(setup, tmp_path):
+    _, _, tokens = setup
+    for version in ("v1", "v2"):
+        result = _evaluate(setup, tmp_path / version, version=version)
+        with result.csv.open() as stream:
+            rows = list(csv.reader(stream))
+        assert rows[0] == ["", *official_columns(version)], f"{version}: header differs from the official CSV"
+        assert [r[1] for r in rows[1:-1]] == tokens and rows[-1][1] == AVERAGE_TOKEN[version]
+        assert [r[0] for r in rows[1:]] == [str(i) for i in range(len(tokens) + 1)], "pandas' index column"
+        scores = np.array([float(r[-1]) for r in rows[1:-1]])
+        assert float(rows[-1][-1]) == pytest.approx(scores.mean(), abs=1e-12)
+        assert result.metrics["score"] == pytest.approx(scores.mean(), abs=1e-12)
+        assert result.scored == len(tokens) and not result.missing
+        summary = result.summary.read_text()
+        assert "| score |" in summary and "Lowest-scoring scenes" in summary
+        assert len(result.plots) == 2 and all(p.stat().st_size > 5000 for p in result.plots)
+
+
+def test_missing_scenes_are_reported_and_count_as_zero(setup, tmp_path):
+    _, _, tokens = setup
+    result = _evaluate(setup, tmp_path / "missing", split="with_missing")
+    assert result.scored == len(tokens)
+    assert "ffffffffffffffff" in result.missing and "found in no log" in result.missing["ffffffffffffffff"]
+    expected = result.metrics["score"] * len(tokens) / (len(tokens) + 1)
+    assert result.metrics["score_with_missing_as_zero"] == pytest.approx(expected)
+    assert "ffffffffffffffff" in result.summary.read_text()
+
+
+def test_an_interrupted_evaluation_resumes_to_the_same_result(setup, tmp_path):
+    straight = _evaluate(setup, tmp_path / "straight")
+    resumed_dir = tmp_path / "resumed"
+    _evaluate(setup, resumed_dir)
+    parts = sorted((resumed_dir / "predictions").glob("part-*.npz"))
+    assert len(parts) >= 2
+    parts[-1].unlink()  # as if the run died before the last batch
+    kept = parts[0].stat().st_mtime_ns
+    resumed = _evaluate(setup, resumed_dir)
+    assert parts[0].stat().st_mtime_ns == kept, "finished batches are not predicted again"
+    assert resumed.csv.read_text() == straight.csv.read_text()
+    with pytest.raises(PredictionError, match="omega"):
+        _evaluate(setup, resumed_dir, omega=2.0)
+
+
+def test_cli_eval_and_export(setup, tmp_path, capsys):
+    world, model_dir, _ = setup
+    code = main(["eval", "--model", str(model_dir), "--split", str(world.splits_dir / "synthetic_all.yaml"),
+                 "--data-root", str(world.data_root), "--maps-root", str(world.maps_root), "--steps", "3",
+                 "--workers", "1", "--max-scenes", "3", "--out", str(tmp_path / "cli")])  # fmt: skip
+    assert code == 0 and (tmp_path / "cli" / "v1_scores.csv").is_file()
+    assert main(["export", "--model", str(model_dir), "--out", str(tmp_path / "exported")]) == 0
+    original, exported = DrivingVLA.from_pretrained(model_dir), DrivingVLA.from_pretrained(tmp_path / "exported")
+    for name, tensor in original.head.state_dict().items():
+        assert torch.equal(tensor, exported.head.state_dict()[name])
+    code = main(["eval", "--model", str(tmp_path / "nowhere"), "--split", "x.yaml"])
+    assert code == 2 and "not a DrivingVLA directory" in capsys.readouterr().err

@@ -1,0 +1,193 @@
+"""``vla-drive eval``: predict a split with a saved model and score it the way the NAVSIM leaderboard does.
+
+One trajectory per scene (the model's chosen omega unless told otherwise, fixed steps and seed) is predicted
+batch by batch into a resumable prediction folder, the scenes' metric caches are built once (or read from
+``--metric-cache``), a process pool scores the trajectories (PDMS v1.1 or one-stage EPDMS v2), and the run writes:
+
+* ``<version>_scores.csv``: the official CSV layout (unnamed index, token, valid, the metric columns in the
+  official order, and the official average row);
+* ``summary.md``: the mean of every sub-metric, the score with unscorable scenes counted as zero, and the scenes
+  of the split that could not be loaded or scored (with the reason);
+* ``worst/*.png``: BEV plots of the lowest-scoring scenes with the metric that failed.
+
+Scenes that cannot be loaded or have no metric cache are reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from navsim_eval.csv_io import official_rows, write_score_csv
+from navsim_eval.data.loader import SceneLoader
+from navsim_eval.data.splits import load_split
+from navsim_eval.pdm.cache_io import MetricCacheStore
+from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
+from navsim_eval.pool import ScoringPool
+from vla_drive.data.dataset import SceneDataset
+from vla_drive.eval.bev import failing_metrics, plot_scene
+from vla_drive.eval.predictions import PredictionStore, predict_resumable
+from vla_drive.eval.scoring import build_metric_caches
+
+LOG = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class EvalSettings:
+    """What an evaluation predicts and how it scores."""
+
+    version: str = "v1"  # v1 (PDMS) or v2 (EPDMS, one stage)
+    omega: float | None = None  # None = the model's stored guidance omega
+    steps: int | None = None  # None = the model's default denoising steps
+    seed: int = 0
+    batch_size: int = 16
+    workers: int = 1  # scoring processes (0 = every CPU)
+    worst: int = 6  # BEV plots of this many lowest-scoring scenes
+    max_scenes: int | None = None
+
+
+@dataclass
+class EvalResult:
+    """Where an evaluation wrote its files, and its headline numbers."""
+
+    out_dir: Path
+    csv: Path
+    summary: Path
+    plots: list[Path]
+    metrics: dict[str, float]
+    scored: int
+    missing: dict[str, str] = field(default_factory=dict)  # token -> why it has no score
+
+
+def evaluate_split(
+    model,
+    split_file: str | os.PathLike[str],
+    data_root: str | os.PathLike[str],
+    maps_root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    settings: EvalSettings | None = None,
+    *,
+    metric_cache: str | os.PathLike[str] | None = None,
+    model_name: str = "",
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Evaluate ``model`` (a DrivingVLA) on a NAVSIM split file; see the module doc for what is written."""
+    settings = settings or EvalSettings()
+    if settings.version not in METRIC_COLUMNS:
+        raise ValueError(f"eval: unknown score version {settings.version!r}; expected one of {sorted(METRIC_COLUMNS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    split_file = Path(split_file)
+    split = load_split(split_file.parent, split_file.stem)
+    scene_filter = split.scene_filter
+    if settings.max_scenes:
+        scene_filter = replace(scene_filter, max_scenes=settings.max_scenes)
+    loader = SceneLoader(data_root, split.data_split, scene_filter)
+    missing = _unloaded(loader)
+    omega = model.config.guidance_omega if settings.omega is None else float(settings.omega)
+    steps = settings.steps or model.config.sample_steps
+
+    dataset = SceneDataset.for_backbone(
+        loader, model.backbone, cameras=model.config.cameras, include_history=model.config.include_history
+    )
+    store = PredictionStore(out / "predictions", {
+        "model": model_name, "split": split_file.stem, "omega": omega, "steps": steps, "seed": settings.seed,
+        "batch_size": settings.batch_size, "max_scenes": settings.max_scenes,
+    })  # fmt: skip
+    done = 0
+
+    def predicted(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress("predict", done, len(dataset))
+
+    predictions = predict_resumable(
+        model, dataset, store, batch_size=settings.batch_size, steps=steps, omega=omega, seed=settings.seed,
+        progress=predicted,
+    )  # fmt: skip
+
+    caches_root = Path(metric_cache) if metric_cache else out / "metric_cache"
+    no_cache = build_metric_caches(loader, maps_root, caches_root, progress=progress)
+    missing.update(no_cache)
+    store_view = MetricCacheStore(caches_root)
+    tokens = [t for t in loader.tokens if t in predictions and t in store_view]
+    missing.update({t: "no metric cache" for t in loader.tokens if t in predictions and t not in store_view and
+                    t not in missing})  # fmt: skip
+    with ScoringPool(caches_root, settings.version, workers=settings.workers) as pool:
+        tables = pool.score([(t, predictions[t][None]) for t in tokens])
+    if progress is not None:
+        progress("score", len(tables), len(tables))
+
+    csv_path = write_score_csv(out / f"{settings.version}_scores.csv", tables, settings.version)
+    average = official_rows(tables, settings.version)[-1] if tables else {}
+    metrics = {name: float(average[name]) for name in METRIC_COLUMNS[settings.version] if name in average}
+    scores = [float(t.columns["score"][0]) if t.valid[0] else 0.0 for t in tables]
+    listed = len(tokens) + len(missing)
+    metrics["score_with_missing_as_zero"] = float(sum(scores) / listed) if listed else float("nan")
+    plots = _plot_worst(tables, predictions, store_view, out / "worst", settings.worst)
+    summary = _write_summary(out / "summary.md", metrics, tables, missing, settings, omega, steps, model_name,
+                             split_file.stem, plots)  # fmt: skip
+    (out / "metrics.json").write_text(json.dumps({**metrics, "scored": len(tables), "missing": len(missing)}, indent=1))
+    return EvalResult(out, csv_path, summary, plots, metrics, len(tables), missing)
+
+
+def _unloaded(loader: SceneLoader) -> dict[str, str]:
+    """Scenes the split names that could not be loaded, with the reason."""
+    report = loader.report
+    missing = {token: "listed in the split, found in no log" for token in report.missing_tokens}
+    for record in report.skipped_scenes:
+        missing[record.token or f"{record.log_name}:?"] = f"{record.kind}: {record.detail}"
+    for record in report.skipped_logs:
+        missing[f"log:{record.log_name}"] = f"{record.kind}: {record.detail}"
+    for log in report.missing_logs:
+        missing[f"log:{log}"] = "log named by the split has no file"
+    return missing
+
+
+def _plot_worst(tables: Sequence[ScoreTable], predictions, store: MetricCacheStore, folder: Path, count: int):
+    if count <= 0 or not tables:
+        return []
+    order = sorted(tables, key=lambda t: float(t.columns["score"][0]) if t.valid[0] else -1.0)[:count]
+    plots = []
+    for rank, table in enumerate(order):
+        try:
+            plots.append(plot_scene(store[table.token], table, predictions[table.token], folder /
+                                    f"{rank:02d}_{table.token}.png"))  # fmt: skip
+        except Exception as error:  # a plot must never sink an evaluation
+            LOG.warning("BEV plot of %s failed: %s", table.token, error)
+    return plots
+
+
+def _write_summary(path: Path, metrics, tables, missing, settings, omega, steps, model_name, split, plots) -> Path:
+    lines = [
+        f"# Evaluation of {model_name or 'the model'} on {split}",
+        "",
+        f"{len(tables)} scenes scored ({'PDMS v1.1' if settings.version == 'v1' else 'EPDMS v2, one stage'}); "
+        f"omega {omega:g}, {steps} denoising steps, seed {settings.seed}.",
+        "",
+        "| metric | mean |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {value:.4f} |" for name, value in metrics.items()]
+    if plots:
+        lines += ["", "## Lowest-scoring scenes", ""]
+        by_token = {t.token: t for t in tables}
+        for plot in plots:
+            token = plot.stem.split("_", 1)[1]
+            table = by_token[token]
+            score = float(table.columns["score"][0]) if table.valid[0] else 0.0
+            lines.append(f"- `{token}` score {score:.3f}: {', '.join(failing_metrics(table)) or 'nothing failed'} "
+                         f"([plot](worst/{plot.name}))")  # fmt: skip
+    if missing:
+        lines += ["", f"## {len(missing)} scenes without a score", ""]
+        lines += [f"- `{token}`: {reason}" for token, reason in sorted(missing.items())[:200]]
+        if len(missing) > 200:
+            lines.append(f"- ... and {len(missing) - 200} more")
+    path.write_text("\n".join(lines) + "\n")
+    return path
