@@ -1,0 +1,37 @@
+"""A shortened ``vla-drive demo`` end to end: world, imitation, DIPOLE, sweep, evaluation, report; and resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from navsim_eval.csv_io import AVERAGE_TOKEN, official_columns
+from vla_drive.cli import main
+from vla_drive.demo import run_demo
+from vla_drive.model.vla import DrivingVLA
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["train.max_steps=4", "train.warmup_steps=1", "train.log_every=2", "data.synthetic_logs=2"]
+
+
+def test_short_demo_runs_every_stage_and_resumes(tmp_path, capsys):
+    out = tmp_path / "demo"
+    messages: list[str] = []
+    result = run_demo(out, QUICK, omegas=(0.0, 1.0), eval_workers=1, say=messages.append)
+    assert [m.split()[0] for m in messages if m[0].isdigit()] == ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]
+    report = result.report.read_text()
+    for section in ("Imitation vs DIPOLE", "Guidance sweep", "Lowest-scoring", "Time per stage"):
+        assert section in report, f"report lacks {section!r}"
+    assert (out / "sweep" / "sweep.png").is_file() and (out / "eval" / "dipole" / "worst").is_dir()
+    for name in ("imitation", "dipole"):
+        lines = (out / "eval" / name / "v1_scores.csv").read_text().splitlines()
+        assert lines[0] == "," + ",".join(official_columns("v1"))
+        assert lines[-1].split(",")[1] == AVERAGE_TOKEN["v1"]
+    assert DrivingVLA.from_pretrained(result.dipole_model).config.guidance_omega == result.chosen_omega
+    assert 0.0 <= result.imitation_score <= 1.0 and 0.0 <= result.dipole_score <= 1.0
+
+    # an interrupted demo continues: finished models are not trained again
+    stamp = (result.imitation_model / "head.safetensors").stat().st_mtime_ns
+    code = main(["demo", "--out", str(out), "--omegas", "0", "1", "--workers", "1", *QUICK])
+    assert code == 0 and (result.imitation_model / "head.safetensors").stat().st_mtime_ns == stamp
+    assert "Report:" in capsys.readouterr().out
