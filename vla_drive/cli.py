@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-COMING = ("compare", "submit")
+COMING = ("compare",)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -97,6 +97,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     model.merge_lora().save_pretrained(args.out)
     print(f"wrote {args.out} ({'backbone LoRA merged' if merged else 'no backbone LoRA to merge'}; "
           f"guidance omega {model.config.guidance_omega:g}); load it with DrivingVLA.from_pretrained")  # fmt: skip
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from navsim_eval.data.paths import openscene_data_root
+    from vla_drive.eval.leaderboard import EvalSettings, predict_split
+    from vla_drive.eval.submission import TeamInfo, write_submission
+    from vla_drive.model.vla import DrivingVLA
+
+    model = DrivingVLA.from_pretrained(args.model)
+    out = Path(args.out)
+    data_root = openscene_data_root(args.data_root)
+    stages = [("first", args.split)] + ([("second", args.second_stage_split)] if args.second_stage_split else [])
+    predictions: dict[str, list] = {}
+    required: dict[str, list[str]] = {}
+    for stage, split in stages:
+        predictions[stage] = []
+        for seed in args.seeds:
+            settings = EvalSettings(omega=args.omega, steps=args.steps, seed=seed, batch_size=args.batch_size)
+            folder = out / "predictions" / f"{stage}_stage" / f"seed{seed}"
+            result = predict_split(model, split, data_root, folder, settings, str(args.model), _progress_printer())
+            predictions[stage].append(result.predictions)
+            required[stage] = result.required_tokens
+            if result.missing:
+                shown = ", ".join(f"{t} ({why})" for t, why in list(result.missing.items())[:5])
+                print(f"{stage} stage, seed {seed}: {len(result.missing)} scenes could not be predicted: {shown}",
+                      file=sys.stderr)  # fmt: skip
+    team = TeamInfo(args.team_name, args.authors, args.email, args.institution, args.country)
+    path = write_submission(
+        out / "submission.pkl", team, predictions["first"], predictions.get("second"),
+        required_tokens=required["first"], required_second_stage_tokens=required.get("second"),
+    )  # fmt: skip
+    counts = " + ".join(f"{len(tokens)} {stage}-stage" for stage, tokens in required.items())
+    layout = "v2 two-stage" if args.second_stage_split else "v1"
+    print(f"wrote {path} ({layout}, {len(args.seeds)} seed(s), {counts} tokens)")
     return 0
 
 
@@ -194,6 +229,30 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--model", required=True, help="a DrivingVLA directory")
     export.add_argument("--out", required=True, help="the directory to write")
     export.set_defaults(handler=cmd_export)
+    submit = sub.add_parser(
+        "submit",
+        help="write submission.pkl for the NAVSIM leaderboard (no navsim install needed)",
+        description="Predict every scene of the test split (one trajectory per scene and seed, resumable) and "
+        "write submission.pkl exactly as the leaderboard expects: team metadata and per-token "
+        "navsim.common.dataclasses.Trajectory objects; with --second-stage-split the v2 two-stage layout. Every "
+        "token of the split must be predicted, or nothing is written.",
+    )
+    submit.add_argument("--model", required=True, help="a DrivingVLA directory")
+    submit.add_argument("--split", required=True, help="the split file (navtest.yaml; the first stage for v2)")
+    submit.add_argument("--second-stage-split", help="v2: the split file of the second-stage scenes")
+    submit.add_argument("--data-root", help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
+    submit.add_argument("--team-name", required=True, help="shown on the board; e.g. '<a href=REPO>Method</a>'")
+    submit.add_argument("--authors", required=True)
+    submit.add_argument("--email", required=True)
+    submit.add_argument("--institution", required=True)
+    submit.add_argument("--country", required=True, help="written as 'country / region'")
+    submit.add_argument("--seeds", nargs="+", type=int, default=[0], help="one prediction set per seed (>= 3 "
+                        "encouraged: the board shows max / mean / std)")  # fmt: skip
+    submit.add_argument("--omega", type=float, help="guidance omega (default: the model's chosen one)")
+    submit.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    submit.add_argument("--batch-size", type=int, default=16)
+    submit.add_argument("--out", default="submission", help="output folder (default ./submission)")
+    submit.set_defaults(handler=cmd_submit)
     demo = sub.add_parser(
         "demo",
         help="the whole pipeline on the embedded synthetic world (minutes on a laptop CPU)",

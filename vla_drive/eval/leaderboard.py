@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from navsim_eval.csv_io import official_rows, write_score_csv
 from navsim_eval.data.loader import SceneLoader
 from navsim_eval.data.splits import load_split
@@ -81,36 +83,11 @@ def evaluate_split(
     if settings.version not in METRIC_COLUMNS:
         raise ValueError(f"eval: unknown score version {settings.version!r}; expected one of {sorted(METRIC_COLUMNS)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     split_file = Path(split_file)
-    split = load_split(split_file.parent, split_file.stem)
-    scene_filter = split.scene_filter
-    if settings.max_scenes:
-        scene_filter = replace(scene_filter, max_scenes=settings.max_scenes)
-    loader = SceneLoader(data_root, split.data_split, scene_filter)
-    missing = _unloaded(loader)
     omega = model.config.guidance_omega if settings.omega is None else float(settings.omega)
     steps = settings.steps or model.config.sample_steps
-
-    dataset = SceneDataset.for_backbone(
-        loader, model.backbone, cameras=model.config.cameras, include_history=model.config.include_history
-    )
-    store = PredictionStore(out / "predictions", {
-        "model": model_name, "split": split_file.stem, "omega": omega, "steps": steps, "seed": settings.seed,
-        "batch_size": settings.batch_size, "max_scenes": settings.max_scenes,
-    })  # fmt: skip
-    done = 0
-
-    def predicted(count: int) -> None:
-        nonlocal done
-        done += count
-        if progress is not None:
-            progress("predict", done, len(dataset))
-
-    predictions = predict_resumable(
-        model, dataset, store, batch_size=settings.batch_size, steps=steps, omega=omega, seed=settings.seed,
-        progress=predicted,
-    )  # fmt: skip
+    split = predict_split(model, split_file, data_root, out / "predictions", settings, model_name, progress)
+    loader, predictions, missing = split.loader, split.predictions, dict(split.missing)
 
     caches_root = Path(metric_cache) if metric_cache else out / "metric_cache"
     no_cache = build_metric_caches(loader, maps_root, caches_root, progress=progress)
@@ -135,6 +112,59 @@ def evaluate_split(
                              split_file.stem, plots)  # fmt: skip
     (out / "metrics.json").write_text(json.dumps({**metrics, "scored": len(tables), "missing": len(missing)}, indent=1))
     return EvalResult(out, csv_path, summary, plots, metrics, len(tables), missing)
+
+
+@dataclass
+class SplitPredictions:
+    """One trajectory per loadable scene of a split, the split's own token list and what could not be loaded."""
+
+    loader: SceneLoader
+    predictions: dict[str, np.ndarray]  # token -> [8, 3]
+    required_tokens: list[str]  # every token the split names (the leaderboard wants all of them)
+    missing: dict[str, str]  # token -> why it has no prediction
+
+
+def predict_split(
+    model,
+    split_file: str | os.PathLike[str],
+    data_root: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    settings: EvalSettings,
+    model_name: str = "",
+    progress: Progress | None = None,
+) -> SplitPredictions:
+    """Predict every loadable scene of a split into the resumable prediction ``folder`` (see predictions.py)."""
+    split_file = Path(split_file)
+    split = load_split(split_file.parent, split_file.stem)
+    scene_filter = split.scene_filter
+    if settings.max_scenes:
+        scene_filter = replace(scene_filter, max_scenes=settings.max_scenes)
+    loader = SceneLoader(data_root, split.data_split, scene_filter)
+    missing = _unloaded(loader)
+    omega = model.config.guidance_omega if settings.omega is None else float(settings.omega)
+    steps = settings.steps or model.config.sample_steps
+    dataset = SceneDataset.for_backbone(
+        loader, model.backbone, cameras=model.config.cameras, include_history=model.config.include_history
+    )
+    store = PredictionStore(folder, {
+        "model": model_name, "split": split_file.stem, "omega": omega, "steps": steps, "seed": settings.seed,
+        "batch_size": settings.batch_size, "max_scenes": settings.max_scenes,
+    })  # fmt: skip
+    done = 0
+
+    def predicted(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress("predict", done, len(dataset))
+
+    predictions = predict_resumable(
+        model, dataset, store, batch_size=settings.batch_size, steps=steps, omega=omega, seed=settings.seed,
+        progress=predicted,
+    )  # fmt: skip
+    listed = list(scene_filter.tokens) if scene_filter.tokens and not settings.max_scenes else list(loader.tokens)
+    required = listed + [t for t in missing if not t.startswith("log:") and t not in listed]
+    return SplitPredictions(loader, predictions, required, missing)
 
 
 def _unloaded(loader: SceneLoader) -> dict[str, str]:

@@ -16,6 +16,7 @@ from vla_drive.cli import main
 from vla_drive.data.dataset import SceneDataset
 from vla_drive.eval.leaderboard import EvalSettings, evaluate_split
 from vla_drive.eval.predictions import PredictionError
+from vla_drive.eval.submission import read_submission
 from vla_drive.model.vla import DrivingVLA, VLAConfig
 
 pytestmark = pytest.mark.slow
@@ -106,3 +107,22 @@ def test_cli_eval_and_export(setup, tmp_path, capsys):
         assert torch.equal(tensor, exported.head.state_dict()[name])
     code = main(["eval", "--model", str(tmp_path / "nowhere"), "--split", "x.yaml"])
     assert code == 2 and "not a DrivingVLA directory" in capsys.readouterr().err
+
+
+def test_cli_submit_writes_every_token_and_refuses_a_split_with_missing_scenes(setup, tmp_path, capsys):
+    world, model_dir, tokens = setup
+    team = ["--team-name", "Tester", "--authors", "A", "--email", "a@example.org", "--institution", "X",
+            "--country", "Y", "--steps", "3", "--data-root", str(world.data_root)]  # fmt: skip
+    code = main(["submit", "--model", str(model_dir), "--split", str(world.splits_dir / "synthetic_all.yaml"),
+                 "--seeds", "0", "1", "--out", str(tmp_path / "ok"), *team])  # fmt: skip
+    assert code == 0
+    submission = read_submission(tmp_path / "ok" / "submission.pkl")
+    assert submission.version == "v1" and len(submission.first_stage) == 2
+    assert all(sorted(seed) == sorted(tokens) for seed in submission.first_stage)
+    first, second = submission.first_stage
+    assert any(not np.array_equal(first[t], second[t]) for t in tokens), "seeds give different samples"
+    code = main(["submit", "--model", str(model_dir), "--split", str(world.splits_dir / "with_missing.yaml"),
+                 "--out", str(tmp_path / "missing"), *team])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "lacks 1 of the" in err and "ffffffffffffffff" in err
+    assert not (tmp_path / "missing" / "submission.pkl").exists()

@@ -1,0 +1,125 @@
+"""submission.pkl: unpickled with stand-ins of the official classes at the official module paths, every field
+checked; our reader; leaderboard requirements enforced at write time."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import sys
+import types
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from vla_drive.eval.submission import SubmissionError, TeamInfo, read_submission, write_submission
+
+TEAM = TeamInfo('<a href="https://example.org/repo">VLA-DIPOLE</a>', "A. Author, B. Author", "a@example.org",
+                "Example University", "Germany")  # fmt: skip
+
+
+def _predictions(tokens, seed=0):
+    rng = np.random.default_rng(seed)
+    return {token: rng.normal(size=(8, 3)).astype(np.float32) for token in tokens}
+
+
+def _install_official_stand_ins(monkeypatch):
+    """Classes written here, independently of vla_drive, shaped like navsim's and nuplan's (with their checks)."""
+
+    @dataclass
+    class TrajectorySampling:
+        num_poses: int | None = None
+        time_horizon: float | None = None
+        interval_length: float | None = None
+
+        def __post_init__(self):
+            if self.num_poses and self.interval_length and not self.time_horizon:
+                self.time_horizon = self.num_poses * self.interval_length
+
+    @dataclass
+    class Trajectory:
+        poses: np.ndarray
+        trajectory_sampling: TrajectorySampling = None
+
+        def __post_init__(self):
+            assert self.poses.ndim == 2 and self.poses.shape[1] == 3
+
+    paths = {
+        "navsim.common.dataclasses": ("Trajectory", Trajectory),
+        "nuplan.planning.simulation.trajectory.trajectory_sampling": ("TrajectorySampling", TrajectorySampling),
+    }
+    for module_path, (name, cls) in paths.items():
+        parts = module_path.split(".")
+        for depth in range(1, len(parts) + 1):
+            monkeypatch.setitem(sys.modules, ".".join(parts[:depth]), types.ModuleType(".".join(parts[:depth])))
+        cls.__module__ = module_path
+        setattr(sys.modules[module_path], name, cls)
+    return Trajectory, TrajectorySampling
+
+
+def test_v1_file_unpickles_into_the_official_classes_with_every_field(tmp_path, monkeypatch):
+    tokens = ["a1", "b2", "c3"]
+    seeds = [_predictions(tokens, 0), _predictions(tokens, 1)]
+    path = write_submission(tmp_path / "submission.pkl", TEAM, seeds, required_tokens=tokens)
+    assert "navsim" not in sys.modules and "nuplan" not in sys.modules, "the stand-in modules are removed again"
+
+    trajectory_cls, sampling_cls = _install_official_stand_ins(monkeypatch)
+    with path.open("rb") as stream:
+        content = pickle.load(stream)  # the plain unpickler, as the leaderboard does
+    assert list(content) == ["team_name", "authors", "email", "institution", "country / region", "predictions"]
+    assert content["team_name"] == TEAM.team_name and content["country / region"] == "Germany"
+    assert isinstance(content["predictions"], list) and len(content["predictions"]) == 2
+    for seed, expected in zip(content["predictions"], seeds, strict=True):
+        assert list(seed) == tokens
+        for token, trajectory in seed.items():
+            assert type(trajectory) is trajectory_cls
+            assert trajectory.poses.dtype == np.float32 and trajectory.poses.shape == (8, 3)
+            np.testing.assert_array_equal(trajectory.poses, expected[token])
+            sampling = trajectory.trajectory_sampling
+            assert type(sampling) is sampling_cls
+            assert (sampling.num_poses, sampling.time_horizon, sampling.interval_length) == (8, 4.0, 0.5)
+
+
+def test_v2_two_stage_layout_and_round_trip(tmp_path, monkeypatch):
+    first, second = _predictions(["o1", "o2"]), _predictions(["s1", "s2", "s3"], 5)
+    path = write_submission(tmp_path / "submission.pkl", TEAM, [first], [second],
+                            required_tokens=["o1", "o2"], required_second_stage_tokens=["s1", "s2", "s3"])  # fmt: skip
+    submission = read_submission(path)
+    assert submission.version == "v2" and submission.team == TEAM
+    assert submission.first_stage[0].keys() == first.keys() and submission.second_stage[0].keys() == second.keys()
+    for token, poses in second.items():
+        np.testing.assert_array_equal(submission.second_stage[0][token], poses)
+    trajectory_cls, _ = _install_official_stand_ins(monkeypatch)
+    with path.open("rb") as stream:
+        raw = pickle.load(stream)
+    assert list(raw)[-2:] == ["first_stage_predictions", "second_stage_predictions"] and "predictions" not in raw
+    assert all(type(t) is trajectory_cls for t in raw["second_stage_predictions"][0].values())
+
+
+def test_reader_loads_v1_and_refuses_foreign_globals(tmp_path):
+    tokens = ["t1"]
+    path = write_submission(tmp_path / "submission.pkl", TEAM, [_predictions(tokens)], required_tokens=tokens)
+    submission = read_submission(path)
+    assert submission.version == "v1" and list(submission.first_stage[0]) == tokens
+    evil = tmp_path / "evil" / "submission.pkl"
+    evil.parent.mkdir()
+    evil.write_bytes(b"cos\nsystem\n(S'echo owned'\ntR.")
+    with pytest.raises(SubmissionError, match=r"refusing to load os\.system"):
+        read_submission(evil)
+    with pytest.raises(SubmissionError, match="no such file"):
+        read_submission(tmp_path / "missing" / "submission.pkl")
+
+
+def test_leaderboard_requirements_are_enforced_at_write_time(tmp_path):
+    target = tmp_path / "submission.pkl"
+    with pytest.raises(SubmissionError, match=r"lacks 1 of the 3 tokens.*'c3'"):
+        write_submission(target, TEAM, [_predictions(["a1", "b2"])], required_tokens=["a1", "b2", "c3"])
+    bad = _predictions(["a1"])
+    bad["a1"][3, 1] = math.nan
+    with pytest.raises(SubmissionError, match="token a1: expected finite poses"):
+        write_submission(target, TEAM, [bad])
+    with pytest.raises(SubmissionError, match=r"shape \[7, 3\]"):
+        write_submission(target, TEAM, [{"a1": np.zeros((7, 3))}])
+    with pytest.raises(SubmissionError, match=r"named submission\.pkl"):
+        write_submission(tmp_path / "preds.pkl", TEAM, [_predictions(["a1"])])
+    assert not target.exists(), "nothing is written when a check fails"
