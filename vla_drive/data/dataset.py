@@ -17,7 +17,7 @@ from navsim_eval.data.loader import SceneLoader
 from navsim_eval.errors import InvalidSceneError
 from navsim_eval.scene import Scene
 from vla_drive.data.processor import prepare_inputs
-from vla_drive.data.prompt import build_prompt
+from vla_drive.data.prompt import build_prompt, format_prompt, instruction_text, resize_image
 from vla_drive.model.types import EGO_STATUS_DIM, POSE_DIM, TRAJECTORY_POSES
 
 EGO_STATUS_NAMES = ("vx", "vy", "ax", "ay", "command_left", "command_forward", "command_right", "command_unknown")
@@ -42,18 +42,48 @@ class DrivingSample:
 def ego_status_vector(scene: Scene) -> np.ndarray:
     """vx, vy, ax, ay and the driving command one-hot of the current frame, float32 [8]; non-finite values raise."""
     frame = scene.current_frame
-    command = np.asarray(frame.driving_command, dtype=np.float64).reshape(-1)
+    ego = frame.ego
+    return ego_status_from_parts(scene.token, (ego.vx, ego.vy), (ego.ax, ego.ay), frame.driving_command)
+
+
+def ego_status_from_parts(token: str, velocity, acceleration, command) -> np.ndarray:
+    """The ego status vector [8] float32 from body-frame velocity [2], acceleration [2] and the command one-hot [4]."""
+    command = np.asarray(command, dtype=np.float64).reshape(-1)
     if command.shape != (4,):
         raise DrivingSampleError(
-            f"scene {scene.token}: driving_command has {command.size} values, expected a one-hot of 4 "
+            f"scene {token}: driving_command has {command.size} values, expected a one-hot of 4 "
             "(left, forward, right, unknown)"
         )
-    ego = frame.ego
-    status = np.concatenate([[ego.vx, ego.vy, ego.ax, ego.ay], command])
+    motion = np.concatenate([np.asarray(velocity, dtype=np.float64).reshape(-1),
+                             np.asarray(acceleration, dtype=np.float64).reshape(-1)])  # fmt: skip
+    if motion.shape != (4,):
+        raise DrivingSampleError(f"scene {token}: expected velocity [2] and acceleration [2], got {motion.size} values")
+    status = np.concatenate([motion, command])
     bad = [name for name, value in zip(EGO_STATUS_NAMES, status, strict=True) if not np.isfinite(value)]
     if bad:
-        raise DrivingSampleError(f"scene {scene.token}: ego status has non-finite {', '.join(bad)} ({status.tolist()})")
+        raise DrivingSampleError(f"scene {token}: ego status has non-finite {', '.join(bad)} ({status.tolist()})")
     return status.astype(np.float32)
+
+
+def sample_from_parts(
+    token: str,
+    images: Sequence[Image.Image],
+    velocity,
+    acceleration,
+    command,
+    processor: Any,
+    cameras: Sequence[str] = ("CAM_F0",),
+    past_poses: np.ndarray | None = None,
+    image_size: int | tuple[int, int] | None = None,
+) -> DrivingSample:
+    """A sample without a scene (e.g. from a navsim AgentInput): no ground truth, so the trajectory is zeros."""
+    if len(images) != len(cameras):
+        raise DrivingSampleError(f"scene {token}: {len(images)} images for {len(cameras)} cameras {cameras}")
+    status = ego_status_from_parts(token, velocity, acceleration, command)
+    text = format_prompt(processor, instruction_text(status[4:], status[:2], status[2:4], past_poses), cameras)
+    images = [resize_image(image.convert("RGB"), image_size) for image in images]
+    return DrivingSample(token, images, status[4:].copy(), status, np.zeros((TRAJECTORY_POSES, POSE_DIM), np.float32),
+                         text)  # fmt: skip
 
 
 def make_sample(

@@ -40,15 +40,30 @@ def driving_instruction(scene: Scene, include_history: bool = False) -> str:
     """The instruction text of a scene's current frame: command, speed, velocity, acceleration (+ past poses)."""
     frame = scene.current_frame
     ego = frame.ego
-    parts = [
-        f"Driving command: {command_name(frame.driving_command)}.",
-        f"Ego speed {np.hypot(ego.vx, ego.vy):.1f} m/s, velocity vx {ego.vx:.2f} m/s vy {ego.vy:.2f} m/s,"
-        f" acceleration ax {ego.ax:.2f} m/s2 ay {ego.ay:.2f} m/s2.",
-    ]
+    past = None
     if include_history and scene.num_history > 1:
-        past = np.array([f.ego.pose for f in scene.frames[: scene.num_history - 1]])
-        relative = absolute_to_relative_poses(ego.pose, past)
-        poses = " ".join(f"({x:.2f}, {y:.2f}, {h:.2f})" for x, y, h in relative)
+        history = np.array([f.ego.pose for f in scene.frames[: scene.num_history - 1]])
+        past = absolute_to_relative_poses(ego.pose, history)
+    return instruction_text(frame.driving_command, (ego.vx, ego.vy), (ego.ax, ego.ay), past)
+
+
+def instruction_text(
+    command: np.ndarray | Sequence[float],
+    velocity: Sequence[float],
+    acceleration: Sequence[float],
+    past_poses: np.ndarray | None = None,
+) -> str:
+    """The instruction from its parts (body-frame velocity and acceleration; past poses [N, 3] in the current ego
+    frame, oldest first): shared by dataset scenes and the navsim agent's AgentInput."""
+    vx, vy = (float(v) for v in velocity)
+    ax, ay = (float(a) for a in acceleration)
+    parts = [
+        f"Driving command: {command_name(command)}.",
+        f"Ego speed {np.hypot(vx, vy):.1f} m/s, velocity vx {vx:.2f} m/s vy {vy:.2f} m/s,"
+        f" acceleration ax {ax:.2f} m/s2 ay {ay:.2f} m/s2.",
+    ]
+    if past_poses is not None and len(past_poses):
+        poses = " ".join(f"({x:.2f}, {y:.2f}, {h:.2f})" for x, y, h in np.asarray(past_poses))
         parts.append(f"Past ego poses in the current ego frame (x m, y m, heading rad): {poses}.")
     parts.append(PLAN_REQUEST)
     return " ".join(parts)
@@ -97,12 +112,16 @@ def load_camera_images(
                 image = opened.convert("RGB")
         except FileNotFoundError:
             raise FileNotFoundError(f"scene {scene.token}: {camera} image {path} does not exist") from None
-        if image_size is not None:
-            size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-            if image.size != size:
-                image = image.resize(size, Image.Resampling.BILINEAR)
-        images.append(image)
+        images.append(resize_image(image, image_size))
     return images
+
+
+def resize_image(image: Image.Image, image_size: int | tuple[int, int] | None) -> Image.Image:
+    """``image`` at ``image_size`` (side, or (width, height)); unchanged when None or already that size."""
+    if image_size is None:
+        return image
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    return image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)
 
 
 def build_prompt(

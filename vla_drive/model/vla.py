@@ -264,17 +264,7 @@ class DrivingVLA(nn.Module):
     def from_pretrained(cls, directory: str | os.PathLike[str], trainable: str | None = None) -> DrivingVLA:
         """Load a directory written by :meth:`save_pretrained` (the backbone's processor included)."""
         directory = Path(directory)
-        config_path = directory / CONFIG_FILE
-        if not config_path.is_file():
-            raise VLAModelError(f"{directory}: not a DrivingVLA directory (no {CONFIG_FILE})")
-        meta = json.loads(config_path.read_text())
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise VLAModelError(
-                f"{config_path}: model format version {version!r}, this vla-drive reads version {FORMAT_VERSION}; "
-                f"the model was saved by {meta.get('versions', {}).get('vla_drive', 'another version')}"
-            )
-        config = VLAConfig.from_dict(meta["config"], str(config_path))
+        config = read_model_config(directory)
         for required in (BACKBONE_DIR, HEAD_FILE, NORMALIZER_FILE):
             if not (directory / required).exists():
                 raise VLAModelError(f"{directory}: missing {required}")
@@ -293,6 +283,22 @@ class DrivingVLA(nn.Module):
             self.backbone.merge_lora()
             self.config = replace(self.config, trainable=self.backbone.trainable)
         return self
+
+
+def read_model_config(directory: str | os.PathLike[str]) -> VLAConfig:
+    """The config of a saved DrivingVLA directory, without loading weights (checks the format version)."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise VLAModelError(f"{directory}: not a DrivingVLA directory (no {CONFIG_FILE})")
+    meta = json.loads(config_path.read_text())
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise VLAModelError(
+            f"{config_path}: model format version {version!r}, this vla-drive reads version {FORMAT_VERSION}; "
+            f"the model was saved by {meta.get('versions', {}).get('vla_drive', 'another version')}"
+        )
+    return VLAConfig.from_dict(meta["config"], str(config_path))
 
 
 def _versions() -> dict[str, str]:

@@ -1,0 +1,153 @@
+"""The navsim agent adapter, against stand-ins of navsim's AbstractAgent interface (navsim is not installed here):
+it builds the same sample from an AgentInput as the dataset builds from the scene, and returns a Trajectory."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vla_drive.navsim_agent as navsim_agent
+from navsim_eval.data.loader import SceneLoader
+from navsim_eval.data.splits import load_split
+from navsim_eval.geometry import absolute_to_relative_poses
+from navsim_eval.synthetic.world import WorldConfig, generate_world
+from vla_drive.data.dataset import SceneDataset
+from vla_drive.model.vla import DrivingVLA, VLAConfig
+
+pytestmark = pytest.mark.slow
+
+
+def _stand_ins(v2: bool):
+    """Modules shaped like navsim's and nuplan's, written for this test."""
+
+    @dataclass
+    class TrajectorySampling:
+        num_poses: int | None = None
+        time_horizon: float | None = None
+        interval_length: float | None = None
+
+    @dataclass
+    class Trajectory:
+        poses: np.ndarray
+        trajectory_sampling: TrajectorySampling = None
+
+    @dataclass
+    class SensorConfig:
+        cam_f0: bool | list[int]
+        cam_l0: bool | list[int]
+        cam_l1: bool | list[int]
+        cam_l2: bool | list[int]
+        cam_r0: bool | list[int]
+        cam_r1: bool | list[int]
+        cam_r2: bool | list[int]
+        cam_b0: bool | list[int]
+        lidar_pc: bool | list[int]
+
+    class AbstractAgentV1(torch.nn.Module, ABC):
+        def __init__(self, requires_scene: bool = False):
+            super().__init__()
+            self.requires_scene = requires_scene
+
+        @abstractmethod
+        def name(self) -> str: ...
+
+        @abstractmethod
+        def get_sensor_config(self): ...
+
+        @abstractmethod
+        def initialize(self) -> None: ...
+
+    class AbstractAgentV2(AbstractAgentV1):
+        def __init__(self, trajectory_sampling, requires_scene: bool = False):
+            super().__init__(requires_scene)
+            self._trajectory_sampling = trajectory_sampling
+
+    modules = {
+        "navsim.agents.abstract_agent": {"AbstractAgent": AbstractAgentV2 if v2 else AbstractAgentV1},
+        "navsim.common.dataclasses": {"Trajectory": Trajectory, "SensorConfig": SensorConfig},
+        "nuplan.planning.simulation.trajectory.trajectory_sampling": {"TrajectorySampling": TrajectorySampling},
+    }
+    return modules, Trajectory
+
+
+@pytest.fixture(params=[False, True], ids=["navsim-v1.1", "navsim-v2"])
+def official(request, monkeypatch):
+    modules, trajectory_cls = _stand_ins(v2=request.param)
+    for path, attributes in modules.items():
+        parts = path.split(".")
+        for depth in range(1, len(parts) + 1):
+            name = ".".join(parts[:depth])
+            monkeypatch.setitem(sys.modules, name, sys.modules.get(name, types.ModuleType(name)))
+        for key, value in attributes.items():
+            setattr(sys.modules[path], key, value)
+    module = importlib.reload(navsim_agent)
+    yield module, trajectory_cls, modules["navsim.agents.abstract_agent"]["AbstractAgent"]
+    monkeypatch.undo()
+    importlib.reload(navsim_agent)
+
+
+@pytest.fixture(scope="module")
+def scene_and_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("agent")
+    world = generate_world(root / "world", WorldConfig(num_logs=1, frames_per_log=16))
+    split = load_split(world.splits_dir, "synthetic_all")
+    loader = SceneLoader(world.data_root, split.data_split, split.scene_filter)
+    model = DrivingVLA.build(VLAConfig(include_history=True), seed=0)
+    dataset = SceneDataset.for_backbone(loader, model.backbone, include_history=True)
+    model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.final_out.weight, std=0.2, generator=torch.Generator().manual_seed(0))
+    return loader[0], dataset[0], model, model.save_pretrained(root / "model")
+
+
+def _agent_input(scene):
+    """What navsim's SceneLoader hands an agent: 4 history frames, poses local to the current one, images."""
+    history = scene.frames[: scene.num_history]
+    local = absolute_to_relative_poses(scene.current_frame.ego.pose, np.array([f.ego.pose for f in history]))
+    statuses, cameras = [], []
+    for frame, pose in zip(history, local, strict=True):
+        statuses.append(types.SimpleNamespace(
+            ego_pose=pose.astype(np.float32), ego_velocity=np.array([frame.ego.vx, frame.ego.vy], np.float32),
+            ego_acceleration=np.array([frame.ego.ax, frame.ego.ay], np.float32),
+            driving_command=np.asarray(frame.driving_command, dtype=np.int64),
+        ))  # fmt: skip
+        image = np.array(Image.open(frame.cameras["CAM_F0"]).convert("RGB")) if frame is history[-1] else None
+        cameras.append(types.SimpleNamespace(cam_f0=types.SimpleNamespace(image=image)))
+    return types.SimpleNamespace(ego_statuses=statuses, cameras=cameras, lidars=[None] * len(history))
+
+
+def test_agent_computes_the_models_trajectory_from_an_agent_input(official, scene_and_model):
+    module, trajectory_cls, abstract_agent = official
+    scene, sample, model, model_dir = scene_and_model
+    assert module.NAVSIM_AVAILABLE and issubclass(module.VLADriveAgent, abstract_agent)
+    agent = module.VLADriveAgent(model_dir=str(model_dir), steps=3, seed=7)
+    assert agent.name() == "vla_drive" and agent.requires_scene is False
+    config = agent.get_sensor_config()
+    assert config.cam_f0 == [3] and config.cam_b0 is False and config.lidar_pc is False
+    agent.initialize()
+
+    built = module.agent_input_to_sample(_agent_input(scene), agent.model)
+    assert built.prompt == sample.prompt, "the agent prompts exactly as training did"
+    np.testing.assert_allclose(built.ego_status, sample.ego_status, rtol=1e-6)
+    assert np.array_equal(np.asarray(built.images[0]), np.asarray(sample.images[0]))
+
+    trajectory = agent.compute_trajectory(_agent_input(scene))
+    assert type(trajectory) is trajectory_cls
+    assert trajectory.poses.shape == (8, 3) and trajectory.poses.dtype == np.float32
+    expected = model.predict([sample], 1, 3, seed=7)[0, 0]
+    np.testing.assert_allclose(trajectory.poses, expected, atol=1e-5)
+    assert trajectory.trajectory_sampling.num_poses == 8 and trajectory.trajectory_sampling.interval_length == 0.5
+
+
+def test_without_navsim_the_module_imports_and_the_agent_says_what_to_install():
+    assert not navsim_agent.NAVSIM_AVAILABLE
+    with pytest.raises(ImportError, match="needs the official navsim"):
+        navsim_agent.VLADriveAgent(model_dir="anything")

@@ -1,0 +1,169 @@
+"""A NAVSIM agent for a saved vla-drive model, so that the official ``run_pdm_score.py`` (and the submission
+script) can run it: ``agent=vla_drive`` with ``_target_: vla_drive.navsim_agent.VLADriveAgent``.
+
+navsim is optional: this module imports without it. When ``navsim.agents.abstract_agent`` is importable,
+:class:`VLADriveAgent` subclasses its ``AbstractAgent`` (v1.1's ``__init__(requires_scene)`` and v2's
+``__init__(trajectory_sampling, requires_scene)`` both work); otherwise instantiating it raises an ImportError that
+says what to install. Hydra config for the official scripts::
+
+    _target_: vla_drive.navsim_agent.VLADriveAgent
+    model_dir: /path/to/exported/model      # vla-drive export --model ... --out ...
+    omega: null                             # the model's chosen guidance omega
+    steps: null                             # the model's default denoising steps
+    seed: 0
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+CURRENT_FRAME = -1  # AgentInput lists the history frames oldest first; the last is the current frame
+
+
+class _AgentLogic:
+    """What the agent does, independent of navsim's base class (see :func:`_build_agent_class`)."""
+
+    def _setup(
+        self, model_dir: str | os.PathLike[str], omega: float | None, steps: int | None, seed: int | None,
+        device: str | None,
+    ) -> None:  # fmt: skip
+        self.model_dir = str(model_dir)
+        self.omega, self.steps, self.seed, self.device_name = omega, steps, seed, device
+        self.model = None
+        self._calls = 0
+
+    def name(self) -> str:
+        return "vla_drive"
+
+    def initialize(self) -> None:
+        """Load the model (called once per worker by the official scripts)."""
+        from vla_drive.model.vla import DrivingVLA
+
+        model = DrivingVLA.from_pretrained(self.model_dir)
+        if self.device_name:
+            model = model.to(self.device_name)
+        self.model = model.eval()
+
+    def get_sensor_config(self):
+        """The model's cameras at the current frame, no LiDAR."""
+        config = {name: False for name in _SENSOR_NAMES}
+        cameras = self._cameras()
+        for camera in cameras:
+            config[camera.lower()] = [NUM_HISTORY_FRAMES - 1]
+        return _navsim().SensorConfig(**config)
+
+    def compute_trajectory(self, agent_input, scene=None):
+        """The model's trajectory (8 poses, 0.5 s apart, current ego frame) for an AgentInput."""
+        if self.model is None:
+            self.initialize()
+        sample = agent_input_to_sample(agent_input, self.model)
+        seed = None if self.seed is None else self.seed + self._calls
+        self._calls += 1
+        poses = self.model.predict([sample], 1, self.steps, self.omega, seed=seed)[0, 0].astype(np.float32)
+        official = _navsim()
+        sampling = getattr(self, "_trajectory_sampling", None) or official.TrajectorySampling(
+            num_poses=8, interval_length=0.5
+        )
+        return official.Trajectory(poses, sampling)
+
+    def _cameras(self) -> tuple[str, ...]:
+        if self.model is not None:
+            return tuple(self.model.config.cameras)
+        from vla_drive.model.vla import read_model_config
+
+        return tuple(read_model_config(self.model_dir).cameras)
+
+
+NUM_HISTORY_FRAMES = 4
+_SENSOR_NAMES = ("cam_f0", "cam_l0", "cam_l1", "cam_l2", "cam_r0", "cam_r1", "cam_r2", "cam_b0", "lidar_pc")
+
+
+def agent_input_to_sample(agent_input: Any, model) -> Any:
+    """A :class:`DrivingSample` from a navsim AgentInput (current-frame images, ego status, past poses)."""
+    from vla_drive.data.dataset import sample_from_parts
+
+    statuses = agent_input.ego_statuses
+    current = statuses[CURRENT_FRAME]
+    images = []
+    for camera in model.config.cameras:
+        image = getattr(agent_input.cameras[CURRENT_FRAME], camera.lower()).image
+        if image is None:
+            raise ValueError(f"AgentInput has no {camera} image at the current frame: include it in the sensor config")
+        images.append(Image.fromarray(np.asarray(image, dtype=np.uint8)))
+    past = None
+    if model.config.include_history and len(statuses) > 1:
+        past = np.array([np.asarray(s.ego_pose, dtype=np.float64) for s in statuses[:CURRENT_FRAME]])
+    return sample_from_parts(
+        "agent_input", images, current.ego_velocity, current.ego_acceleration, current.driving_command,
+        model.backbone.processor, model.config.cameras, past, model.backbone.image_size,
+    )  # fmt: skip
+
+
+def _navsim():
+    """The official classes the agent needs (imported on use, so this module imports without navsim)."""
+    from types import SimpleNamespace
+
+    dataclasses = importlib.import_module("navsim.common.dataclasses")
+    sampling = importlib.import_module("nuplan.planning.simulation.trajectory.trajectory_sampling")
+    return SimpleNamespace(
+        SensorConfig=dataclasses.SensorConfig,
+        Trajectory=dataclasses.Trajectory,
+        TrajectorySampling=sampling.TrajectorySampling,
+    )
+
+
+def _build_agent_class(abstract_agent: type) -> type:
+    """``VLADriveAgent`` on navsim's ``AbstractAgent`` (whichever constructor signature it has)."""
+    takes_sampling = "trajectory_sampling" in inspect.signature(abstract_agent.__init__).parameters
+
+    class VLADriveAgent(_AgentLogic, abstract_agent):
+        """Runs a saved vla-drive DrivingVLA as a NAVSIM agent (no privileged scene access)."""
+
+        def __init__(
+            self,
+            model_dir: str,
+            omega: float | None = None,
+            steps: int | None = None,
+            seed: int | None = 0,
+            device: str | None = None,
+            trajectory_sampling: Any = None,
+        ) -> None:
+            if takes_sampling:
+                sampling = trajectory_sampling or _navsim().TrajectorySampling(num_poses=8, interval_length=0.5)
+                abstract_agent.__init__(self, trajectory_sampling=sampling, requires_scene=False)
+                self._trajectory_sampling = sampling
+            else:
+                abstract_agent.__init__(self, requires_scene=False)
+            self._setup(model_dir, omega, steps, seed, device)
+
+    VLADriveAgent.__module__ = __name__
+    return VLADriveAgent
+
+
+def _missing_navsim_agent(error: ImportError) -> type:
+    class VLADriveAgent:
+        """Placeholder: navsim is not installed."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise ImportError(
+                "vla_drive.navsim_agent.VLADriveAgent needs the official navsim (github.com/autonomousvision/navsim, "
+                f"with nuplan-devkit) installed in this environment; importing it failed: {error}"
+            )
+
+    return VLADriveAgent
+
+
+try:
+    _ABSTRACT_AGENT = importlib.import_module("navsim.agents.abstract_agent").AbstractAgent
+except (ImportError, AttributeError) as _error:  # navsim missing (or the unrelated PyPI package of that name)
+    VLADriveAgent = _missing_navsim_agent(ImportError(str(_error)))
+    NAVSIM_AVAILABLE = False
+else:
+    VLADriveAgent = _build_agent_class(_ABSTRACT_AGENT)
+    NAVSIM_AVAILABLE = True
