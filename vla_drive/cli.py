@@ -1,4 +1,4 @@
-"""The ``vla-drive`` command: train (imitation, then RL), and the commands that arrive with later stages."""
+"""The ``vla-drive`` command: train, sweep, eval, submit, export and the demo."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-
-COMING = ("compare",)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -266,12 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--workers", type=int, default=2, help="scoring processes for the evaluation (default 2)")
     demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.max_steps=50")
     demo.set_defaults(handler=cmd_demo)
-    for name in COMING:
-        sub.add_parser(name, help="not yet available in this version").set_defaults(handler=None)
     args, _ = parser.parse_known_args(argv)
-    if args.handler is None:
-        print(f"vla-drive {args.command}: not yet available in this version; `vla-drive train` is.", file=sys.stderr)
-        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("accelerate", "deepspeed", "transformers", "torch.distributed"):  # per-file chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
