@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,18 +57,25 @@ def main() -> None:
         model.head.freeze_base()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         print(f"demo model: head {sum(p.numel() for p in model.head.parameters()) / 1e6:.2f} M params, "
-              f"{args.scenes} scenes per iteration, {config.algorithm.rollout_steps} denoising steps, stochastic, "
+              f"{args.scenes} scenes per iteration, {config.algorithm.rollout_steps} denoising steps, "
+              f"{'stochastic' if config.algorithm.stochastic else 'deterministic'} rollouts + the logged trajectory "
+              f"(include_logged={config.algorithm.include_logged}), "
               f"{torch.get_num_threads()} threads, scoring workers {args.workers}\n")  # fmt: skip
         print("| K | sampling s | scoring s | update s | iteration s | scoring share |")
         print("|---|---|---|---|---|---|")
         for k in (8, 16):
-            algorithm = Dipole(samples_per_scene=k, rollout_steps=config.algorithm.rollout_steps,
-                               rollout_omega=config.algorithm.rollout_omega, stochastic=True)  # fmt: skip
+            algorithm = Dipole.from_config(replace(config.algorithm, samples_per_scene=k))
             timings = []
             for repeat in range(args.repeats + 1):
                 generator = torch.Generator().manual_seed(repeat)
                 rollouts, stats = collect_rollouts(
-                    model, batch.cond, batch.tokens, algorithm.rollout_spec(), reward, generator
+                    model,
+                    batch.cond,
+                    batch.tokens,
+                    algorithm.rollout_spec(),
+                    reward,
+                    generator,
+                    logged=batch.trajectory,
                 )
                 start = time.perf_counter()
                 rollouts = algorithm.prepare(rollouts)

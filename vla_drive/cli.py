@@ -157,7 +157,8 @@ def _progress_printer():
     return show
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``vla-drive`` argument parser (every command and option; docs/cli.md lists them all)."""
     parser = argparse.ArgumentParser(
         prog="vla-drive",
         description="Fine-tune driving VLAs with a diffusion trajectory head (imitation, then DIPOLE RL).",
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--omegas", nargs="+", type=float, help="default 0 0.5 1 1.5 2 3 5")
     sweep.add_argument("--version", choices=("v1", "v2"), default="v1", help="PDMS (v1, default) or EPDMS (v2)")
     sweep.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
-    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--seed", type=int, default=0, help="sampling seed (batch b uses seed + b)")
     sweep.add_argument("--max-scenes", type=int, help="only the first N scenes of the split")
     sweep.add_argument("--out", help="output folder (default <model>/sweep)")
     sweep.add_argument("--no-store", action="store_true", help="do not write the chosen omega into the model")
@@ -210,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--version", choices=("v1", "v2"), default="v1", help="PDMS (v1, default) or EPDMS (v2)")
     evaluate.add_argument("--omega", type=float, help="guidance omega (default: the model's chosen one)")
     evaluate.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (batch b uses seed + b)")
+    evaluate.add_argument("--batch-size", type=int, default=16, help="scenes per forward pass")
     evaluate.add_argument("--workers", type=int, default=0, help="scoring processes (default 0 = every CPU)")
     evaluate.add_argument("--worst", type=int, default=6, help="BEV plots of this many lowest-scoring scenes")
     evaluate.add_argument("--max-scenes", type=int, help="only the first N scenes of the split")
@@ -240,15 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--second-stage-split", help="v2: the split file of the second-stage scenes")
     submit.add_argument("--data-root", help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
     submit.add_argument("--team-name", required=True, help="shown on the board; e.g. '<a href=REPO>Method</a>'")
-    submit.add_argument("--authors", required=True)
-    submit.add_argument("--email", required=True)
-    submit.add_argument("--institution", required=True)
+    submit.add_argument("--authors", required=True, help="shown on the board")
+    submit.add_argument("--email", required=True, help="contact (not shown publicly)")
+    submit.add_argument("--institution", required=True, help="shown on the board")
     submit.add_argument("--country", required=True, help="written as 'country / region'")
     submit.add_argument("--seeds", nargs="+", type=int, default=[0], help="one prediction set per seed (>= 3 "
                         "encouraged: the board shows max / mean / std)")  # fmt: skip
     submit.add_argument("--omega", type=float, help="guidance omega (default: the model's chosen one)")
     submit.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
-    submit.add_argument("--batch-size", type=int, default=16)
+    submit.add_argument("--batch-size", type=int, default=16, help="scenes per forward pass")
     submit.add_argument("--out", default="submission", help="output folder (default ./submission)")
     submit.set_defaults(handler=cmd_submit)
     demo = sub.add_parser(
@@ -264,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--workers", type=int, default=2, help="scoring processes for the evaluation (default 2)")
     demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.max_steps=50")
     demo.set_defaults(handler=cmd_demo)
-    args, _ = parser.parse_known_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, _ = build_parser().parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("accelerate", "deepspeed", "transformers", "torch.distributed"):  # per-file chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
