@@ -157,6 +157,20 @@ def _progress_printer():
     return show
 
 
+def _add_model_and_split(parser: argparse.ArgumentParser, split_help: str, scoring: bool) -> None:
+    """The options every command that predicts a split shares (and, with ``scoring``, those of commands that also
+    score it)."""
+    parser.add_argument("--model", required=True, help="a DrivingVLA directory")
+    parser.add_argument("--split", required=True, help=split_help)
+    parser.add_argument("--data-root", help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    if scoring:
+        parser.add_argument("--maps-root", help="nuPlan maps root (default $NUPLAN_MAPS_ROOT)")
+        parser.add_argument("--version", choices=("v1", "v2"), default="v1", help="PDMS (v1, default) or EPDMS (v2)")
+        parser.add_argument("--seed", type=int, default=0, help="sampling seed (batch b uses seed + b)")
+        parser.add_argument("--max-scenes", type=int, help="only the first N scenes of the split")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``vla-drive`` argument parser (every command and option; docs/cli.md lists them all)."""
     parser = argparse.ArgumentParser(
@@ -183,15 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         "leaderboard, write sweep.csv / sweep.md / sweep.png, and store the omega with the highest mean score "
         "in the model directory (predict and exports then use it).",
     )
-    sweep.add_argument("--model", required=True, help="a DrivingVLA directory")
-    sweep.add_argument("--split", required=True, help="a NAVSIM split file (e.g. .../synthetic_test.yaml)")
-    sweep.add_argument("--data-root", help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
-    sweep.add_argument("--maps-root", help="nuPlan maps root (default $NUPLAN_MAPS_ROOT)")
+    _add_model_and_split(sweep, "a NAVSIM split file (e.g. .../synthetic_test.yaml)", scoring=True)
     sweep.add_argument("--omegas", nargs="+", type=float, help="default 0 0.5 1 1.5 2 3 5")
-    sweep.add_argument("--version", choices=("v1", "v2"), default="v1", help="PDMS (v1, default) or EPDMS (v2)")
-    sweep.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
-    sweep.add_argument("--seed", type=int, default=0, help="sampling seed (batch b uses seed + b)")
-    sweep.add_argument("--max-scenes", type=int, help="only the first N scenes of the split")
     sweep.add_argument("--out", help="output folder (default <model>/sweep)")
     sweep.add_argument("--no-store", action="store_true", help="do not write the chosen omega into the model")
     sweep.set_defaults(handler=cmd_sweep)
@@ -203,19 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         "layout with the average row, summary.md and BEV plots of the worst scenes. Predictions are saved batch by "
         "batch: run the same command again to resume an interrupted evaluation.",
     )
-    evaluate.add_argument("--model", required=True, help="a DrivingVLA directory")
-    evaluate.add_argument("--split", required=True, help="a NAVSIM split file (e.g. navtest.yaml)")
-    evaluate.add_argument("--data-root", help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
-    evaluate.add_argument("--maps-root", help="nuPlan maps root (default $NUPLAN_MAPS_ROOT)")
+    _add_model_and_split(evaluate, "a NAVSIM split file (e.g. navtest.yaml)", scoring=True)
     evaluate.add_argument("--metric-cache", help="metric-cache folder to read and extend (default <out>/metric_cache)")
-    evaluate.add_argument("--version", choices=("v1", "v2"), default="v1", help="PDMS (v1, default) or EPDMS (v2)")
     evaluate.add_argument("--omega", type=float, help="guidance omega (default: the model's chosen one)")
-    evaluate.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
-    evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (batch b uses seed + b)")
     evaluate.add_argument("--batch-size", type=int, default=16, help="scenes per forward pass")
     evaluate.add_argument("--workers", type=int, default=0, help="scoring processes (default 0 = every CPU)")
     evaluate.add_argument("--worst", type=int, default=6, help="BEV plots of this many lowest-scoring scenes")
-    evaluate.add_argument("--max-scenes", type=int, help="only the first N scenes of the split")
     evaluate.add_argument("--out", help="output folder (default <model>/eval/<split>)")
     evaluate.set_defaults(handler=cmd_eval)
     export = sub.add_parser(
@@ -236,10 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         "navsim.common.dataclasses.Trajectory objects; with --second-stage-split the v2 two-stage layout. Every "
         "token of the split must be predicted, or nothing is written.",
     )
-    submit.add_argument("--model", required=True, help="a DrivingVLA directory")
-    submit.add_argument("--split", required=True, help="the split file (navtest.yaml; the first stage for v2)")
+    _add_model_and_split(submit, "the split file (navtest.yaml; the first stage for v2)", scoring=False)
     submit.add_argument("--second-stage-split", help="v2: the split file of the second-stage scenes")
-    submit.add_argument("--data-root", help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
     submit.add_argument("--team-name", required=True, help="shown on the board; e.g. '<a href=REPO>Method</a>'")
     submit.add_argument("--authors", required=True, help="shown on the board")
     submit.add_argument("--email", required=True, help="contact (not shown publicly)")
@@ -248,7 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--seeds", nargs="+", type=int, default=[0], help="one prediction set per seed (>= 3 "
                         "encouraged: the board shows max / mean / std)")  # fmt: skip
     submit.add_argument("--omega", type=float, help="guidance omega (default: the model's chosen one)")
-    submit.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     submit.add_argument("--batch-size", type=int, default=16, help="scenes per forward pass")
     submit.add_argument("--out", default="submission", help="output folder (default ./submission)")
     submit.set_defaults(handler=cmd_submit)

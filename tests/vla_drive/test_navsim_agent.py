@@ -15,12 +15,8 @@ import torch
 from PIL import Image
 
 import vla_drive.navsim_agent as navsim_agent
-from navsim_eval.data.loader import SceneLoader
-from navsim_eval.data.splits import load_split
 from navsim_eval.geometry import absolute_to_relative_poses
-from navsim_eval.synthetic.world import WorldConfig, generate_world
-from vla_drive.data.dataset import SceneDataset
-from vla_drive.model.vla import DrivingVLA, VLAConfig
+from tests.vla_drive.tiny_world import tiny_world
 
 pytestmark = pytest.mark.slow
 
@@ -97,14 +93,8 @@ def official(request, monkeypatch):
 @pytest.fixture(scope="module")
 def scene_and_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("agent")
-    world = generate_world(root / "world", WorldConfig(num_logs=1, frames_per_log=16))
-    split = load_split(world.splits_dir, "synthetic_all")
-    loader = SceneLoader(world.data_root, split.data_split, split.scene_filter)
-    model = DrivingVLA.build(VLAConfig(include_history=True), seed=0)
-    dataset = SceneDataset.for_backbone(loader, model.backbone, include_history=True)
-    model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
-    with torch.no_grad():
-        torch.nn.init.normal_(model.head.final_out.weight, std=0.2, generator=torch.Generator().manual_seed(0))
+    tiny = tiny_world(root, include_history=True, spread=0.2)
+    loader, dataset, model = tiny.loader, tiny.dataset, tiny.model
     return loader[0], dataset[0], model, model.save_pretrained(root / "model")
 
 

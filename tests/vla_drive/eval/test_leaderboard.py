@@ -9,15 +9,12 @@ import pytest
 import torch
 
 from navsim_eval.csv_io import AVERAGE_TOKEN, official_columns
-from navsim_eval.data.loader import SceneLoader
-from navsim_eval.data.splits import load_split
-from navsim_eval.synthetic.world import WorldConfig, generate_world
+from tests.vla_drive.tiny_world import tiny_world
 from vla_drive.cli import main
-from vla_drive.data.dataset import SceneDataset
 from vla_drive.eval.leaderboard import EvalSettings, evaluate_split
 from vla_drive.eval.predictions import PredictionError
 from vla_drive.eval.submission import read_submission
-from vla_drive.model.vla import DrivingVLA, VLAConfig
+from vla_drive.model.vla import DrivingVLA
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    world = generate_world(root / "world", WorldConfig(num_logs=1, frames_per_log=18))
-    split = load_split(world.splits_dir, "synthetic_all")
-    loader = SceneLoader(world.data_root, split.data_split, split.scene_filter)
-    model = DrivingVLA.build(VLAConfig(), seed=0)
-    dataset = SceneDataset.for_backbone(loader, model.backbone)
-    model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
-    with torch.no_grad():  # a fresh head predicts the mean trajectory exactly: give it some opinion
-        torch.nn.init.normal_(model.head.final_out.weight, std=0.2, generator=torch.Generator().manual_seed(0))
+    tiny = tiny_world(root, frames_per_log=18, spread=0.2)
+    world, loader, model = tiny.world, tiny.loader, tiny.model
     model_dir = model.save_pretrained(root / "model")
     # a split that also names a scene no log has: reported, not fatal
     tokens = list(loader.tokens)

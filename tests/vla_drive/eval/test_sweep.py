@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from navsim_eval.data.loader import SceneLoader
-from navsim_eval.data.splits import load_split
-from navsim_eval.synthetic.world import WorldConfig, generate_world
-from vla_drive.data.dataset import SceneDataset
+from tests.vla_drive.tiny_world import tiny_world
 from vla_drive.eval.scoring import SceneScorer
 from vla_drive.eval.sweep import best_omega, sweep_guidance, write_sweep
 from vla_drive.model.selection import select_trajectory
-from vla_drive.model.vla import DrivingVLA, VLAConfig
 
 
 def test_best_omega_prefers_the_higher_score_then_the_smaller_omega():
@@ -33,12 +29,8 @@ def test_medoid_selection_picks_the_most_typical_candidate():
 
 @pytest.mark.slow
 def test_sweep_writes_a_table_and_a_plot(tmp_path):
-    world = generate_world(tmp_path / "world", WorldConfig(num_logs=1, frames_per_log=16))
-    split = load_split(world.splits_dir, "synthetic_all")
-    loader = SceneLoader(world.data_root, split.data_split, split.scene_filter)
-    model = DrivingVLA.build(VLAConfig(), seed=0)
-    dataset = SceneDataset.for_backbone(loader, model.backbone)
-    model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
+    tiny = tiny_world(tmp_path)
+    world, loader, model, dataset = tiny.world, tiny.loader, tiny.model, tiny.dataset
     with torch.no_grad():  # distinct branches, so omega matters
         for name, parameter in model.head.named_parameters():
             if name.endswith((".pos", ".neg")):

@@ -6,15 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from navsim_eval.data.loader import SceneLoader
-from navsim_eval.data.splits import load_split
 from navsim_eval.maps.locations import load_map
 from navsim_eval.pdm.builder import build_metric_cache_from_map
 from navsim_eval.pdm.cache_io import build_metric_cache_store
-from navsim_eval.synthetic.world import WorldConfig, generate_world
+from tests.vla_drive.tiny_world import tiny_world
 from vla_drive.algorithms.dipole import Dipole
-from vla_drive.data.dataset import SceneDataset
-from vla_drive.model.vla import DrivingVLA, VLAConfig
 from vla_drive.train.rollout import PdmReward, collect_rollouts
 
 pytestmark = pytest.mark.slow
@@ -23,17 +19,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("rl")
-    world = generate_world(root / "world", WorldConfig(num_logs=1, frames_per_log=17))
-    split = load_split(world.splits_dir, "synthetic_all")
-    loader = SceneLoader(world.data_root, split.data_split, split.scene_filter)
-    scenes = [loader[t] for t in loader.tokens]
+    tiny = tiny_world(root, frames_per_log=17, spread=0.5)
+    world, model, dataset = tiny.world, tiny.model, tiny.dataset
+    scenes = [tiny.loader[t] for t in tiny.loader.tokens]
     caches = [build_metric_cache_from_map(s, load_map(s.map_name, world.maps_root)) for s in scenes]
     store = build_metric_cache_store(root / "cache", caches)
-    model = DrivingVLA.build(VLAConfig(), seed=0)
-    with torch.no_grad():  # a fresh adaLN-Zero head predicts exactly the mean trajectory: give its samples spread
-        torch.nn.init.normal_(model.head.final_out.weight, std=0.5, generator=torch.Generator().manual_seed(0))
-    dataset = SceneDataset.for_backbone(loader, model.backbone)
-    model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
     return model, dataset, store
 
 
