@@ -14,6 +14,7 @@ import numpy as np
 from navsim_eval.geometry import relative_to_absolute_poses
 from navsim_eval.pdm.metric_cache import MetricCache
 from navsim_eval.pdm.results import ScoreTable
+from navsim_eval.vehicle import PACIFICA
 
 MULTIPLIERS = ("no_at_fault_collisions", "drivable_area_compliance", "driving_direction_compliance",
                "traffic_light_compliance")  # fmt: skip
@@ -67,8 +68,9 @@ def plot_scene(
                                     edgecolor="k", linewidth=0.5, alpha=0.8))  # fmt: skip
         future = observation.boxes[:, n, :2][observation.present[:, n]] - shift
         axis.plot(future[:, 0], future[:, 1], color="tab:orange", linewidth=0.6, alpha=0.6)
-    axis.add_patch(PolygonPatch(_box_corners(*origin, 4.9, 2.0) - shift, closed=True, facecolor="tab:blue",
-                                edgecolor="k"))  # fmt: skip
+    centre = origin[:2] + PACIFICA.rear_axle_to_center * np.array([np.cos(origin[2]), np.sin(origin[2])])
+    ego_box = _box_corners(*centre, origin[2], PACIFICA.length, PACIFICA.width)
+    axis.add_patch(PolygonPatch(ego_box - shift, closed=True, facecolor="tab:blue", edgecolor="k"))
     if cache.human_trajectory is not None:
         human = relative_to_absolute_poses(origin, np.asarray(cache.human_trajectory, dtype=np.float64))
         axis.plot(*_with_origin(origin, human, shift), color="tab:green", marker="o", markersize=3, label="human")
