@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -98,6 +100,12 @@ def test_cli_eval_and_export(setup, tmp_path, capsys):
         assert torch.equal(tensor, exported.head.state_dict()[name])
     code = main(["eval", "--model", str(tmp_path / "nowhere"), "--split", "x.yaml"])
     assert code == 2 and "not a DrivingVLA directory" in capsys.readouterr().err
+    old_format = tmp_path / "old-format"
+    shutil.copytree(model_dir, old_format)
+    meta = json.loads((old_format / "vla_config.json").read_text())
+    (old_format / "vla_config.json").write_text(json.dumps({**meta, "format_version": 0}))
+    code = main(["eval", "--model", str(old_format), "--split", str(world.splits_dir / "synthetic_all.yaml")])
+    assert code == 2 and "model format version 0" in capsys.readouterr().err
 
 
 def test_cli_submit_writes_every_token_and_refuses_a_split_with_missing_scenes(setup, tmp_path, capsys):
