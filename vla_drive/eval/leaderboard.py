@@ -105,7 +105,7 @@ def evaluate_split(
     average = official_rows(tables, settings.version)[-1] if tables else {}
     metrics = {name: float(average[name]) for name in METRIC_COLUMNS[settings.version] if name in average}
     scores = [float(t.columns["score"][0]) if t.valid[0] else 0.0 for t in tables]
-    listed = len(tokens) + len(missing)
+    listed = len(tokens) + sum(not token.startswith("log:") for token in missing)  # log entries are no scenes
     metrics["score_with_missing_as_zero"] = float(sum(scores) / listed) if listed else float("nan")
     plots = _plot_worst(tables, predictions, store_view, out / "worst", settings.worst)
     summary = _write_summary(out / "summary.md", metrics, tables, missing, settings, omega, steps, model_name,
@@ -172,7 +172,7 @@ def _unloaded(loader: SceneLoader) -> dict[str, str]:
     report = loader.report
     missing = {token: "listed in the split, found in no log" for token in report.missing_tokens}
     for record in report.skipped_scenes:
-        missing[record.token or f"{record.log_name}:?"] = f"{record.kind}: {record.detail}"
+        missing[record.token or f"log:{record.log_name}"] = f"{record.kind}: {record.detail}"
     for record in report.skipped_logs:
         missing[f"log:{record.log_name}"] = f"{record.kind}: {record.detail}"
     for log in report.missing_logs:
