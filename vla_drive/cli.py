@@ -35,7 +35,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from vla_drive.data.dataset import SceneDataset
     from vla_drive.eval.scoring import SceneScorer
     from vla_drive.eval.sweep import DEFAULT_OMEGAS, best_omega, sweep_guidance, write_sweep
-    from vla_drive.model.vla import DrivingVLA
+    from vla_drive.model.vla import DrivingVLA, store_guidance_omega
 
     split_file = Path(args.split)
     split = load_split(split_file.parent, split_file.stem)
@@ -60,8 +60,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     chosen = best_omega(rows)
     print(files["markdown"].read_text())
     if not args.no_store:
-        model.config.guidance_omega = chosen
-        model.save_pretrained(args.model)
+        store_guidance_omega(args.model, chosen)
         print(f"stored guidance_omega={chosen:g} in {args.model}")
     print(f"wrote {files['csv']}, {files['markdown']}, {files['plot']}")
     return 0
@@ -253,9 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the whole pipeline on the embedded synthetic world (minutes on a laptop CPU)",
         description="Generate the synthetic world, train imitation, fine-tune with DIPOLE, sweep omega, evaluate "
-        "both models like the leaderboard and write report.md into the output folder. Stages whose output exists "
-        "are skipped, so an interrupted demo continues. Overrides key.sub=value apply to both training configs "
-        "(e.g. train.max_steps=50 for a quick look).",
+        "both models like the leaderboard and write report.md into the output folder. A world and trained models "
+        "found there are reused (those stages are skipped), so an interrupted demo continues. Overrides "
+        "key.sub=value apply to both training configs (e.g. train.max_steps=50 for a quick look).",
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--omegas", nargs="+", type=float, help="sweep grid (default 0 0.5 1 1.5 2 3 5)")
@@ -265,15 +264,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LAUNCHER_OPTIONS = ("--local_rank", "--local-rank")  # appended by the deepspeed launcher; ranks come from env
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input (a file, a directory, a config field): reported in one line. Anything else is a
+    bug and keeps its traceback."""
+    from navsim_eval.errors import NavsimEvalError
+    from vla_drive.config import ConfigError
+    from vla_drive.data.dataset import DrivingSampleError
+    from vla_drive.data.feature_cache import FeatureCacheError
+    from vla_drive.data.processor import ModelSourceError
+    from vla_drive.eval.predictions import PredictionError
+    from vla_drive.eval.submission import SubmissionError
+    from vla_drive.model.vla import VLAModelError
+    from vla_drive.train.checkpoint import CheckpointError
+    from vla_drive.train.distributed import DistributedSetupError
+    from vla_drive.train.trainer import TrainerError
+
+    return (NavsimEvalError, ConfigError, DrivingSampleError, FeatureCacheError, ModelSourceError, PredictionError,
+            SubmissionError, VLAModelError, CheckpointError, DistributedSetupError, TrainerError, FileNotFoundError,
+            NotADirectoryError, PermissionError)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
-    args, _ = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    unknown = [arg for arg in unknown if not (args.command == "train" and arg.split("=")[0] in LAUNCHER_OPTIONS)]
+    if unknown:
+        parser.error(f"unrecognized arguments for {args.command}: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("accelerate", "deepspeed", "transformers", "torch.distributed"):  # per-file chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.handler(args)
-    except (ValueError, OSError) as error:  # bad input (model dir, split, files): one clear line, no traceback
-        logging.getLogger("vla_drive").debug("vla-drive %s failed", args.command, exc_info=True)
+    except _user_errors() as error:  # bad input: one clear line naming it; bugs keep their traceback
         print(f"vla-drive {args.command}: {error}", file=sys.stderr)
         return 2
 

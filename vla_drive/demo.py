@@ -1,6 +1,7 @@
 """``vla-drive demo``: the whole pipeline on the embedded synthetic world, on a laptop CPU.
 
-Stages (each skipped when its output already exists, so an interrupted demo picks up where it stopped):
+Stages (the world and the two training stages are skipped when their output exists, so an interrupted demo picks
+up where it stopped; the sweep and the evaluation take seconds and always run):
 
 1. generate the synthetic world (4 logs, 188 scenes: train logs and a held-out test log);
 2. imitation (config ``demo-imitation``: small random-weight VLM backbone, frozen and cached, DiT head);
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from navsim_eval.atomic import atomic_write_text
 from vla_drive.config import data_paths, load_config, with_synthetic_world
 
 LOG = logging.getLogger(__name__)
@@ -89,8 +92,10 @@ def run_demo(
         for name, directory, omega in (("imitation", imitation_model, 0.0), ("dipole", dipole_model, chosen)):
             model = DrivingVLA.from_pretrained(directory)
             settings.omega = omega
+            eval_dir = out / "eval" / name
+            shutil.rmtree(eval_dir / "predictions", ignore_errors=True)  # the model may have been retrained
             results[name] = evaluate_split(
-                model, paths.val_split, paths.data_root, paths.maps_root, out / "eval" / name, settings,
+                model, paths.val_split, paths.data_root, paths.maps_root, eval_dir, settings,
                 metric_cache=out / "eval" / "metric_cache", model_name=name,
             )  # fmt: skip
     with _stage("report", seconds, say, "6/6 writing the report"):
@@ -132,7 +137,7 @@ def _sweep(model_dir: Path, paths, grid, sweep_dir: Path, workers: int):
     from vla_drive.data.dataset import SceneDataset
     from vla_drive.eval.scoring import SceneScorer
     from vla_drive.eval.sweep import best_omega, sweep_guidance, write_sweep
-    from vla_drive.model.vla import DrivingVLA
+    from vla_drive.model.vla import DrivingVLA, store_guidance_omega
 
     split = load_split(paths.val_split.parent, paths.val_split.stem)
     loader = SceneLoader(paths.data_root, split.data_split, split.scene_filter)
@@ -144,8 +149,7 @@ def _sweep(model_dir: Path, paths, grid, sweep_dir: Path, workers: int):
     rows = sweep_guidance(model, dataset, scorer, grid)
     write_sweep(rows, sweep_dir, title="DIPOLE on the held-out synthetic test split (PDMS v1)")
     chosen = best_omega(rows)
-    model.config.guidance_omega = chosen
-    model.save_pretrained(model_dir)
+    store_guidance_omega(model_dir, chosen)
     return rows, chosen
 
 
@@ -198,9 +202,7 @@ def _write_report(out: Path, imitation, dipole, rows, chosen, results, seconds) 
         f"Official CSVs: `eval/imitation/v1_scores.csv`, `eval/dipole/v1_scores.csv`. Models: `imitation/model`, "
         f"`dipole/model` (chosen omega {chosen:g} stored).",
     ]
-    report = out / "report.md"
-    report.write_text("\n".join(lines) + "\n")
-    return report
+    return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
 
 
 def _reward_line(metrics_file: Path) -> list[str]:

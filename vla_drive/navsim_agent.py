@@ -10,7 +10,8 @@ says what to install. Hydra config for the official scripts::
     model_dir: /path/to/exported/model      # vla-drive export --model ... --out ...
     omega: null                             # the model's chosen guidance omega
     steps: null                             # the model's default denoising steps
-    seed: 0
+    seed: 0                                 # a scene's seed: this + a hash of its inputs (order-independent)
+    device: null                            # null: cuda when available, else cpu
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import zlib
 from typing import Any
 
 import numpy as np
@@ -36,19 +38,18 @@ class _AgentLogic:
         self.model_dir = str(model_dir)
         self.omega, self.steps, self.seed, self.device_name = omega, steps, seed, device
         self.model = None
-        self._calls = 0
 
     def name(self) -> str:
         return "vla_drive"
 
     def initialize(self) -> None:
         """Load the model (called once per worker by the official scripts)."""
+        import torch
+
         from vla_drive.model.vla import DrivingVLA
 
-        model = DrivingVLA.from_pretrained(self.model_dir)
-        if self.device_name:
-            model = model.to(self.device_name)
-        self.model = model.eval()
+        device = self.device_name or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = DrivingVLA.from_pretrained(self.model_dir).to(device).eval()
 
     def get_sensor_config(self):
         """The model's cameras at the current frame, no LiDAR."""
@@ -63,8 +64,7 @@ class _AgentLogic:
         if self.model is None:
             self.initialize()
         sample = agent_input_to_sample(agent_input, self.model)
-        seed = None if self.seed is None else self.seed + self._calls
-        self._calls += 1
+        seed = None if self.seed is None else self.seed + _input_key(sample)
         poses = self.model.predict([sample], 1, self.steps, self.omega, seed=seed)[0, 0].astype(np.float32)
         official = _navsim()
         sampling = getattr(self, "_trajectory_sampling", None) or official.TrajectorySampling(
@@ -103,6 +103,13 @@ def agent_input_to_sample(agent_input: Any, model) -> Any:
         "agent_input", images, current.ego_velocity, current.ego_acceleration, current.driving_command,
         model.backbone.processor, model.config.cameras, past, model.backbone.image_size,
     )  # fmt: skip
+
+
+def _input_key(sample: Any) -> int:
+    """A number fixed by the scene's inputs (ego status and prompt): the seed offset of its sample, so a scene gets
+    the same trajectory whichever worker and in whatever order the official scripts run it."""
+    payload = np.asarray(sample.ego_status, dtype=np.float32).tobytes() + sample.prompt.encode()
+    return zlib.crc32(payload) % (2**31)
 
 
 def _navsim():

@@ -67,16 +67,20 @@ class Dipole(Algorithm):
         return batch
 
     def loss(self, model: torch.nn.Module, batch: RolloutBatch, rows: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """Weighted denoising of the rollouts (fresh t and noise) for both branches in one batched forward."""
+        """Weighted denoising of the rollouts (fresh t and noise) for both branches in one batched forward.
+
+        Every row goes through the forward, also rows that failed scoring (their x0 zeroed, their weight 0): every
+        rank then runs the same passes, which ZeRO-3 needs, and a minibatch without any valid sample gives 0.
+        """
         valid = batch.extras["valid"][rows]
-        rows = rows[valid]
-        if rows.numel() == 0:  # every sample of this minibatch failed scoring: nothing to learn from
-            zero = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
-            return zero, {"loss": 0.0, "loss_pos": 0.0, "loss_neg": 0.0}
-        losses = model(batch.loss_request(rows, BRANCHES))  # [2, B]
-        weight_pos, weight_neg = batch.extras["weight_pos"][rows], batch.extras["weight_neg"][rows]
-        loss_pos = (weight_pos * losses[0]).mean()
-        loss_neg = (weight_neg * losses[1]).mean()
+        request = batch.loss_request(rows, BRANCHES)
+        request.x0 = torch.where(valid[:, None, None], request.x0, torch.zeros_like(request.x0))  # no NaN inside
+        losses = model(request)  # [2, B]
+        mask = valid.to(losses.dtype)
+        count = mask.sum().clamp(min=1.0)
+        weight_pos, weight_neg = batch.extras["weight_pos"][rows] * mask, batch.extras["weight_neg"][rows] * mask
+        loss_pos = (weight_pos * losses[0]).sum() / count
+        loss_neg = (weight_neg * losses[1]).sum() / count
         loss = loss_pos + loss_neg
         return loss, {"loss": float(loss.detach()), "loss_pos": float(loss_pos.detach()),
                       "loss_neg": float(loss_neg.detach())}  # fmt: skip

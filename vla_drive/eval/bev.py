@@ -47,11 +47,19 @@ def plot_scene(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 7))
+    try:
+        return _draw(axis, figure, cache, table, predicted, Path(path), candidate)
+    finally:
+        plt.close(figure)
+
+
+def _draw(axis, figure, cache: MetricCache, table: ScoreTable, predicted, path: Path, candidate: int) -> Path:
     from matplotlib.patches import Polygon as PolygonPatch
 
     origin = np.array([cache.ego.x, cache.ego.y, cache.ego.heading])
     shift = origin[:2]
-    figure, axis = plt.subplots(figsize=(7, 7))
     for polygon in cache.drivable_map.polygons:
         if polygon.distance(_point(origin)) > VIEW_RADIUS_M * 1.5:
             continue
@@ -88,10 +96,8 @@ def plot_scene(
     failing = ", ".join(failing_metrics(table, candidate)) or "nothing failed"
     axis.set_title(f"{table.token}  score {score:.3f}\n{failing}", fontsize=9)
     axis.legend(loc="upper right", fontsize=8)
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(figure)
     return path
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from navsim_eval.atomic import atomic_write_text
 from navsim_eval.csv_io import official_rows, write_score_csv
 from navsim_eval.data.loader import SceneLoader
 from navsim_eval.data.splits import load_split
@@ -34,6 +35,7 @@ from vla_drive.data.dataset import SceneDataset
 from vla_drive.eval.bev import failing_metrics, plot_scene
 from vla_drive.eval.predictions import PredictionStore, predict_resumable
 from vla_drive.eval.scoring import build_metric_caches
+from vla_drive.model.vla import model_fingerprint
 
 LOG = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -110,7 +112,7 @@ def evaluate_split(
     plots = _plot_worst(tables, predictions, store_view, out / "worst", settings.worst)
     summary = _write_summary(out / "summary.md", metrics, tables, missing, settings, omega, steps, model_name,
                              split_file.stem, plots)  # fmt: skip
-    (out / "metrics.json").write_text(json.dumps({**metrics, "scored": len(tables), "missing": len(missing)}, indent=1))
+    atomic_write_text(out / "metrics.json", json.dumps({**metrics, "scored": len(tables), "missing": len(missing)}))
     return EvalResult(out, csv_path, summary, plots, metrics, len(tables), missing)
 
 
@@ -147,7 +149,8 @@ def predict_split(
         loader, model.backbone, cameras=model.config.cameras, include_history=model.config.include_history
     )
     store = PredictionStore(folder, {
-        "model": model_name, "split": split_file.stem, "omega": omega, "steps": steps, "seed": settings.seed,
+        "model": model_name, "model_fingerprint": model_fingerprint(model), "split": str(split_file.resolve()),
+        "data_root": str(Path(data_root).resolve()), "omega": omega, "steps": steps, "seed": settings.seed,
         "batch_size": settings.batch_size, "max_scenes": settings.max_scenes,
     })  # fmt: skip
     done = 0
@@ -158,10 +161,11 @@ def predict_split(
         if progress is not None:
             progress("predict", done, len(dataset))
 
-    predictions = predict_resumable(
+    predictions, failed = predict_resumable(
         model, dataset, store, batch_size=settings.batch_size, steps=steps, omega=omega, seed=settings.seed,
         progress=predicted,
     )  # fmt: skip
+    missing.update(failed)
     listed = list(scene_filter.tokens) if scene_filter.tokens and not settings.max_scenes else list(loader.tokens)
     required = listed + [t for t in missing if not t.startswith("log:") and t not in listed]
     return SplitPredictions(loader, predictions, required, missing)
@@ -219,5 +223,4 @@ def _write_summary(path: Path, metrics, tables, missing, settings, omega, steps,
         lines += [f"- `{token}`: {reason}" for token, reason in sorted(missing.items())[:200]]
         if len(missing) > 200:
             lines.append(f"- ... and {len(missing) - 200} more")
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return atomic_write_text(path, "\n".join(lines) + "\n")

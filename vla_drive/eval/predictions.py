@@ -9,9 +9,10 @@ mixed.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,25 +52,35 @@ class PredictionStore:
     def done(self, index: int) -> bool:
         return self.part(index).is_file()
 
-    def write(self, index: int, tokens: Sequence[str], trajectories: np.ndarray) -> None:
-        import io
-
+    def write(
+        self, index: int, tokens: Sequence[str], trajectories: np.ndarray, failed: Mapping[str, str] | None = None
+    ) -> None:
+        """One finished batch: its predictions and the scenes that could not become samples (token -> reason)."""
+        failed = dict(failed or {})
         buffer = io.BytesIO()
-        np.savez(buffer, tokens=np.array(list(tokens)), trajectories=np.asarray(trajectories, dtype=np.float32))
+        np.savez(
+            buffer,
+            tokens=np.array(list(tokens), dtype=str),
+            trajectories=np.asarray(trajectories, dtype=np.float32).reshape(len(tokens), 8, 3),
+            failed_tokens=np.array(list(failed), dtype=str),
+            failed_reasons=np.array(list(failed.values()), dtype=str),
+        )
         atomic_write_bytes(self.part(index), buffer.getvalue())
 
-    def load(self) -> dict[str, np.ndarray]:
-        """Every finished prediction: token -> [8, 3]."""
+    def load(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """Every finished prediction (token -> [8, 3]) and every scene that failed (token -> reason)."""
         out: dict[str, np.ndarray] = {}
+        failed: dict[str, str] = {}
         for path in sorted(self.directory.glob("part-*.npz")):
             try:
                 with np.load(path, allow_pickle=False) as data:
                     out.update(zip(data["tokens"].tolist(), data["trajectories"], strict=True))
+                    failed.update(zip(data["failed_tokens"].tolist(), data["failed_reasons"].tolist(), strict=True))
             except (OSError, ValueError, KeyError) as error:
                 raise PredictionError(
                     f"{path}: unreadable prediction file ({error}); remove it to redo its batch"
                 ) from None
-        return out
+        return out, failed
 
 
 def predict_resumable(
@@ -82,14 +93,22 @@ def predict_resumable(
     omega: float | None,
     seed: int,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, np.ndarray]:
-    """Predict every batch of ``dataset`` not yet in ``store``; return all predictions (token -> [8, 3])."""
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Predict every batch of ``dataset`` not yet in ``store``; return all predictions (token -> [8, 3]) and the
+    scenes that could not be turned into samples (token -> reason: a missing image, a non-finite ego status...),
+    which never stop the run."""
+    tokens = dataset.tokens
     for index, start in enumerate(range(0, len(dataset), batch_size)):
         stop = min(start + batch_size, len(dataset))
         if not store.done(index):
-            samples = [dataset[i] for i in range(start, stop)]
-            trajectories = model.predict(samples, 1, steps, omega, seed=seed + index)[:, 0]
-            store.write(index, [s.token for s in samples], trajectories)
+            samples, failed = [], {}
+            for i in range(start, stop):
+                try:
+                    samples.append(dataset[i])
+                except (ValueError, OSError, KeyError) as error:  # one bad scene: reported, the rest goes on
+                    failed[tokens[i]] = f"{type(error).__name__}: {error}"
+            trajectories = model.predict(samples, 1, steps, omega, seed=seed + index)[:, 0] if samples else []
+            store.write(index, [s.token for s in samples], trajectories, failed)
         if progress is not None:
             progress(stop - start)
     return store.load()

@@ -107,6 +107,9 @@ def build_metric_caches(
             progress("metric caches", done, len(tokens))
     Path(root).mkdir(parents=True, exist_ok=True)
     store.write_index()
+    if tokens and len(failed) == len(tokens):  # nothing at all: a root-level problem (e.g. the maps root), not scenes
+        first = next(iter(failed.values()))
+        raise NavsimEvalError(f"no scene of the split got a metric cache (maps root {maps_root}); the first: {first}")
     return failed
 
 

@@ -151,42 +151,56 @@ def read_submission(path: str | os.PathLike[str]) -> Submission:
 
 @contextlib.contextmanager
 def official_classes() -> Iterator[tuple[type, type]]:
-    """The official Trajectory / TrajectorySampling classes when navsim is installed; otherwise our stand-ins,
-    registered under the official module paths for the duration of the block (so pickle names them so)."""
-    official = _import_official()
-    if official is not None:
-        yield official
-        return
-    added: list[str] = []
+    """The official Trajectory and TrajectorySampling classes, each from its installed package when importable
+    (navsim, nuplan-devkit), otherwise our stand-in registered under the official module path for the duration
+    of the block (so pickle names it so). Every module and attribute the block adds is removed again, and
+    attributes it replaced are put back, even when pickling fails."""
+    added_modules: list[str] = []
+    replaced: list[tuple[types.ModuleType, str, object]] = []
+    classes = []
     try:
-        for (module_path, name), cls in ((TRAJECTORY_PATH, Trajectory), (SAMPLING_PATH, TrajectorySampling)):
+        for (module_path, name), stand_in in ((TRAJECTORY_PATH, Trajectory), (SAMPLING_PATH, TrajectorySampling)):
+            official = _import_official(module_path, name)
+            if official is not None:
+                classes.append(official)
+                continue
             parts = module_path.split(".")
             for depth in range(1, len(parts) + 1):
                 prefix = ".".join(parts[:depth])
                 if prefix not in sys.modules:
                     sys.modules[prefix] = types.ModuleType(prefix)
-                    added.append(prefix)
+                    added_modules.append(prefix)
             module = sys.modules[module_path]
-            if getattr(module, name, None) not in (None, cls):
-                raise SubmissionError(f"{module_path}.{name} is loaded but is not navsim's class; cannot pickle")
-            setattr(module, name, cls)
-        Trajectory.__module__, TrajectorySampling.__module__ = TRAJECTORY_PATH[0], SAMPLING_PATH[0]
-        yield Trajectory, TrajectorySampling
+            replaced.append((module, name, getattr(module, name, _ABSENT)))
+            setattr(module, name, stand_in)
+            stand_in.__module__ = module_path
+            classes.append(stand_in)
+        yield classes[0], classes[1]
     finally:
         Trajectory.__module__ = TrajectorySampling.__module__ = __name__
-        for prefix in reversed(added):
+        for module, name, previous in reversed(replaced):
+            if previous is _ABSENT:
+                delattr(module, name)
+            else:
+                setattr(module, name, previous)
+        for prefix in reversed(added_modules):
             sys.modules.pop(prefix, None)
 
 
-def _import_official() -> tuple[type, type] | None:
+_ABSENT = object()
+
+
+def _import_official(module_path: str, name: str) -> type | None:
+    """The installed official class, or None (not installed, or an unrelated package of the same name)."""
+    if sys.modules.get(module_path) is not None and not getattr(sys.modules[module_path], "__file__", None):
+        return None  # a module object without a file: a stand-in, not an installed package
     try:
-        trajectory = getattr(importlib.import_module(TRAJECTORY_PATH[0]), TRAJECTORY_PATH[1])
-        sampling = getattr(importlib.import_module(SAMPLING_PATH[0]), SAMPLING_PATH[1])
+        cls = getattr(importlib.import_module(module_path), name)
     except (ImportError, AttributeError):
         return None
-    if trajectory is Trajectory or not hasattr(trajectory, "__dataclass_fields__"):
-        return None  # our own stand-in, or an unrelated package of the same name
-    return trajectory, sampling
+    if cls in (Trajectory, TrajectorySampling) or not hasattr(cls, "__dataclass_fields__"):
+        return None
+    return cls
 
 
 def _trajectories(key, predictions, required, trajectory_cls, sampling_cls) -> dict[str, object]:
@@ -217,6 +231,9 @@ def _plain(path: Path, key: str, seeds) -> list[dict[str, np.ndarray]]:
     for seed in seeds:
         if not isinstance(seed, dict):
             raise SubmissionError(f"{path}: {key} holds a {type(seed).__name__}, expected a dict")
+        bad = [token for token, trajectory in seed.items() if not isinstance(trajectory, Trajectory)]
+        if bad:
+            raise SubmissionError(f"{path}: {key} token {bad[0]} holds no Trajectory ({len(bad)} such tokens)")
         out.append({str(token): np.asarray(trajectory.poses) for token, trajectory in seed.items()})
     return out
 
@@ -225,6 +242,7 @@ _NUMPY_GLOBALS = frozenset({
     ("numpy", "array"), ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # pickle protocol 5
 })  # fmt: skip
 
 

@@ -12,6 +12,7 @@ A model is saved as an HF-style directory:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from navsim_eval.atomic import atomic_write_text
 from vla_drive.algorithms.base import HeadLossRequest
 from vla_drive.data.dataset import Batch, DrivingSample, collate
 from vla_drive.data.feature_cache import CachedBatch
@@ -299,6 +301,30 @@ def read_model_config(directory: str | os.PathLike[str]) -> VLAConfig:
             f"the model was saved by {meta.get('versions', {}).get('vla_drive', 'another version')}"
         )
     return VLAConfig.from_dict(meta["config"], str(config_path))
+
+
+@torch.no_grad()
+def model_fingerprint(model: DrivingVLA) -> str:
+    """A short hash of what decides a model's predictions: config, normaliser, every head tensor, and a sum per
+    backbone tensor (one cheap pass, enough to tell a retrained or re-tuned backbone apart)."""
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=_json_default).encode())
+    digest.update(json.dumps(model.normalizer.state_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(model.head.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    sums = [float(p.detach().double().sum()) for _, p in sorted(model.backbone.named_parameters())]
+    digest.update(np.asarray(sums, dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def store_guidance_omega(directory: str | os.PathLike[str], omega: float) -> Path:
+    """Record the chosen guidance omega in a saved model by rewriting only its config file (atomically): the
+    weights and anything else in the directory (e.g. eval / sweep outputs) stay as they are."""
+    config = read_model_config(directory)  # checks the directory and its format version
+    path = Path(directory) / CONFIG_FILE
+    meta = json.loads(path.read_text())
+    meta["config"] = replace(config, guidance_omega=float(omega)).to_dict()
+    return atomic_write_text(path, json.dumps(meta, indent=2, default=_json_default))
 
 
 def _versions() -> dict[str, str]:

@@ -154,6 +154,10 @@ def train_rl(config: ExperimentConfig) -> Path:
     """Run an RL stage (``algorithm.name``); returns the final model directory."""
     output_dir = Path(config.train.output_dir)
     per_iteration = steps_per_iteration(config)
+    if config.train.max_steps % per_iteration:  # end on an iteration boundary: the final checkpoint resumes exactly
+        steps = per_iteration * -(-config.train.max_steps // per_iteration)
+        LOG.info("train.max_steps %d rounded up to %d (whole RL iterations)", config.train.max_steps, steps)
+        config = replace(config, train=replace(config.train, max_steps=steps))
     if config.train.checkpoint_every % per_iteration:
         config = replace(config, train=replace(config.train, checkpoint_every=per_iteration * max(
             1, round(config.train.checkpoint_every / per_iteration))))  # fmt: skip

@@ -110,7 +110,7 @@ def collect_rollouts(
     k = spec.samples_per_scene
     is_logged = None
     if spec.include_logged:
-        sample, is_logged = _with_logged(model, sample, logged.to(sample.traj), len(tokens), k)
+        sample, is_logged = _with_logged(model, sample, logged.to(sample.traj.device, torch.float32), len(tokens), k)
         k += 1
     stats.sample_seconds = time.perf_counter() - start
 
@@ -143,8 +143,8 @@ def collect_rollouts(
 
 def _with_logged(model, sample: SampleOut, logged: torch.Tensor, scenes: int, k: int) -> tuple[SampleOut, torch.Tensor]:
     """``sample`` with each scene's logged trajectory appended to its K samples, and the mask of logged rows."""
-    traj = torch.cat([sample.traj.reshape(scenes, k, *sample.traj.shape[1:]), logged[:, None]], dim=1)
-    x0_logged = model.normalizer.normalize(logged.float()).to(sample.x0)
+    traj = torch.cat([sample.traj.float().reshape(scenes, k, *sample.traj.shape[1:]), logged[:, None]], dim=1)
+    x0_logged = model.normalizer.normalize(logged).to(sample.x0)  # float32 poses; the model's dtype for training
     x0 = torch.cat([sample.x0.reshape(scenes, k, *sample.x0.shape[1:]), x0_logged[:, None]], dim=1)
     mask = torch.zeros(scenes, k + 1, dtype=torch.bool)
     mask[:, -1] = True

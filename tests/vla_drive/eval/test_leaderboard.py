@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from vla_drive.cli import main
 from vla_drive.eval.leaderboard import EvalSettings, evaluate_split
 from vla_drive.eval.predictions import PredictionError
 from vla_drive.eval.submission import read_submission
-from vla_drive.model.vla import DrivingVLA
+from vla_drive.model.vla import DrivingVLA, store_guidance_omega
 
 pytestmark = pytest.mark.slow
 
@@ -125,3 +126,23 @@ def test_cli_submit_writes_every_token_and_refuses_a_split_with_missing_scenes(s
     err = capsys.readouterr().err
     assert code == 2 and "lacks 1 of the" in err and "ffffffffffffffff" in err
     assert not (tmp_path / "missing" / "submission.pkl").exists()
+
+
+def test_storing_omega_keeps_what_lies_in_the_model_dir_and_a_changed_model_is_not_resumed(setup, tmp_path):
+    world, model_dir, _ = setup
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    model = DrivingVLA.from_pretrained(copy)
+    settings = EvalSettings(workers=1, steps=3, worst=0, max_scenes=2)
+    out = copy / "eval" / "synthetic_all"
+    evaluate_split(model, world.splits_dir / "synthetic_all.yaml", world.data_root, world.maps_root, out, settings)
+    store_guidance_omega(copy, 2.5)
+    assert (out / "v1_scores.csv").is_file(), "storing the omega must not rewrite the model directory"
+    reloaded = DrivingVLA.from_pretrained(copy)
+    assert reloaded.config.guidance_omega == 2.5
+    assert all(torch.equal(v, reloaded.head.state_dict()[k]) for k, v in model.head.state_dict().items())
+    with torch.no_grad():
+        model.head.final_out.weight.add_(0.01)  # "retrained": same path, same settings, other weights
+    with pytest.raises(PredictionError, match="model_fingerprint"):
+        evaluate_split(model, world.splits_dir / "synthetic_all.yaml", world.data_root, world.maps_root, out,
+                       replace(settings, omega=0.0))  # fmt: skip

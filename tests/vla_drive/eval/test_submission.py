@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from vla_drive.eval.submission import SubmissionError, TeamInfo, read_submission, write_submission
+from vla_drive.eval.submission import SubmissionError, TeamInfo, official_classes, read_submission, write_submission
 
 TEAM = TeamInfo('<a href="https://example.org/repo">VLA-DIPOLE</a>', "A. Author, B. Author", "a@example.org",
                 "Example University", "Germany")  # fmt: skip
@@ -123,3 +123,35 @@ def test_leaderboard_requirements_are_enforced_at_write_time(tmp_path):
     with pytest.raises(SubmissionError, match=r"named submission\.pkl"):
         write_submission(tmp_path / "preds.pkl", TEAM, [_predictions(["a1"])])
     assert not target.exists(), "nothing is written when a check fails"
+
+
+def test_existing_modules_and_attributes_are_put_back_even_when_writing_fails(tmp_path, monkeypatch):
+    module = types.ModuleType("navsim.common.dataclasses")
+    sentinel = object()
+    module.Trajectory = sentinel
+    for name in ("navsim", "navsim.common"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "navsim.common.dataclasses", module)
+    write_submission(tmp_path / "submission.pkl", TEAM, [_predictions(["a1"])])
+    assert module.Trajectory is sentinel and "nuplan" not in sys.modules
+    with pytest.raises(SubmissionError):
+        write_submission(tmp_path / "submission.pkl", TEAM, [{"a1": np.full((8, 3), np.nan)}])
+    assert module.Trajectory is sentinel and "nuplan" not in sys.modules
+    from vla_drive.eval import submission
+
+    assert submission.Trajectory.__module__ == submission.__name__
+
+
+def test_reader_accepts_protocol_5_files_of_plain_arrays(tmp_path):
+    from vla_drive.eval.submission import Trajectory, TrajectorySampling
+
+    poses = np.arange(24, dtype=np.float32).reshape(8, 3)
+    content = {**TEAM.as_dict(), "predictions": [{"t1": Trajectory(poses, TrajectorySampling(8, 4.0, 0.5))}]}
+    path = tmp_path / "submission.pkl"
+    with official_classes():
+        path.write_bytes(pickle.dumps(content, protocol=5))
+    np.testing.assert_array_equal(read_submission(path).first_stage[0]["t1"], poses)
+    content["predictions"] = [{"t1": "not a trajectory"}]
+    path.write_bytes(pickle.dumps(content, protocol=5))
+    with pytest.raises(SubmissionError, match="holds no Trajectory"):
+        read_submission(path)
