@@ -138,15 +138,7 @@ def load_log_pickle(path: str | Path) -> list[dict[str, Any]]:
         frames = restricted_loads(data)
     except ForbiddenGlobalError as error:
         raise InvalidSceneError(f"{path}: not an OpenScene log pickle: {error}") from None
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        LookupError,
-        RecursionError,
-    ) as error:
+    except _CORRUPT_PICKLE_ERRORS as error:
         raise InvalidSceneError(f"{path}: truncated or corrupt log pickle ({type(error).__name__}: {error})") from None
     if not isinstance(frames, list):
         raise InvalidSceneError(f"{path}: expected a list of frame dicts, got {type(frames).__name__}")
