@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from navsim_eval.atomic import atomic_write_text
+from navsim_eval.atomic import atomic_write_text, replace_directory
 from vla_drive.algorithms.base import HeadLossRequest
 from vla_drive.data.dataset import Batch, DrivingSample, collate
 from vla_drive.data.feature_cache import CachedBatch
@@ -249,14 +249,7 @@ class DrivingVLA(nn.Module):
             self.normalizer.save(staging / NORMALIZER_FILE)
             meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict(), "versions": _versions()}
             (staging / CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
-            if directory.exists():
-                previous = directory.with_name(f".{directory.name}.old")
-                shutil.rmtree(previous, ignore_errors=True)
-                directory.rename(previous)
-                staging.rename(directory)
-                shutil.rmtree(previous, ignore_errors=True)
-            else:
-                staging.rename(directory)
+            replace_directory(staging, directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from navsim_eval.atomic import atomic_write_text
+from navsim_eval.atomic import atomic_write_text, replace_directory
 
 logger = logging.getLogger(__name__)
 
@@ -213,14 +213,7 @@ class CheckpointManager:
         atomic_write_text(staging / STATE_FILE, json.dumps(meta, indent=2, default=_json_default))
 
     def _commit(self, staging: Path, target: Path) -> None:
-        if target.exists():  # the same step written again (a rerun of the final save): swap it out
-            previous = target.with_name(f".{target.name}.old")
-            shutil.rmtree(previous, ignore_errors=True)
-            target.rename(previous)
-            staging.rename(target)
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            staging.rename(target)
+        replace_directory(staging, target)  # target exists when the same step is written again (a rerun)
         _fsync_dir(self.directory)
 
     def _prune(self, keep_also: Path) -> None:
