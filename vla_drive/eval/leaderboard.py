@@ -86,8 +86,6 @@ def evaluate_split(
         raise ValueError(f"eval: unknown score version {settings.version!r}; expected one of {sorted(METRIC_COLUMNS)}")
     out = Path(out_dir)
     split_file = Path(split_file)
-    omega = model.config.guidance_omega if settings.omega is None else float(settings.omega)
-    steps = settings.steps or model.config.sample_steps
     split = predict_split(model, split_file, data_root, out / "predictions", settings, model_name, progress)
     loader, predictions, missing = split.loader, split.predictions, dict(split.missing)
 
@@ -110,8 +108,8 @@ def evaluate_split(
     listed = len(tokens) + sum(not token.startswith("log:") for token in missing)  # log entries are no scenes
     metrics["score_with_missing_as_zero"] = float(sum(scores) / listed) if listed else float("nan")
     plots = _plot_worst(tables, predictions, store_view, out / "worst", settings.worst)
-    summary = _write_summary(out / "summary.md", metrics, tables, missing, settings, omega, steps, model_name,
-                             split_file.stem, plots)  # fmt: skip
+    summary = _write_summary(out / "summary.md", metrics, tables, missing, settings, split.omega, split.steps,
+                             model_name, split_file.stem, plots)  # fmt: skip
     atomic_write_text(out / "metrics.json", json.dumps({**metrics, "scored": len(tables), "missing": len(missing)}))
     return EvalResult(out, csv_path, summary, plots, metrics, len(tables), missing)
 
@@ -124,6 +122,8 @@ class SplitPredictions:
     predictions: dict[str, np.ndarray]  # token -> [8, 3]
     required_tokens: list[str]  # every token the split names (the leaderboard wants all of them)
     missing: dict[str, str]  # token -> why it has no prediction
+    omega: float  # the guidance the predictions used (the model's chosen one unless the settings said otherwise)
+    steps: int  # the denoising steps they used
 
 
 def predict_split(
@@ -168,7 +168,7 @@ def predict_split(
     missing.update(failed)
     listed = list(scene_filter.tokens) if scene_filter.tokens and not settings.max_scenes else list(loader.tokens)
     required = listed + [t for t in missing if not t.startswith("log:") and t not in listed]
-    return SplitPredictions(loader, predictions, required, missing)
+    return SplitPredictions(loader, predictions, required, missing, omega, steps)
 
 
 def _unloaded(loader: SceneLoader) -> dict[str, str]:
