@@ -16,10 +16,10 @@ from common import median_ms
 from navsim_eval.data.loader import SceneLoader
 from navsim_eval.data.splits import load_split
 from navsim_eval.synthetic.world import WorldConfig, generate_world
-from vla_drive.data.dataset import SceneDataset, collate
-from vla_drive.data.processor import image_placeholder
+from vla_drive.data.dataset import SceneDataset
 from vla_drive.model.backbone import VLMBackbone
 from vla_drive.model.presets import PRESETS
+from vla_drive.model.processor import collate, image_placeholder
 
 CAMERA_ORDER = ("CAM_F0", "CAM_L0", "CAM_R0", "CAM_B0")
 

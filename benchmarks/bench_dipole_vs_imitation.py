@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from navsim_eval.data.loader import SceneLoader
-from navsim_eval.data.splits import load_split
 from vla_drive.config import data_paths, load_config
 from vla_drive.data.dataset import SceneDataset
 from vla_drive.eval.scoring import SceneScorer, summarize
@@ -57,15 +56,19 @@ def main() -> None:
         model_dir = train_imitation(imitation)
         dipole = load_config(
             "demo-dipole",
-            [*common, f"train.output_dir={run}/dipole", f"train.max_steps={args.dipole_steps}",
-             f"model.init_from={model_dir}"],
-        )  # fmt: skip
+            [
+                *common,
+                f"train.output_dir={run}/dipole",
+                f"train.max_steps={args.dipole_steps}",
+                f"train.init_from={model_dir}",
+            ],
+        )
         dipole_dir = train_rl(dipole)
         scenes, loader, scorer = _test_scenes(paths, out)
         rows = {}
         for name, directory, omegas in (("imitation", model_dir, [0.0]), ("dipole", dipole_dir, args.omegas)):
             model = DrivingVLA.from_pretrained(directory)
-            dataset = SceneDataset.for_backbone(loader, model.backbone, cameras=model.config.cameras)
+            dataset = SceneDataset.for_model(loader, model)
             rows[name] = sweep_guidance(model, dataset, scorer, omegas, steps=args.eval_steps, seed=1000)
         results[str(seed)] = rows
         results_file.write_text(json.dumps(results, indent=1))
@@ -79,23 +82,30 @@ def main() -> None:
         "human (logged)": np.stack([scene.future_trajectory().poses for scene in scenes]),
         "mean training trajectory": np.repeat(mean_trajectory[None], len(scenes), axis=0),
     }
-    baseline_scores = {name: summarize(scorer.score(tokens, trajectories))["score"]
-                       for name, trajectories in baselines.items()}  # fmt: skip
+    baseline_scores = {
+        name: summarize(scorer.score(tokens, trajectories))["score"] for name, trajectories in baselines.items()
+    }
 
     imitation = np.array([results[s]["imitation"][0]["score"] for s in args.seeds])
-    print(f"\nheld-out PDMS (v1) on {len(scenes)} test scenes, {len(args.seeds)} seeds {args.seeds}; "
-          f"imitation {args.imitation_steps} steps, DIPOLE {args.dipole_steps} steps\n")  # fmt: skip
+    print(
+        f"\nheld-out PDMS (v1) on {len(scenes)} test scenes, {len(args.seeds)} seeds {args.seeds}; "
+        f"imitation {args.imitation_steps} steps, DIPOLE {args.dipole_steps} steps\n"
+    )
     print("| policy | omega | mean PDMS | std over seeds | per seed |")
     print("|---|---|---|---|---|")
     for name, score in baseline_scores.items():
         print(f"| {name} | - | {score:.4f} | - | - |")
-    print(f"| imitation | - | {imitation.mean():.4f} | {imitation.std():.4f} | "
-          f"{', '.join(f'{v:.4f}' for v in imitation)} |")  # fmt: skip
+    print(
+        f"| imitation | - | {imitation.mean():.4f} | {imitation.std():.4f} | "
+        f"{', '.join(f'{v:.4f}' for v in imitation)} |"
+    )
     best = None
     for index, omega in enumerate(args.omegas):
         scores = np.array([results[s]["dipole"][index]["score"] for s in args.seeds])
-        print(f"| DIPOLE | {omega:g} | {scores.mean():.4f} | {scores.std():.4f} | "
-              f"{', '.join(f'{v:.4f}' for v in scores)} |")  # fmt: skip
+        print(
+            f"| DIPOLE | {omega:g} | {scores.mean():.4f} | {scores.std():.4f} | "
+            f"{', '.join(f'{v:.4f}' for v in scores)} |"
+        )
         if best is None or scores.mean() > best[1].mean():
             best = (omega, scores)
     margin = best[1].mean() - imitation.mean()
@@ -109,10 +119,9 @@ def main() -> None:
 
 def _test_scenes(paths, out: Path):
     """The held-out test scenes, their loader and a scorer (metric caches shared by every seed)."""
-    split = load_split(paths.val_split.parent, paths.val_split.stem)
-    loader = SceneLoader(paths.data_root, split.data_split, split.scene_filter)
+    loader = SceneLoader.from_split_file(paths.val_split, paths.data_root)
     scenes = [loader[t] for t in loader.tokens]
-    return scenes, loader, SceneScorer.from_scenes(scenes, paths.maps_root, cache_dir=out / "metric_cache_test")
+    return scenes, loader, SceneScorer.from_scenes(loader, paths.maps_root, out / "metric_cache_test")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import torch
 from common import median_ms
 
 from vla_drive.model.head import HeadConfig, TrajectoryHead
-from vla_drive.model.types import Cond, Guidance, NoiseCfg
+from vla_drive.model.types import Cond, Guidance, NoiseConfig
 
 
 def main() -> None:
@@ -71,7 +71,7 @@ def main() -> None:
         for steps in args.steps:
             base = timed(k, steps)
             guided = timed(k, steps, guidance=Guidance("dichotomous", args.omega))
-            stochastic = timed(k, steps, stochastic=NoiseCfg(), guidance=Guidance("dichotomous", args.omega))
+            stochastic = timed(k, steps, stochastic=NoiseConfig(), guidance=Guidance("dichotomous", args.omega))
             print(f"| {k} | {steps} | {base:.2f} | {guided:.2f} | {guided / base:.2f} | {stochastic:.2f} |")
 
 

@@ -30,7 +30,6 @@ from vla_drive.data.dataset import SceneDataset
 from vla_drive.data.feature_cache import CachedFeatureDataset, build_feature_cache, collate_cached
 from vla_drive.model.vla import DrivingVLA
 from vla_drive.train.rollout import PdmReward, collect_rollouts
-from vla_drive.train.stages import vla_config
 
 
 def main() -> None:
@@ -46,8 +45,8 @@ def main() -> None:
         split = load_split(world.splits_dir, "synthetic_all")
         loader = SceneLoader(world.data_root, split.data_split, split.scene_filter)
         scenes = [loader[t] for t in loader.tokens][: args.scenes]
-        model = DrivingVLA.build(vla_config(config))
-        dataset = SceneDataset.for_backbone(scenes, model.backbone)
+        model = DrivingVLA.build(config.model)
+        dataset = SceneDataset.for_model(scenes, model)
         model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
         cached = CachedFeatureDataset(build_feature_cache(model.backbone, dataset, root / "features"))
         batch = collate_cached([cached[i] for i in range(len(cached))])
@@ -56,15 +55,17 @@ def main() -> None:
         reward = PdmReward(store.root, "v1", workers=args.workers)
         model.head.freeze_base()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-        print(f"demo model: head {sum(p.numel() for p in model.head.parameters()) / 1e6:.2f} M params, "
-              f"{args.scenes} scenes per iteration, {config.algorithm.rollout_steps} denoising steps, "
-              f"{'stochastic' if config.algorithm.stochastic else 'deterministic'} rollouts + the logged trajectory "
-              f"(include_logged={config.algorithm.include_logged}), "
-              f"{torch.get_num_threads()} threads, scoring workers {args.workers}\n")  # fmt: skip
+        print(
+            f"demo model: head {sum(p.numel() for p in model.head.parameters()) / 1e6:.2f} M params, "
+            f"{args.scenes} scenes per iteration, {config.algorithm.rollout_steps} denoising steps, "
+            f"{'stochastic' if config.algorithm.stochastic else 'deterministic'} rollouts + the logged trajectory "
+            f"(include_logged={config.algorithm.include_logged}), "
+            f"{torch.get_num_threads()} threads, scoring workers {args.workers}\n"
+        )
         print("| K | sampling s | scoring s | update s | iteration s | scoring share |")
         print("|---|---|---|---|---|---|")
         for k in (8, 16):
-            algorithm = Dipole.from_config(replace(config.algorithm, samples_per_scene=k))
+            algorithm = Dipole(replace(config.algorithm, samples_per_scene=k))
             timings = []
             for repeat in range(args.repeats + 1):
                 generator = torch.Generator().manual_seed(repeat)

@@ -47,8 +47,9 @@ def _tensor_bytes(tensors) -> int:
 
 def worker(args: argparse.Namespace) -> None:
     from vla_drive.config import DistributedConfig, ExperimentConfig, TrainConfig
-    from vla_drive.data.dataset import Collator
+    from vla_drive.model.head import HeadConfig
     from vla_drive.model.normalizer import TrajectoryNormalizer
+    from vla_drive.model.processor import Collator
     from vla_drive.model.vla import DrivingVLA, VLAConfig
     from vla_drive.train import Trainer, setup_accelerator
 
@@ -68,7 +69,9 @@ def worker(args: argparse.Namespace) -> None:
     config = ExperimentConfig(train=train, distributed=DistributedConfig(backend="deepspeed", zero_stage=args.stage))
     accelerator = setup_accelerator(config)  # before building: ZeRO-3 builds the backbone partitioned
     normalizer = TrajectoryNormalizer.fit(torch.stack([torch.from_numpy(s.trajectory) for s in samples]))
-    vla_config = VLAConfig(backbone=args.backbone, trainable="full")
+    vla_config = VLAConfig(
+        backbone=args.backbone, trainable="full", head=HeadConfig(hidden_size=128, depth=4, num_heads=4)
+    )
     model = DrivingVLA.build(vla_config, normalizer=normalizer)
 
     def imitation(model, batch):

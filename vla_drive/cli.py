@@ -16,14 +16,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"vla-drive train: {error}", file=sys.stderr)
         return 2
-    if config.algorithm.name == "bc":
-        from vla_drive.train.stages import train_imitation
+    from vla_drive.train.run import train
 
-        model_dir = train_imitation(config)
-    else:
-        from vla_drive.train.rl import train_rl
-
-        model_dir = train_rl(config)
+    model_dir = train(config)
     print(f"model written to {model_dir}")
     return 0
 
@@ -31,29 +26,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from navsim_eval.data.loader import SceneLoader
     from navsim_eval.data.paths import nuplan_maps_root, openscene_data_root
-    from navsim_eval.data.splits import load_split
     from vla_drive.data.dataset import SceneDataset
     from vla_drive.eval.scoring import SceneScorer
     from vla_drive.eval.sweep import DEFAULT_OMEGAS, best_omega, sweep_guidance, write_sweep
     from vla_drive.model.vla import DrivingVLA, store_guidance_omega
 
     split_file = Path(args.split)
-    split = load_split(split_file.parent, split_file.stem)
-    scene_filter = split.scene_filter
-    if args.max_scenes:
-        from dataclasses import replace
-
-        scene_filter = replace(scene_filter, max_scenes=args.max_scenes)
-    loader = SceneLoader(openscene_data_root(args.data_root), split.data_split, scene_filter)
+    loader = SceneLoader.from_split_file(split_file, openscene_data_root(args.data_root), args.max_scenes)
     model = DrivingVLA.from_pretrained(args.model)
-    dataset = SceneDataset.for_backbone(
-        loader, model.backbone, cameras=model.config.cameras, include_history=model.config.include_history
-    )
+    dataset = SceneDataset.for_model(loader, model)
     out = Path(args.out or Path(args.model) / "sweep")
-    scorer = SceneScorer.from_scenes(
-        [loader[t] for t in loader.tokens], nuplan_maps_root(args.maps_root), args.version,
-        cache_dir=out / "metric_cache",
-    )  # fmt: skip
+    scorer = SceneScorer.from_scenes(loader, nuplan_maps_root(args.maps_root), out / "metric_cache", args.version)
     omegas = args.omegas or DEFAULT_OMEGAS
     rows = sweep_guidance(model, dataset, scorer, omegas, steps=args.steps, seed=args.seed)
     files = write_sweep(rows, out, title=f"{Path(args.model).name} on {split_file.stem} ({args.version})")
@@ -74,13 +57,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = DrivingVLA.from_pretrained(args.model)
     out = args.out or str(Path(args.model) / "eval" / Path(args.split).stem)
     settings = EvalSettings(
-        version=args.version, omega=args.omega, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-        workers=args.workers, worst=args.worst, max_scenes=args.max_scenes,
-    )  # fmt: skip
+        version=args.version,
+        omega=args.omega,
+        steps=args.steps,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        worst=args.worst,
+        max_scenes=args.max_scenes,
+    )
     result = evaluate_split(
-        model, args.split, openscene_data_root(args.data_root), nuplan_maps_root(args.maps_root), out, settings,
-        metric_cache=args.metric_cache, model_name=str(args.model), progress=_progress_printer(),
-    )  # fmt: skip
+        model,
+        args.split,
+        openscene_data_root(args.data_root),
+        nuplan_maps_root(args.maps_root),
+        out,
+        settings,
+        metric_cache=args.metric_cache,
+        model_name=str(args.model),
+        progress=_progress_printer(),
+    )
     print(result.summary.read_text())
     print(f"wrote {result.csv}, {result.summary} and {len(result.plots)} plots in {result.out_dir / 'worst'}")
     return 0
@@ -92,8 +88,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = DrivingVLA.from_pretrained(args.model)
     merged = model.backbone.trainable == "lora"
     model.merge_lora().save_pretrained(args.out)
-    print(f"wrote {args.out} ({'backbone LoRA merged' if merged else 'no backbone LoRA to merge'}; "
-          f"guidance omega {model.config.guidance_omega:g}); load it with DrivingVLA.from_pretrained")  # fmt: skip
+    print(
+        f"wrote {args.out} ({'backbone LoRA merged' if merged else 'no backbone LoRA to merge'}; "
+        f"guidance omega {model.config.guidance_omega:g}); load it with DrivingVLA.from_pretrained"
+    )
     return 0
 
 
@@ -119,13 +117,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
             required[stage] = result.required_tokens
             if result.missing:
                 shown = ", ".join(f"{t} ({why})" for t, why in list(result.missing.items())[:5])
-                print(f"{stage} stage, seed {seed}: {len(result.missing)} scenes could not be predicted: {shown}",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"{stage} stage, seed {seed}: {len(result.missing)} scenes could not be predicted: {shown}",
+                    file=sys.stderr,
+                )
     team = TeamInfo(args.team_name, args.authors, args.email, args.institution, args.country)
     path = write_submission(
-        out / "submission.pkl", team, predictions["first"], predictions.get("second"),
-        required_tokens=required["first"], required_second_stage_tokens=required.get("second"),
-    )  # fmt: skip
+        out / "submission.pkl",
+        team,
+        predictions["first"],
+        predictions.get("second"),
+        required_tokens=required["first"],
+        required_second_stage_tokens=required.get("second"),
+    )
     counts = " + ".join(f"{len(tokens)} {stage}-stage" for stage, tokens in required.items())
     layout = "v2 two-stage" if args.second_stage_split else "v1"
     print(f"wrote {path} ({layout}, {len(args.seeds)} seed(s), {counts} tokens)")
@@ -137,8 +141,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     result = run_demo(args.out, args.overrides, omegas=args.omegas, eval_workers=args.workers)
     minutes = sum(result.seconds.values()) / 60
-    print(f"\nimitation PDMS {result.imitation_score:.4f}, DIPOLE PDMS {result.dipole_score:.4f} at omega "
-          f"{result.chosen_omega:g}; total {minutes:.1f} min. Report: {result.report}")  # fmt: skip
+    print(
+        f"\nimitation PDMS {result.imitation_score:.4f}, DIPOLE PDMS {result.dipole_score:.4f} at omega "
+        f"{result.chosen_omega:g}; total {minutes:.1f} min. Report: {result.report}"
+    )
     return 0
 
 
@@ -166,7 +172,7 @@ def _add_model_and_split(parser: argparse.ArgumentParser, split_help: str, scori
     if scoring:
         parser.add_argument("--maps-root", help="nuPlan maps root (default $NUPLAN_MAPS_ROOT)")
         parser.add_argument("--version", choices=("v1", "v2"), default="v1", help="PDMS (v1, default) or EPDMS (v2)")
-        parser.add_argument("--seed", type=int, default=0, help="sampling seed (batch b uses seed + b)")
+        parser.add_argument("--seed", type=int, default=0, help="sampling seed (with each scene's token)")
         parser.add_argument("--max-scenes", type=int, help="only the first N scenes of the split")
 
 
@@ -242,8 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--email", required=True, help="contact (not shown publicly)")
     submit.add_argument("--institution", required=True, help="shown on the board")
     submit.add_argument("--country", required=True, help="written as 'country / region'")
-    submit.add_argument("--seeds", nargs="+", type=int, default=[0], help="one prediction set per seed (>= 3 "
-                        "encouraged: the board shows max / mean / std)")  # fmt: skip
+    submit.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="one prediction set per seed (>= 3 encouraged: the board shows max / mean / std)",
+    )
     submit.add_argument("--omega", type=float, help="guidance omega (default: the model's chosen one)")
     submit.add_argument("--batch-size", type=int, default=16, help="scenes per forward pass")
     submit.add_argument("--out", default="submission", help="output folder (default ./submission)")
@@ -272,19 +283,32 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     bug and keeps its traceback."""
     from navsim_eval.errors import NavsimEvalError
     from vla_drive.config import ConfigError
-    from vla_drive.data.dataset import DrivingSampleError
     from vla_drive.data.feature_cache import FeatureCacheError
-    from vla_drive.data.processor import ModelSourceError
     from vla_drive.eval.predictions import PredictionError
     from vla_drive.eval.submission import SubmissionError
+    from vla_drive.model.processor import ModelSourceError
+    from vla_drive.model.types import DrivingSampleError
     from vla_drive.model.vla import VLAModelError
     from vla_drive.train.checkpoint import CheckpointError
     from vla_drive.train.distributed import DistributedSetupError
     from vla_drive.train.trainer import TrainerError
 
-    return (NavsimEvalError, ConfigError, DrivingSampleError, FeatureCacheError, ModelSourceError, PredictionError,
-            SubmissionError, VLAModelError, CheckpointError, DistributedSetupError, TrainerError, FileNotFoundError,
-            NotADirectoryError, PermissionError)  # fmt: skip
+    return (
+        NavsimEvalError,
+        ConfigError,
+        DrivingSampleError,
+        FeatureCacheError,
+        ModelSourceError,
+        PredictionError,
+        SubmissionError,
+        VLAModelError,
+        CheckpointError,
+        DistributedSetupError,
+        TrainerError,
+        FileNotFoundError,
+        NotADirectoryError,
+        PermissionError,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

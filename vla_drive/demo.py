@@ -71,12 +71,17 @@ def run_demo(
     with _stage("imitation", seconds, say, f"2/6 imitation: {imitation.train.max_steps} steps"):
         if not _complete(imitation_model):
             train_imitation(imitation)
-    dipole = with_synthetic_world(load_config("demo-dipole", [*common, f"model.init_from={imitation_model}"]),
-                                  out / "world")  # fmt: skip
+    dipole = with_synthetic_world(
+        load_config("demo-dipole", [*common, f"train.init_from={imitation_model}"]), out / "world"
+    )
     dipole = _output(dipole, out / "dipole")
     dipole_model = out / "dipole" / "model"
-    with _stage("dipole", seconds, say, f"3/6 DIPOLE: {dipole.train.max_steps} steps, "
-                f"{dipole.algorithm.samples_per_scene} rollouts per scene"):  # fmt: skip
+    with _stage(
+        "dipole",
+        seconds,
+        say,
+        f"3/6 DIPOLE: {dipole.train.max_steps} steps, {dipole.algorithm.samples_per_scene} rollouts per scene",
+    ):
         if not _complete(dipole_model):
             train_rl(dipole)
 
@@ -95,14 +100,27 @@ def run_demo(
             eval_dir = out / "eval" / name
             shutil.rmtree(eval_dir / "predictions", ignore_errors=True)  # the model may have been retrained
             results[name] = evaluate_split(
-                model, paths.val_split, paths.data_root, paths.maps_root, eval_dir, settings,
-                metric_cache=out / "eval" / "metric_cache", model_name=name,
-            )  # fmt: skip
+                model,
+                paths.val_split,
+                paths.data_root,
+                paths.maps_root,
+                eval_dir,
+                settings,
+                metric_cache=out / "eval" / "metric_cache",
+                model_name=name,
+            )
     with _stage("report", seconds, say, "6/6 writing the report"):
         report = _write_report(out, imitation, dipole, rows, chosen, results, seconds)
     say(f"done: {report}")
-    return DemoResult(report, imitation_model, dipole_model, results["imitation"].metrics["score"],
-                      results["dipole"].metrics["score"], chosen, seconds)  # fmt: skip
+    return DemoResult(
+        report,
+        imitation_model,
+        dipole_model,
+        results["imitation"].metrics["score"],
+        results["dipole"].metrics["score"],
+        chosen,
+        seconds,
+    )
 
 
 class _stage:
@@ -133,19 +151,15 @@ def _complete(model_dir: Path) -> bool:
 def _sweep(model_dir: Path, paths, grid, sweep_dir: Path, workers: int):
     """Sweep omega on the test split, store the chosen omega in the model, write the sweep files."""
     from navsim_eval.data.loader import SceneLoader
-    from navsim_eval.data.splits import load_split
     from vla_drive.data.dataset import SceneDataset
     from vla_drive.eval.scoring import SceneScorer
     from vla_drive.eval.sweep import best_omega, sweep_guidance, write_sweep
     from vla_drive.model.vla import DrivingVLA, store_guidance_omega
 
-    split = load_split(paths.val_split.parent, paths.val_split.stem)
-    loader = SceneLoader(paths.data_root, split.data_split, split.scene_filter)
+    loader = SceneLoader.from_split_file(paths.val_split, paths.data_root)
     model = DrivingVLA.from_pretrained(model_dir)
-    dataset = SceneDataset.for_backbone(loader, model.backbone, cameras=model.config.cameras,
-                                        include_history=model.config.include_history)  # fmt: skip
-    scorer = SceneScorer.from_scenes([loader[t] for t in loader.tokens], paths.maps_root,
-                                     cache_dir=sweep_dir / "metric_cache")  # fmt: skip
+    dataset = SceneDataset.for_model(loader, model)
+    scorer = SceneScorer.from_scenes(loader, paths.maps_root, sweep_dir / "metric_cache")
     rows = sweep_guidance(model, dataset, scorer, grid)
     write_sweep(rows, sweep_dir, title="DIPOLE on the held-out synthetic test split (PDMS v1)")
     chosen = best_omega(rows)
@@ -213,5 +227,7 @@ def _reward_line(metrics_file: Path) -> list[str]:
     rewards = [r for r in rewards if r is not None]
     if not rewards:
         return []
-    return [f"- DIPOLE training reward (mean PDMS of the rollouts): {rewards[0]:.3f} at the start, "
-            f"{rewards[-1]:.3f} at the end"]  # fmt: skip
+    return [
+        f"- DIPOLE training reward (mean PDMS of the rollouts): {rewards[0]:.3f} at the start, "
+        f"{rewards[-1]:.3f} at the end"
+    ]

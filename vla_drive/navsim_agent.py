@@ -10,8 +10,15 @@ says what to install. Hydra config for the official scripts::
     model_dir: /path/to/exported/model      # vla-drive export --model ... --out ...
     omega: null                             # the model's chosen guidance omega
     steps: null                             # the model's default denoising steps
-    seed: 0                                 # a scene's seed: this + a hash of its inputs (order-independent)
+    seed: 0                                 # with each scene's token: the noise of its sample (as vla-drive eval)
+    requires_scene: true                    # the token comes from the scene; false: from a hash of the inputs
     device: null                            # null: cuda when available, else cpu
+
+Seeding: with ``requires_scene: true`` (what ``run_pdm_score.py`` supports) the official scripts pass the scene, and
+the agent seeds each scene by its token exactly as ``vla-drive eval`` does, so both give the same trajectories. The
+official ``run_create_submission_pickle.py`` refuses agents that require the scene: there set it to false; each
+scene is then seeded by a hash of its inputs (``vla-drive submit`` writes leaderboard pickles without navsim and
+seeds by token).
 """
 
 from __future__ import annotations
@@ -32,9 +39,13 @@ class _AgentLogic:
     """What the agent does, independent of navsim's base class (see :func:`_build_agent_class`)."""
 
     def _setup(
-        self, model_dir: str | os.PathLike[str], omega: float | None, steps: int | None, seed: int | None,
+        self,
+        model_dir: str | os.PathLike[str],
+        omega: float | None,
+        steps: int | None,
+        seed: int | None,
         device: str | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.model_dir = str(model_dir)
         self.omega, self.steps, self.seed, self.device_name = omega, steps, seed, device
         self.model = None
@@ -60,12 +71,16 @@ class _AgentLogic:
         return _navsim().SensorConfig(**config)
 
     def compute_trajectory(self, agent_input, scene=None):
-        """The model's trajectory (8 poses, 0.5 s apart, current ego frame) for an AgentInput."""
+        """The model's trajectory (8 poses, 0.5 s apart, current ego frame) for an AgentInput (and its scene, whose
+        token seeds the sample when the agent requires the scene)."""
         if self.model is None:
             self.initialize()
         sample = agent_input_to_sample(agent_input, self.model)
-        seed = None if self.seed is None else self.seed + _input_key(sample)
-        poses = self.model.predict([sample], 1, self.steps, self.omega, seed=seed)[0, 0].astype(np.float32)
+        if scene is not None:
+            sample.token = scene.scene_metadata.initial_token
+        else:
+            sample.token = f"inputs-{_input_key(sample)}"
+        poses = self.model.predict([sample], 1, self.steps, self.omega, seed=self.seed)[0, 0].astype(np.float32)
         official = _navsim()
         sampling = getattr(self, "_trajectory_sampling", None) or official.TrajectorySampling(
             num_poses=8, interval_length=0.5
@@ -100,14 +115,21 @@ def agent_input_to_sample(agent_input: Any, model) -> Any:
     if model.config.include_history and len(statuses) > 1:
         past = np.array([np.asarray(s.ego_pose, dtype=np.float64) for s in statuses[:CURRENT_FRAME]])
     return sample_from_parts(
-        "agent_input", images, current.ego_velocity, current.ego_acceleration, current.driving_command,
-        model.backbone.processor, model.config.cameras, past, model.backbone.image_size,
-    )  # fmt: skip
+        "agent_input",
+        images,
+        current.ego_velocity,
+        current.ego_acceleration,
+        current.driving_command,
+        model.backbone.processor,
+        model.config.cameras,
+        past,
+        model.backbone.image_size,
+    )
 
 
 def _input_key(sample: Any) -> int:
-    """A number fixed by the scene's inputs (ego status and prompt): the seed offset of its sample, so a scene gets
-    the same trajectory whichever worker and in whatever order the official scripts run it."""
+    """A number fixed by the scene's inputs (ego status and prompt), standing in for the token when the scene is not
+    given, so a scene gets the same trajectory whichever worker and in whatever order the official scripts run it."""
     payload = np.asarray(sample.ego_status, dtype=np.float32).tobytes() + sample.prompt.encode()
     return zlib.crc32(payload) % (2**31)
 
@@ -130,7 +152,7 @@ def _build_agent_class(abstract_agent: type) -> type:
     takes_sampling = "trajectory_sampling" in inspect.signature(abstract_agent.__init__).parameters
 
     class VLADriveAgent(_AgentLogic, abstract_agent):
-        """Runs a saved vla-drive DrivingVLA as a NAVSIM agent (no privileged scene access)."""
+        """Runs a saved vla-drive DrivingVLA as a NAVSIM agent (the scene, when given, only for its token)."""
 
         def __init__(
             self,
@@ -140,13 +162,14 @@ def _build_agent_class(abstract_agent: type) -> type:
             seed: int | None = 0,
             device: str | None = None,
             trajectory_sampling: Any = None,
+            requires_scene: bool = True,
         ) -> None:
             if takes_sampling:
                 sampling = trajectory_sampling or _navsim().TrajectorySampling(num_poses=8, interval_length=0.5)
-                abstract_agent.__init__(self, trajectory_sampling=sampling, requires_scene=False)
+                abstract_agent.__init__(self, trajectory_sampling=sampling, requires_scene=requires_scene)
                 self._trajectory_sampling = sampling
             else:
-                abstract_agent.__init__(self, requires_scene=False)
+                abstract_agent.__init__(self, requires_scene=requires_scene)
             self._setup(model_dir, omega, steps, seed, device)
 
     VLADriveAgent.__module__ = __name__

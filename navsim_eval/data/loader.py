@@ -194,6 +194,21 @@ class SceneLoader:
         """A loader over any folder of log pickles (not necessarily ``navsim_logs/<split>``)."""
         return cls(scene_filter=scene_filter, sensor_root=sensor_root, log_dir=log_dir, **kw)
 
+    @classmethod
+    def from_split_file(
+        cls, split_file: str | Path, data_root: str | Path | None = None, max_scenes: int | None = None, **kw
+    ) -> SceneLoader:
+        """The scenes of a NAVSIM split file (``<name>.yaml`` next to ``scene_filter/``), the first ``max_scenes``
+        of them when given; ``data_root`` None reads ``$OPENSCENE_DATA_ROOT``."""
+        from dataclasses import replace
+
+        from navsim_eval.data.splits import load_split
+
+        path = Path(split_file)
+        split = load_split(path.parent, path.stem)
+        scene_filter = split.scene_filter if max_scenes is None else replace(split.scene_filter, max_scenes=max_scenes)
+        return cls(data_root, split.data_split, scene_filter, **kw)
+
     # -------------------------------------------------------------------------------------------- loading
 
     def _camera_indices(self, window: SceneWindow) -> range:

@@ -1,5 +1,5 @@
-"""Experiment configs: YAML and dict round trips, presets and their YAML twins, overrides, validation messages,
-base inheritance, data-path and DeepSpeed checks, and the run record."""
+"""Experiment configs: YAML and dict round trips, the YAML presets, overrides, validation messages, the algorithm
+section chosen by name, base inheritance, data-path and DeepSpeed checks, and the run record."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ import pytest
 
 from navsim_eval.data.scene_filter import SceneFilter
 from navsim_eval.data.splits import Split, write_split
+from vla_drive.algorithms.dipole import DipoleConfig
+from vla_drive.algorithms.registry import ALGORITHMS
 from vla_drive.config import (
-    ALGORITHMS,
+    ALGORITHM_NAMES,
     CONFIG_DIR,
     PRESETS,
     ConfigError,
     ExperimentConfig,
     UnknownPresetError,
-    check_deepspeed_file,
     config_from_dict,
     config_to_dict,
     data_paths,
-    deepspeed_dict,
     get_preset,
     load_config,
     run_metadata,
@@ -34,6 +34,8 @@ from vla_drive.config import (
 )
 from vla_drive.model.backbone import LoraSettings
 from vla_drive.model.head import HeadConfig
+from vla_drive.train.deepspeed_config import check_deepspeed_file, deepspeed_dict
+from vla_drive.train.stages import check_run
 
 
 def _error(*args, **kwargs) -> str:
@@ -57,7 +59,7 @@ def test_dict_round_trip(name):
     config = get_preset(name)
     data = config_to_dict(config)
     json.dumps(data)  # plain values only
-    assert isinstance(data["data"]["cameras"], list)
+    assert isinstance(data["model"]["cameras"], list)
     assert config_from_dict(data) == config
 
 
@@ -77,16 +79,16 @@ def test_round_trip_keeps_types_and_nested_sections(tmp_path):
     loaded = load_config(save_config(config, tmp_path / "c.yaml"))
     assert loaded == config
     assert isinstance(loaded.model.lora, LoraSettings) and loaded.model.lora.target_modules == ("q_proj", "v_proj")
-    assert isinstance(loaded.head, HeadConfig) and loaded.head.branches == ("pos", "neg")
+    assert isinstance(loaded.model.head, HeadConfig) and loaded.model.head.branches == ("pos", "neg")
     assert loaded.eval.omega == 1.0 and isinstance(loaded.eval.omega, float)
-    assert loaded.data.cameras == ("CAM_F0",) and loaded.eval.omegas == (0.0, 1.0) and loaded.name == "1e5"
+    assert loaded.model.cameras == ("CAM_F0",) and loaded.eval.omegas == (0.0, 1.0) and loaded.name == "1e5"
     assert "mixed_precision: 'no'" in (tmp_path / "c.yaml").read_text()
 
 
 def test_partial_dict_keeps_defaults():
-    config = config_from_dict({"head": {"depth": 2}, "train": {"max_steps": 70}})
+    config = config_from_dict({"model": {"head": {"depth": 2}}, "train": {"max_steps": 70}})
     default = ExperimentConfig()
-    assert config.head == replace(default.head, depth=2)  # the experiment's head defaults, not HeadConfig's
+    assert config.model.head == replace(HeadConfig(), depth=2)  # one set of head defaults: HeadConfig's
     assert config.train == replace(default.train, max_steps=70)
     assert load_config() == default
 
@@ -94,9 +96,9 @@ def test_partial_dict_keeps_defaults():
 # ------------------------------------------------------------------------------------------------ presets
 
 
-def test_presets_and_yaml_twins_are_equal():
-    assert set(PRESETS) == {"debug", "demo-imitation", "demo-dipole", "navsim-imitation", "navsim-dipole"}
-    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} >= set(PRESETS)
+def test_presets_are_the_yaml_files_of_configs():
+    assert set(PRESETS) >= {"debug", "debug-rl", "demo-imitation", "demo-dipole", "navsim-imitation", "navsim-dipole"}
+    assert set(PRESETS) == {p.stem for p in CONFIG_DIR.glob("*.yaml")}
     for name in PRESETS:
         assert load_config(CONFIG_DIR / f"{name}.yaml") == get_preset(name) == load_config(name), name
 
@@ -119,6 +121,7 @@ def test_presets_are_what_they_say():
         assert (navsim.distributed.backend, navsim.distributed.zero_stage) == ("deepspeed", 2)
     assert get_preset("navsim-imitation").model.trainable == "lora"
     assert get_preset("demo-dipole").algorithm.name == get_preset("navsim-dipole").algorithm.name == "dipole"
+    assert isinstance(get_preset("demo-dipole").algorithm, DipoleConfig)
     assert get_preset("debug") is not get_preset("debug")  # a fresh copy every time
 
 
@@ -127,7 +130,7 @@ def test_unknown_preset_suggests_the_closest_name():
         get_preset("demo-dipol")
     with pytest.raises(KeyError):
         get_preset("nope")
-    with pytest.raises(ConfigError, match=r"no preset or config file named 'debgu' \(did you mean 'debug'\?\)"):
+    with pytest.raises(ConfigError, match=r"no preset or config file named 'debgu' \(did you mean 'debug'"):
         load_config("debgu")
 
 
@@ -148,10 +151,10 @@ def test_overrides_of_every_kind():
             "train.mixed_precision=no",  # a string, not YAML 1.1 false
             "model.lora.r=16",
             "model.lora.target_modules=.*proj",
-            "head.depth=2",
-            "head.sampler=ddim",
-            "head.clip_x0=3",
-            "data.cameras=[CAM_F0,CAM_L0]",
+            "model.head.depth=2",
+            "model.head.sampler=ddim",
+            "model.head.clip_x0=3",
+            "model.cameras=[CAM_F0,CAM_L0]",
             "data.max_train_scenes=null",
             "eval.omega=null",
             "eval.omegas=[0, 2]",
@@ -166,8 +169,8 @@ def test_overrides_of_every_kind():
     assert config.train.max_steps == 20 and config.train.learning_rate == 1e-4
     assert config.train.mixed_precision == "no"
     assert config.model.lora == LoraSettings(r=16, target_modules=".*proj")
-    assert (config.head.depth, config.head.sampler, config.head.clip_x0) == (2, "ddim", 3.0)
-    assert config.data.cameras == ("CAM_F0", "CAM_L0") and config.data.max_train_scenes is None
+    assert (config.model.head.depth, config.model.head.sampler, config.model.head.clip_x0) == (2, "ddim", 3.0)
+    assert config.model.cameras == ("CAM_F0", "CAM_L0") and config.data.max_train_scenes is None
     assert config.eval.omega is None and config.eval.omegas == (0.0, 2.0)
     assert config.model.hidden_layers == (-2, -1) and config.name == "123" and config.data.val_split == ""
     assert config.model.gradient_checkpointing is True and config.train.loggers == ()
@@ -194,7 +197,7 @@ def test_unknown_keys_suggest_the_closest_field(tmp_path):
     assert "max_steps: unknown field; did you mean 'train.max_steps'?" in _error("debug", ["max_steps=10"])
     assert "model.lora.rank: unknown field; did you mean 'model.lora.r'" in _error("debug", ["model.lora.rank=4"])
     path = _write(tmp_path / "x.yaml", "train:\n  cameras: [CAM_F0]\n")
-    assert f"{path}: train.cameras: unknown field; did you mean 'data.cameras'?" in _error(path)
+    assert f"{path}: train.cameras: unknown field; did you mean 'model.cameras'?" in _error(path)
 
 
 def test_wrong_types_name_the_field_and_the_expectation():
@@ -204,8 +207,8 @@ def test_wrong_types_name_the_field_and_the_expectation():
     assert "train.max_steps: expected an integer, got 2.5" in _error("debug", ["train.max_steps=2.5"])
     assert "train.learning_rate: expected a number, got 'fast'" in _error("debug", ["train.learning_rate=fast"])
     assert "train.learning_rate: expected a finite number, got nan" in _error("debug", ["train.learning_rate=.nan"])
-    assert "data.include_history: expected true or false, got 'yes'" in _error("debug", ["data.include_history=yes"])
-    assert "data.cameras: expected a list of strings, got 'CAM_F0'" in _error("debug", ["data.cameras=CAM_F0"])
+    assert "model.include_history: expected true or false, got 'yes'" in _error("debug", ["model.include_history=yes"])
+    assert "model.cameras: expected a list of strings, got 'CAM_F0'" in _error("debug", ["model.cameras=CAM_F0"])
     assert "model.hidden_layers[1]: expected an integer, got 'last'" in _error(
         "debug", ["model.hidden_layers=[0,last]"]
     )
@@ -225,16 +228,16 @@ def test_wrong_types_name_the_field_and_the_expectation():
         ("train.mixed_precision=fp16", "train.mixed_precision: expected one of no, bf16, got 'fp16'"),
         ("distributed.backend=ds", "distributed.backend: expected one of none, deepspeed, got 'ds'"),
         ("distributed.zero_stage=4", "distributed.zero_stage: expected one of 0, 1, 2, 3, got 4"),
-        ("algorithm.name=dipol", "algorithm.name: expected one of " + ", ".join(ALGORITHMS) + ", got 'dipol'"),
+        ("algorithm.name=dipol", "algorithm.name: expected one of " + ", ".join(ALGORITHM_NAMES) + ", got 'dipol'"),
         ("algorithm.score_version=v3", "algorithm.score_version: expected one of v1, v2, got 'v3'"),
         ("eval.score_version=1", "eval.score_version: expected one of v1, v2, got '1' (did you mean 'v1'?)"),
-        ("head.sampler=dpm", "head.sampler: expected one of ddpm, ddim, dpmpp_2m, euler, got 'dpm'"),
+        ("model.head.sampler=dpm", "model.head.sampler: expected one of ddpm, ddim, dpmpp_2m, euler, got 'dpm'"),
         ("train.loggers=[jsonl,wand]", "train.loggers[1]: expected one of jsonl, tensorboard, wandb, got 'wand'"),
-        ("data.cameras=[CAM_X0]", "data.cameras[0]: expected one of CAM_F0, CAM_L0"),
+        ("model.cameras=[CAM_X0]", "model.cameras[0]: expected one of CAM_F0, CAM_L0"),
     ],
 )
 def test_enumerations(override, expected):
-    assert expected in _error("debug", [override])
+    assert expected in _error("debug-rl", [override])
 
 
 @pytest.mark.parametrize(
@@ -249,19 +252,22 @@ def test_enumerations(override, expected):
         ("train.max_grad_norm=-1", "train.max_grad_norm: expected a number >= 0, got -1.0"),
         ("train.warmup_steps=4", "train.warmup_steps: expected fewer than train.max_steps (4), got 4"),
         ("data.max_val_scenes=0", "data.max_val_scenes: expected an integer >= 1 or null, got 0"),
-        ("data.cameras=[]", "data.cameras: expected a non-empty list"),
-        ("data.cameras=[CAM_F0,CAM_F0]", "data.cameras: expected no repeated entries"),
+        ("model.cameras=[]", "model.cameras: expected a non-empty list"),
+        ("model.cameras=[CAM_F0,CAM_F0]", "model.cameras: expected no repeated entries"),
         ("model.lora.dropout=1.0", "model.lora.dropout: expected a number in [0, 1), got 1.0"),
-        ("head.num_heads=0", "head.num_heads: expected an integer >= 1, got 0"),
-        ("head.num_heads=3", "head: HeadConfig: hidden_size 32 is not divisible by num_heads 3"),
-        ("head.poses=10", "head.poses: expected 8"),
+        ("model.head.num_heads=0", "model.head.num_heads: expected an integer >= 1, got 0"),
+        ("model.head.num_heads=3", "model.head: HeadConfig: hidden_size 32 is not divisible by num_heads 3"),
+        ("model.head.poses=10", "model.head.poses: expected 8"),
+        ("model.head.sample_steps=0", "model.head.sample_steps: expected an integer >= 1, got 0"),
+        ("eval.sample_steps=0", "eval.sample_steps: expected an integer >= 1 or null, got 0"),
+        ("train.eval_every=-1", "train.eval_every: expected an integer >= 0, got -1"),
         ("algorithm.beta=0", "algorithm.beta: expected a number > 0, got 0.0"),
         ("eval.omegas=[0, -1]", "eval.omegas[1]: expected a number >= 0, got -1.0"),
         ("train.output_dir=", "train.output_dir: expected a non-empty string, got ''"),
     ],
 )
 def test_ranges(override, expected):
-    message = _error("debug", [override])
+    message = _error("debug-rl", [override])
     assert expected in message
     assert message.startswith(f"override {override!r}: ")  # the override is named
 
@@ -272,7 +278,15 @@ def test_ranges(override, expected):
         (["train.feature_cache=cache", "model.trainable=lora"], "train.feature_cache: needs model.trainable 'frozen'"),
         (["distributed.deepspeed_config=ds.json"], "distributed.deepspeed_config: needs distributed.backend"),
         (["distributed.backend=deepspeed", "distributed.offload_params=true"], "needs distributed.zero_stage 3"),
-        (["algorithm.name=dipole", "head.branches=[]"], "head.branches: algorithm 'dipole' trains the pos and neg"),
+        (["algorithm.name=dipole", "model.head.branches=[]"], "model.head.branches: algorithm 'dipole' trains the pos"),
+        (
+            ["algorithm.name=dipole", "algorithm.replay_iterations=2", "model.trainable=lora"],
+            "algorithm.replay_iterations: needs model.trainable 'frozen'",
+        ),
+        (
+            ["algorithm.name=dipole", "algorithm.update_epochs=3", "train.grad_accumulation=2"],
+            "train.grad_accumulation: expected a divisor of algorithm.update_epochs x 1 minibatches (3), got 2",
+        ),
         (["train.loggers=[wandb]", "train.wandb_project="], "train.wandb_project: expected a project name"),
     ],
 )
@@ -304,6 +318,38 @@ def test_validate_config_checks_configs_built_in_code():
         validate_config(config)
 
 
+# ------------------------------------------------------------------------------------------------ algorithm section
+
+
+def test_the_algorithm_name_picks_its_config_class_and_its_fields():
+    config = load_config("debug", ["algorithm.name=dipole", "algorithm.beta=2.5"])
+    assert isinstance(config.algorithm, DipoleConfig) and config.algorithm.beta == 2.5
+    assert config.algorithm.rollout_steps == DipoleConfig().rollout_steps  # unset fields: the class defaults
+    assert set(ALGORITHM_NAMES) == set(ALGORITHMS) and "bc" in ALGORITHM_NAMES and "dipole" in ALGORITHM_NAMES
+
+
+def test_a_field_of_another_algorithm_is_refused_naming_the_algorithm():
+    message = _error("debug", ["algorithm.beta=2"])
+    assert message == (
+        "override 'algorithm.beta=2': algorithm.beta: not a setting of algorithm 'bc' (algorithm 'dipole' has it)"
+    )
+    assert "algorithm.bta: not a setting of algorithm 'dipole'; did you mean 'algorithm.beta'?" in _error(
+        "debug-rl", ["algorithm.bta=2"]
+    )
+    assert "configs/demo-dipole.yaml: algorithm.beta: not a setting of algorithm 'bc'" in _error(
+        "demo-dipole", ["algorithm.name=bc"]
+    )
+
+
+def test_an_unknown_algorithm_lists_the_registered_ones():
+    message = _error("debug", ["algorithm.name=no_such_algorithm"])
+    assert message == (
+        "override 'algorithm.name=no_such_algorithm': algorithm.name: expected one of "
+        + ", ".join(ALGORITHMS)
+        + ", got 'no_such_algorithm'"
+    )
+
+
 # ------------------------------------------------------------------------------------------------ base inheritance
 
 
@@ -321,7 +367,7 @@ def test_base_errors(tmp_path):
     _write(tmp_path / "b.yaml", "base: a.yaml\n")
     assert "includes itself" in _error(loop)
     typo = _write(tmp_path / "typo.yaml", "base: debgu\n")
-    assert f"{typo}: base: no preset or file named 'debgu' (did you mean 'debug'?)" in _error(typo)
+    assert f"{typo}: base: no preset or file named 'debgu' (did you mean 'debug'" in _error(typo)
     assert "no such config file" in _error(_write(tmp_path / "gone.yaml", "base: missing.yaml\n"))
     _write(tmp_path / "parent.yaml", "train:\n  max_step: 3\n")
     child = _write(tmp_path / "child.yaml", "base: parent.yaml\n")
@@ -341,7 +387,7 @@ def test_validate_paths_names_the_missing_paths(tmp_path, monkeypatch):
     message = str(info.value)
     assert "data.data_root: not set and $OPENSCENE_DATA_ROOT is not set" in message
     assert f"data.train_split: split file '{tmp_path}/devkit/navsim/planning/" in message
-    assert "model.init_from: model directory 'runs/navsim-imitation/model' does not exist" in message
+    assert "train.init_from: model directory 'runs/navsim-imitation/model' does not exist" in message
     assert "data.maps_root" not in message
     monkeypatch.delenv("NAVSIM_DEVKIT_ROOT")
     with pytest.raises(ConfigError, match=r"data.val_split: \$NAVSIM_DEVKIT_ROOT is not set"):
@@ -418,14 +464,14 @@ def test_deepspeed_file_contradictions_are_refused(tmp_path):
     assert f"{label}: 'bf16.enabled' is false but train.mixed_precision is 'bf16'" in problems
     with pytest.raises(ConfigError, match=r"'train_batch_size' is 64 but train\.batch_size x train\.grad_accumulation"):
         check_deepspeed_file(_ds_config(tmp_path, {"train_batch_size": 64}), world_size=4)
-    with pytest.raises(ConfigError, match=r"'optimizer\.params\.lr' is 0\.001 but train\.learning_rate is 0\.0003"):
-        check_deepspeed_file(_ds_config(tmp_path, {"optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}}))
+    with pytest.raises(ConfigError, match=r"remove the 'optimizer' block; the trainer builds AdamW"):
+        check_deepspeed_file(_ds_config(tmp_path, {"optimizer": {"type": "AdamW", "params": {"lr": 3e-4}}}))
     with pytest.raises(ConfigError, match=r"'fp16\.enabled' is true"):
         check_deepspeed_file(_ds_config(tmp_path, {"fp16": {"enabled": True}}))
     with pytest.raises(ConfigError, match=r"'zero_optimization.offload_optimizer.device' is 'cpu' but"):
         check_deepspeed_file(_ds_config(tmp_path, {"zero_optimization": {"offload_optimizer": {"device": "cpu"}}}))
-    with pytest.raises(ConfigError, match=r"'zero_optimization\.stage' is 3"):
-        validate_paths(with_synthetic_world(_ds_config(tmp_path, {"zero_optimization": {"stage": 3}}), tmp_path))
+    with pytest.raises(ConfigError, match=r"'zero_optimization\.stage' is 3"):  # checked before a run builds anything
+        check_run(with_synthetic_world(_ds_config(tmp_path, {"zero_optimization": {"stage": 3}}), tmp_path))
 
 
 def test_deepspeed_file_auto_values_are_filled_from_the_config(tmp_path):

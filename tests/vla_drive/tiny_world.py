@@ -13,6 +13,7 @@ from navsim_eval.data.loader import SceneLoader
 from navsim_eval.data.splits import load_split
 from navsim_eval.synthetic.world import WorldConfig, WorldSummary, generate_world
 from vla_drive.data.dataset import SceneDataset
+from vla_drive.model.head import HeadConfig
 from vla_drive.model.vla import DrivingVLA, VLAConfig
 
 
@@ -31,7 +32,9 @@ def tiny_world(root: Path, frames_per_log: int = 16, include_history: bool = Fal
     world = generate_world(root / "world", WorldConfig(num_logs=1, frames_per_log=frames_per_log))
     split = load_split(world.splits_dir, "synthetic_all")
     loader = SceneLoader(world.data_root, split.data_split, split.scene_filter)
-    model = DrivingVLA.build(VLAConfig(include_history=include_history), seed=0)
+    model = DrivingVLA.build(
+        VLAConfig(include_history=include_history, head=HeadConfig(hidden_size=128, depth=4, num_heads=4)), seed=0
+    )
     dataset = SceneDataset.for_backbone(loader, model.backbone, include_history=include_history)
     model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
     if spread:

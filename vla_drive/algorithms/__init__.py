@@ -1,1 +1,2 @@
-"""Training objectives: imitation (bc) and the diffusion RL algorithms, behind one interface."""
+"""Training objectives behind one interface: imitation (``bc``) and the diffusion RL algorithms, by name in
+:mod:`vla_drive.algorithms.registry`."""

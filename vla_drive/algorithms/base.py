@@ -1,14 +1,64 @@
-"""The algorithm interface: what the RL loop asks of every algorithm (rollout spec, prepare, loss, after_step)."""
+"""The algorithm interface: what the training stages ask of every objective (rollout spec, prepare, loss,
+after_step), and the config classes every algorithm's settings derive from.
+
+Each algorithm is a class with a ``name``, its settings as a config dataclass beside it (``config_class``), and
+``uses_rollouts``: imitation (``bc``) trains on the logged trajectories of the dataset, the RL algorithms on rollouts
+of the current policy scored with PDM rewards. :mod:`vla_drive.algorithms.registry` maps names to classes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from vla_drive.model.types import Cond, Guidance, NoiseCfg, SampleOut
+from vla_drive.model.types import Cond, Guidance, HeadLossRequest, NoiseConfig, SampleOut
+
+SCORE_VERSIONS: tuple[str, ...] = ("v1", "v2")
+
+
+@dataclass
+class AlgorithmConfig:
+    """The settings every algorithm has: its registry name. Subclasses add their own fields (with rules in
+    ``metadata``, as :mod:`vla_drive.config.schema` describes)."""
+
+    name: str = "bc"
+
+    def conflicts(self, experiment: Any) -> list[tuple[str, str]]:
+        """Problems between these settings and the rest of an experiment config, as (field path, message)."""
+        return []
+
+
+@dataclass
+class RLConfig(AlgorithmConfig):
+    """What every RL algorithm shares: K rollouts per scene with N sampler steps, the PDM reward, update epochs."""
+
+    name: str = ""
+    samples_per_scene: int = field(default=8, metadata={"min": 1})  # K rollouts per scene and iteration
+    rollout_steps: int = field(default=10, metadata={"min": 1})  # sampler steps of every rollout
+    update_epochs: int = field(default=1, metadata={"min": 1})  # passes over an iteration's rollouts
+    score_version: str = field(default="v1", metadata={"choices": SCORE_VERSIONS})  # v1 PDMS | v2 EPDMS reward
+    progress_weight: float = field(default=5.0, metadata={"min": 0})  # weight of ego progress (5 = official)
+
+    def minibatches_per_epoch(self) -> int:
+        """Optimizer micro-batches one update epoch is split into."""
+        return 1
+
+    def conflicts(self, experiment: Any) -> list[tuple[str, str]]:
+        problems = super().conflicts(experiment)
+        micro = self.update_epochs * self.minibatches_per_epoch()
+        accumulation = experiment.train.grad_accumulation
+        if micro % accumulation:
+            problems.append(
+                (
+                    "train.grad_accumulation",
+                    f"expected a divisor of algorithm.update_epochs x "
+                    f"{self.minibatches_per_epoch()} minibatches ({micro}), got {accumulation}",
+                )
+            )
+        return problems
 
 
 @dataclass
@@ -18,7 +68,7 @@ class RolloutSpec:
     samples_per_scene: int = 8
     steps: int = 10
     guidance: Guidance | None = None
-    stochastic: NoiseCfg | None = None
+    stochastic: NoiseConfig | None = None
     return_chain: bool = False
     include_logged: bool = False  # the logged human trajectory joins each scene's group as one more member
 
@@ -55,24 +105,18 @@ class RolloutBatch:
         return HeadLossRequest(x0, None, branches, inputs=self.inputs, scene=self.group_index[rows])
 
 
-@dataclass
-class HeadLossRequest:
-    """Denoising losses of model-space samples under named branches, computed inside the model's forward so that
-    DeepSpeed / DDP wrappers see the pass (``model(request)`` returns [len(branches), B])."""
-
-    x0: Tensor
-    cond: Cond | None  # None: encode ``inputs`` (with gradients into a training backbone)
-    branches: tuple[str | None, ...]
-    t: Tensor | None = None
-    eps: Tensor | None = None
-    inputs: Any = None  # a raw batch of scenes to encode instead of ``cond``
-    scene: Tensor | None = None  # [B] the row of ``inputs`` each sample belongs to
-
-
 class Algorithm:
-    """One training objective for the trajectory head."""
+    """One training objective for the trajectory head, built from its config."""
 
-    name = "base"
+    name: ClassVar[str] = "base"
+    config_class: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
+    uses_rollouts: ClassVar[bool] = True  # False: trains on dataset batches (imitation)
+
+    def __init__(self, config: AlgorithmConfig | None = None) -> None:
+        config = config if config is not None else self.config_class(name=self.name)
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
 
     def rollout_spec(self) -> RolloutSpec:
         raise NotImplementedError
@@ -82,7 +126,9 @@ class Algorithm:
         """Advantages, weights, old log-probs... (no gradients)."""
         return batch
 
-    def loss(self, model: torch.nn.Module, batch: RolloutBatch, rows: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: torch.nn.Module, batch: Any, rows: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """The loss of one micro-batch: ``rows`` of a prepared :class:`RolloutBatch` (RL), or a dataset batch
+        (imitation, ``rows`` None). ``model`` may be a DeepSpeed / DDP wrapper: every pass goes through its forward."""
         raise NotImplementedError
 
     def after_step(self, metrics: dict[str, float]) -> None:

@@ -8,52 +8,65 @@ so greediness is tuned by omega without retraining.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor
 
 from vla_drive.algorithms.advantages import group_advantage
-from vla_drive.algorithms.base import Algorithm, RolloutBatch, RolloutSpec
-from vla_drive.model.types import Guidance, NoiseCfg
+from vla_drive.algorithms.base import Algorithm, AlgorithmConfig, RLConfig, RolloutBatch, RolloutSpec
+from vla_drive.model.types import Guidance, NoiseConfig
 
 BRANCHES = ("pos", "neg")
 
 
+@dataclass
+class DipoleConfig(RLConfig):
+    """DIPOLE's settings on top of the shared RL ones."""
+
+    name: str = "dipole"
+    rollout_omega: float = field(default=0.0, metadata={"min": 0})  # guidance of the rollouts (0 = the pos branch)
+    beta: float = field(default=1.0, metadata={"min": 0, "strict": True})  # temperature of sigmoid(beta * G)
+    stochastic: bool = False  # stochastic (DDIM eta 1) rollouts instead of the deterministic sampler
+    include_logged: bool = False  # the logged human trajectory joins each scene's group (anchors RL to the data)
+    replay_iterations: int = field(default=0, metadata={"min": 0})  # reuse rollouts of this many past iterations
+
+    def conflicts(self, experiment: Any) -> list[tuple[str, str]]:
+        problems = super().conflicts(experiment)
+        branches = tuple(experiment.model.head.branches)
+        if not {"pos", "neg"} <= set(branches):
+            problems.append(
+                (
+                    "model.head.branches",
+                    f"algorithm 'dipole' trains the pos and neg branches; expected both, got {list(branches)}",
+                )
+            )
+        if self.replay_iterations and experiment.model.trainable != "frozen":
+            problems.append(
+                (
+                    "algorithm.replay_iterations",
+                    f"needs model.trainable 'frozen' (the replay keeps encoded "
+                    f"conditions, which a training backbone makes stale), got {experiment.model.trainable!r}",
+                )
+            )
+        return problems
+
+
 class Dipole(Algorithm):
-    name = "dipole"
+    name: ClassVar[str] = "dipole"
+    config_class: ClassVar[type[AlgorithmConfig]] = DipoleConfig
 
-    def __init__(
-        self,
-        samples_per_scene: int = 8,
-        rollout_steps: int = 5,
-        rollout_omega: float = 0.0,
-        beta: float = 1.0,
-        stochastic: bool = False,
-        include_logged: bool = False,
-    ) -> None:
-        if samples_per_scene < 1 or rollout_steps < 1:
-            raise ValueError(f"DIPOLE: samples_per_scene and rollout_steps must be >= 1, got {samples_per_scene}, "
-                             f"{rollout_steps}")  # fmt: skip
-        self.samples_per_scene = samples_per_scene
-        self.rollout_steps = rollout_steps
-        self.rollout_omega = rollout_omega
-        self.beta = beta
-        self.stochastic = stochastic
-        self.include_logged = include_logged
-
-    @classmethod
-    def from_config(cls, config) -> Dipole:
-        return cls(
-            config.samples_per_scene, config.rollout_steps, config.rollout_omega, config.beta, config.stochastic,
-            config.include_logged,
-        )  # fmt: skip
+    config: DipoleConfig
 
     def rollout_spec(self) -> RolloutSpec:
+        config = self.config
         return RolloutSpec(
-            samples_per_scene=self.samples_per_scene,
-            steps=self.rollout_steps,
-            guidance=Guidance("dichotomous", self.rollout_omega),
-            stochastic=NoiseCfg() if self.stochastic else None,
-            include_logged=self.include_logged,
+            samples_per_scene=config.samples_per_scene,
+            steps=config.rollout_steps,
+            guidance=Guidance("dichotomous", config.rollout_omega),
+            stochastic=NoiseConfig() if config.stochastic else None,
+            include_logged=config.include_logged,
         )
 
     def trainable_branches(self) -> tuple[str | None, ...]:
@@ -62,7 +75,7 @@ class Dipole(Algorithm):
     @torch.no_grad()
     def prepare(self, batch: RolloutBatch) -> RolloutBatch:
         advantage, valid = group_advantage(batch.reward, batch.group_index)
-        weight_pos = torch.sigmoid(self.beta * advantage)
+        weight_pos = torch.sigmoid(self.config.beta * advantage)
         batch.extras.update(advantage=advantage, valid=valid, weight_pos=weight_pos, weight_neg=1.0 - weight_pos)
         return batch
 
@@ -82,5 +95,8 @@ class Dipole(Algorithm):
         loss_pos = (weight_pos * losses[0]).sum() / count
         loss_neg = (weight_neg * losses[1]).sum() / count
         loss = loss_pos + loss_neg
-        return loss, {"loss": float(loss.detach()), "loss_pos": float(loss_pos.detach()),
-                      "loss_neg": float(loss_neg.detach())}  # fmt: skip
+        return loss, {
+            "loss": float(loss.detach()),
+            "loss_pos": float(loss_pos.detach()),
+            "loss_neg": float(loss_neg.detach()),
+        }

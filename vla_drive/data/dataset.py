@@ -1,42 +1,23 @@
-"""Driving samples from navsim_eval scenes: camera images, prompt, ego status, ground-truth trajectory; and the
-collate function that turns them into padded processor inputs for the backbone."""
+"""Driving samples from navsim_eval scenes: camera images, prompt, ego status, ground-truth trajectory (the sample
+and batch types, and the collate function that pads them for the backbone, belong to the model:
+:mod:`vla_drive.model.types`, :func:`vla_drive.model.processor.collate`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from navsim_eval.data.loader import SceneLoader
 from navsim_eval.errors import InvalidSceneError
 from navsim_eval.scene import Scene
-from vla_drive.data.processor import prepare_inputs
 from vla_drive.data.prompt import build_prompt, format_prompt, instruction_text, resize_image
-from vla_drive.model.types import EGO_STATUS_DIM, POSE_DIM, TRAJECTORY_POSES
+from vla_drive.model.types import POSE_DIM, TRAJECTORY_POSES, DrivingSample, DrivingSampleError
 
 EGO_STATUS_NAMES = ("vx", "vy", "ax", "ay", "command_left", "command_forward", "command_right", "command_unknown")
-
-
-class DrivingSampleError(ValueError):
-    """A scene that cannot become a training sample (non-finite ego status, missing future, bad command)."""
-
-
-@dataclass
-class DrivingSample:
-    """One scene ready for the model: images (one per camera), prompt, ego status [8], gt trajectory [8, 3]."""
-
-    token: str
-    images: list[Image.Image]
-    command: np.ndarray  # [4] float32 one-hot: left, forward, right, unknown
-    ego_status: np.ndarray  # [8] float32: vx, vy, ax, ay (body frame) + command one-hot
-    trajectory: np.ndarray  # [8, 3] float32 future poses in the current ego rear-axle frame
-    prompt: str
 
 
 def ego_status_vector(scene: Scene) -> np.ndarray:
@@ -54,8 +35,9 @@ def ego_status_from_parts(token: str, velocity, acceleration, command) -> np.nda
             f"scene {token}: driving_command has {command.size} values, expected a one-hot of 4 "
             "(left, forward, right, unknown)"
         )
-    motion = np.concatenate([np.asarray(velocity, dtype=np.float64).reshape(-1),
-                             np.asarray(acceleration, dtype=np.float64).reshape(-1)])  # fmt: skip
+    motion = np.concatenate(
+        [np.asarray(velocity, dtype=np.float64).reshape(-1), np.asarray(acceleration, dtype=np.float64).reshape(-1)]
+    )
     if motion.shape != (4,):
         raise DrivingSampleError(f"scene {token}: expected velocity [2] and acceleration [2], got {motion.size} values")
     status = np.concatenate([motion, command])
@@ -82,8 +64,9 @@ def sample_from_parts(
     status = ego_status_from_parts(token, velocity, acceleration, command)
     text = format_prompt(processor, instruction_text(status[4:], status[:2], status[2:4], past_poses), cameras)
     images = [resize_image(image.convert("RGB"), image_size) for image in images]
-    return DrivingSample(token, images, status[4:].copy(), status, np.zeros((TRAJECTORY_POSES, POSE_DIM), np.float32),
-                         text)  # fmt: skip
+    return DrivingSample(
+        token, images, status[4:].copy(), status, np.zeros((TRAJECTORY_POSES, POSE_DIM), np.float32), text
+    )
 
 
 def make_sample(
@@ -132,6 +115,12 @@ class SceneDataset(Dataset[DrivingSample]):
         kwargs.setdefault("image_size", backbone.image_size)
         return cls(scenes, backbone.processor, **kwargs)
 
+    @classmethod
+    def for_model(cls, scenes: SceneLoader | Sequence[Scene], model: Any) -> SceneDataset:
+        """The samples a DrivingVLA reads: its backbone's processor and image size, its cameras and history."""
+        config = model.config
+        return cls.for_backbone(scenes, model.backbone, cameras=config.cameras, include_history=config.include_history)
+
     def __len__(self) -> int:
         return len(self.scenes)
 
@@ -144,50 +133,3 @@ class SceneDataset(Dataset[DrivingSample]):
     def __getitem__(self, index: int) -> DrivingSample:
         scene = self.scenes[index]
         return make_sample(scene, self.processor, self.cameras, self.image_size, self.include_history)
-
-
-@dataclass
-class Batch:
-    """A collated batch: processor outputs (padded), ego status [B, 8], gt trajectories [B, 8, 3], scene tokens."""
-
-    inputs: Any  # transformers BatchFeature: input_ids, attention_mask, pixel_values, ...
-    ego: Tensor
-    trajectory: Tensor
-    tokens: list[str]
-    prompts: list[str] = field(default_factory=list)
-
-    @property
-    def batch_size(self) -> int:
-        return len(self.tokens)
-
-    def to(self, device: torch.device | str) -> Batch:
-        inputs = self.inputs.to(device) if hasattr(self.inputs, "to") else self.inputs
-        return Batch(inputs, self.ego.to(device), self.trajectory.to(device), self.tokens, self.prompts)
-
-
-def collate(samples: Sequence[DrivingSample], backbone: Any) -> Batch:
-    """Pad a list of samples into a :class:`Batch`; ``backbone`` is a VLMBackbone or a bare processor."""
-    if not samples:
-        raise ValueError("collate: empty list of samples")
-    images = [sample.images for sample in samples]
-    texts = [sample.prompt for sample in samples]
-    prepare = getattr(backbone, "prepare", None)
-    inputs = prepare(images, texts) if prepare is not None else prepare_inputs(backbone, images, texts)
-    ego = torch.from_numpy(np.stack([s.ego_status for s in samples]).astype(np.float32))
-    trajectory = torch.from_numpy(np.stack([s.trajectory for s in samples]).astype(np.float32))
-    if ego.shape[1:] != (EGO_STATUS_DIM,) or trajectory.shape[1:] != (TRAJECTORY_POSES, POSE_DIM):
-        raise DrivingSampleError(
-            f"collate: ego status {list(ego.shape)} / trajectory {list(trajectory.shape)}; expected "
-            f"[B, {EGO_STATUS_DIM}] / [B, {TRAJECTORY_POSES}, {POSE_DIM}]"
-        )
-    return Batch(inputs, ego, trajectory, [s.token for s in samples], texts)
-
-
-@dataclass
-class Collator:
-    """A picklable ``collate_fn`` for ``torch.utils.data.DataLoader`` (workers get the processor, not the model)."""
-
-    processor: Any
-
-    def __call__(self, samples: Sequence[DrivingSample]) -> Batch:
-        return collate(samples, self.processor)

@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,8 +24,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vla_drive.data.dataset import SceneDataset, collate
-from vla_drive.model.types import Cond
+from vla_drive.data.dataset import SceneDataset
+from vla_drive.model.processor import collate
+from vla_drive.model.types import CachedBatch, Cond
 
 INDEX_FILE = "index.json"
 CACHE_FORMAT = 1
@@ -34,22 +34,6 @@ CACHE_FORMAT = 1
 
 class FeatureCacheError(ValueError):
     """A feature cache that cannot be built or read (names the folder and the problem)."""
-
-
-@dataclass
-class CachedBatch:
-    """A batch of cached conditions: what the head needs, without the backbone."""
-
-    cond: Cond
-    trajectory: Tensor  # [B, 8, 3]
-    tokens: list[str]
-
-    @property
-    def batch_size(self) -> int:
-        return len(self.tokens)
-
-    def to(self, device: torch.device | str) -> CachedBatch:
-        return CachedBatch(self.cond.to(device), self.trajectory.to(device), self.tokens)
 
 
 def _fingerprint(backbone) -> str:
@@ -123,10 +107,14 @@ def build_feature_cache(
                 mask[row, :length] = True
             name = f"shard-{shard_index:05d}.safetensors"
             save_file(
-                {"tokens": padded, "mask": mask, "ego": torch.cat(parts["ego"]),
-                 "trajectory": torch.cat(parts["trajectory"])},
+                {
+                    "tokens": padded,
+                    "mask": mask,
+                    "ego": torch.cat(parts["ego"]),
+                    "trajectory": torch.cat(parts["trajectory"]),
+                },
                 str(staging / name),
-            )  # fmt: skip
+            )
             shards.append(name)
             for row, token in enumerate(shard_tokens):
                 entries[token] = [shard_index, row]

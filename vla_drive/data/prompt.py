@@ -12,7 +12,7 @@ from PIL import Image
 
 from navsim_eval.geometry import absolute_to_relative_poses
 from navsim_eval.scene import Scene
-from vla_drive.data.processor import image_placeholder
+from vla_drive.model.processor import image_placeholder
 
 COMMAND_NAMES = ("turn left", "go straight", "turn right", "unknown")  # NAVSIM one-hot order
 CAMERA_LABELS = {

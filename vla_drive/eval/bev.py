@@ -16,8 +16,12 @@ from navsim_eval.pdm.metric_cache import MetricCache
 from navsim_eval.pdm.results import ScoreTable
 from navsim_eval.vehicle import PACIFICA
 
-MULTIPLIERS = ("no_at_fault_collisions", "drivable_area_compliance", "driving_direction_compliance",
-               "traffic_light_compliance")  # fmt: skip
+MULTIPLIERS = (
+    "no_at_fault_collisions",
+    "drivable_area_compliance",
+    "driving_direction_compliance",
+    "traffic_light_compliance",
+)
 VIEW_RADIUS_M = 45.0
 
 
@@ -63,8 +67,15 @@ def _draw(axis, figure, cache: MetricCache, table: ScoreTable, predicted, path: 
     for polygon in cache.drivable_map.polygons:
         if polygon.distance(_point(origin)) > VIEW_RADIUS_M * 1.5:
             continue
-        axis.add_patch(PolygonPatch(np.asarray(polygon.exterior.coords)[:, :2] - shift, closed=True, facecolor="0.88",
-                                    edgecolor="0.7", linewidth=0.5))  # fmt: skip
+        axis.add_patch(
+            PolygonPatch(
+                np.asarray(polygon.exterior.coords)[:, :2] - shift,
+                closed=True,
+                facecolor="0.88",
+                edgecolor="0.7",
+                linewidth=0.5,
+            )
+        )
     observation = cache.observation
     for n in range(len(observation.tokens)):
         if not observation.present[0, n]:
@@ -72,8 +83,16 @@ def _draw(axis, figure, cache: MetricCache, table: ScoreTable, predicted, path: 
         x, y, yaw, length, width = observation.boxes[0, n]
         if np.hypot(x - origin[0], y - origin[1]) > VIEW_RADIUS_M * 1.5:
             continue
-        axis.add_patch(PolygonPatch(_box_corners(x, y, yaw, length, width) - shift, closed=True, facecolor="tab:orange",
-                                    edgecolor="k", linewidth=0.5, alpha=0.8))  # fmt: skip
+        axis.add_patch(
+            PolygonPatch(
+                _box_corners(x, y, yaw, length, width) - shift,
+                closed=True,
+                facecolor="tab:orange",
+                edgecolor="k",
+                linewidth=0.5,
+                alpha=0.8,
+            )
+        )
         future = observation.boxes[:, n, :2][observation.present[:, n]] - shift
         axis.plot(future[:, 0], future[:, 1], color="tab:orange", linewidth=0.6, alpha=0.6)
     centre = origin[:2] + PACIFICA.rear_axle_to_center * np.array([np.cos(origin[2]), np.sin(origin[2])])

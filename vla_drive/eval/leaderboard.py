@@ -19,7 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +27,14 @@ import numpy as np
 from navsim_eval.atomic import atomic_write_text
 from navsim_eval.csv_io import official_rows, write_score_csv
 from navsim_eval.data.loader import SceneLoader
-from navsim_eval.data.splits import load_split
 from navsim_eval.pdm.cache_io import MetricCacheStore
 from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
 from navsim_eval.pool import ScoringPool
 from vla_drive.data.dataset import SceneDataset
 from vla_drive.eval.bev import failing_metrics, plot_scene
-from vla_drive.eval.predictions import PredictionStore, predict_resumable
+from vla_drive.eval.predictions import PredictionStore, predict_scenes
 from vla_drive.eval.scoring import build_metric_caches
-from vla_drive.model.vla import model_fingerprint
+from vla_drive.model.vla import DrivingVLA, model_fingerprint
 
 LOG = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -69,7 +68,7 @@ class EvalResult:
 
 
 def evaluate_split(
-    model,
+    model: DrivingVLA,
     split_file: str | os.PathLike[str],
     data_root: str | os.PathLike[str],
     maps_root: str | os.PathLike[str],
@@ -94,8 +93,9 @@ def evaluate_split(
     missing.update(no_cache)
     store_view = MetricCacheStore(caches_root)
     tokens = [t for t in loader.tokens if t in predictions and t in store_view]
-    missing.update({t: "no metric cache" for t in loader.tokens if t in predictions and t not in store_view and
-                    t not in missing})  # fmt: skip
+    missing.update(
+        {t: "no metric cache" for t in loader.tokens if t in predictions and t not in store_view and t not in missing}
+    )
     with ScoringPool(caches_root, settings.version, workers=settings.workers) as pool:
         tables = pool.score([(t, predictions[t][None]) for t in tokens])
     if progress is not None:
@@ -108,8 +108,18 @@ def evaluate_split(
     listed = len(tokens) + sum(not token.startswith("log:") for token in missing)  # log entries are no scenes
     metrics["score_with_missing_as_zero"] = float(sum(scores) / listed) if listed else float("nan")
     plots = _plot_worst(tables, predictions, store_view, out / "worst", settings.worst)
-    summary = _write_summary(out / "summary.md", metrics, tables, missing, settings, split.omega, split.steps,
-                             model_name, split_file.stem, plots)  # fmt: skip
+    summary = _write_summary(
+        out / "summary.md",
+        metrics,
+        tables,
+        missing,
+        settings,
+        split.omega,
+        split.steps,
+        model_name,
+        split_file.stem,
+        plots,
+    )
     atomic_write_text(out / "metrics.json", json.dumps({**metrics, "scored": len(tables), "missing": len(missing)}))
     return EvalResult(out, csv_path, summary, plots, metrics, len(tables), missing)
 
@@ -127,7 +137,7 @@ class SplitPredictions:
 
 
 def predict_split(
-    model,
+    model: DrivingVLA,
     split_file: str | os.PathLike[str],
     data_root: str | os.PathLike[str],
     folder: str | os.PathLike[str],
@@ -137,22 +147,25 @@ def predict_split(
 ) -> SplitPredictions:
     """Predict every loadable scene of a split into the resumable prediction ``folder`` (see predictions.py)."""
     split_file = Path(split_file)
-    split = load_split(split_file.parent, split_file.stem)
-    scene_filter = split.scene_filter
-    if settings.max_scenes:
-        scene_filter = replace(scene_filter, max_scenes=settings.max_scenes)
-    loader = SceneLoader(data_root, split.data_split, scene_filter)
+    loader = SceneLoader.from_split_file(split_file, data_root, settings.max_scenes)
     missing = _unloaded(loader)
     omega = model.config.guidance_omega if settings.omega is None else float(settings.omega)
-    steps = settings.steps or model.config.sample_steps
-    dataset = SceneDataset.for_backbone(
-        loader, model.backbone, cameras=model.config.cameras, include_history=model.config.include_history
+    steps = settings.steps or model.config.head.sample_steps
+    dataset = SceneDataset.for_model(loader, model)
+    store = PredictionStore(
+        folder,
+        {
+            "model": model_name,
+            "model_fingerprint": model_fingerprint(model),
+            "split": str(split_file.resolve()),
+            "data_root": str(Path(data_root).resolve()),
+            "omega": omega,
+            "steps": steps,
+            "seed": settings.seed,
+            "batch_size": settings.batch_size,
+            "max_scenes": settings.max_scenes,
+        },
     )
-    store = PredictionStore(folder, {
-        "model": model_name, "model_fingerprint": model_fingerprint(model), "split": str(split_file.resolve()),
-        "data_root": str(Path(data_root).resolve()), "omega": omega, "steps": steps, "seed": settings.seed,
-        "batch_size": settings.batch_size, "max_scenes": settings.max_scenes,
-    })  # fmt: skip
     done = 0
 
     def predicted(count: int) -> None:
@@ -161,14 +174,21 @@ def predict_split(
         if progress is not None:
             progress("predict", done, len(dataset))
 
-    predictions, failed = predict_resumable(
-        model, dataset, store, batch_size=settings.batch_size, steps=steps, omega=omega, seed=settings.seed,
+    result = predict_scenes(
+        model,
+        dataset,
+        steps=steps,
+        omega=omega,
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+        store=store,
         progress=predicted,
-    )  # fmt: skip
-    missing.update(failed)
+    )
+    missing.update(result.failed)
+    scene_filter = loader.scene_filter
     listed = list(scene_filter.tokens) if scene_filter.tokens and not settings.max_scenes else list(loader.tokens)
     required = listed + [t for t in missing if not t.startswith("log:") and t not in listed]
-    return SplitPredictions(loader, predictions, required, missing, omega, steps)
+    return SplitPredictions(loader, result.first(), required, missing, omega, steps)
 
 
 def _unloaded(loader: SceneLoader) -> dict[str, str]:
@@ -191,8 +211,11 @@ def _plot_worst(tables: Sequence[ScoreTable], predictions, store: MetricCacheSto
     plots = []
     for rank, table in enumerate(order):
         try:
-            plots.append(plot_scene(store[table.token], table, predictions[table.token], folder /
-                                    f"{rank:02d}_{table.token}.png"))  # fmt: skip
+            plots.append(
+                plot_scene(
+                    store[table.token], table, predictions[table.token], folder / f"{rank:02d}_{table.token}.png"
+                )
+            )
         except Exception as error:  # a plot must never sink an evaluation
             LOG.warning("BEV plot of %s failed: %s", table.token, error)
     return plots
@@ -216,8 +239,10 @@ def _write_summary(path: Path, metrics, tables, missing, settings, omega, steps,
             token = plot.stem.split("_", 1)[1]
             table = by_token[token]
             score = float(table.columns["score"][0]) if table.valid[0] else 0.0
-            lines.append(f"- `{token}` score {score:.3f}: {', '.join(failing_metrics(table)) or 'nothing failed'} "
-                         f"([plot](worst/{plot.name}))")  # fmt: skip
+            lines.append(
+                f"- `{token}` score {score:.3f}: {', '.join(failing_metrics(table)) or 'nothing failed'} "
+                f"([plot](worst/{plot.name}))"
+            )
     if missing:
         lines += ["", f"## {len(missing)} scenes without a score", ""]
         lines += [f"- `{token}`: {reason}" for token, reason in sorted(missing.items())[:200]]

@@ -1,8 +1,8 @@
 """Score model trajectories with navsim_eval: metric caches per scene, K candidates per scene, summaries.
 
-The metric cache of a scene (observation, map, route, PDM-Closed reference) is built once, kept in memory and,
-with ``cache_dir``, on disk in navsim_eval's format, so a validation split is prepared once per run and every later
-evaluation only simulates and scores.
+The metric cache of a scene (observation, map, route, PDM-Closed reference) is built once into a cache folder in
+navsim_eval's format and kept in memory, so a validation split is prepared once per run and every later evaluation
+only simulates and scores.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from navsim_eval.data.loader import SceneLoader
 from navsim_eval.errors import NavsimEvalError
 from navsim_eval.maps.locations import load_map
 from navsim_eval.pdm.builder import build_metric_cache_from_map
@@ -20,6 +21,10 @@ from navsim_eval.pdm.cache_io import MetricCacheStore
 from navsim_eval.pdm.metric_cache import MetricCache
 from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
 from navsim_eval.pdm.scorer import SceneContext, ScorerConfig, score
+from navsim_eval.scene import Scene
+
+Scenes = SceneLoader | Sequence[Scene]
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 class SceneScorer:
@@ -35,33 +40,19 @@ class SceneScorer:
     @classmethod
     def from_scenes(
         cls,
-        scenes: Sequence,
+        scenes: Scenes,
         maps_root: str | os.PathLike[str] | None,
+        cache_dir: str | os.PathLike[str],
         version: str = "v1",
         config: ScorerConfig | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
     ) -> SceneScorer:
-        """Build (or load from ``cache_dir``) the metric cache of every scene; scenes that fail are skipped and
-        recorded in ``skipped`` with the reason, never fatal."""
-        store = MetricCacheStore(cache_dir) if cache_dir else None
-        caches, skipped = {}, {}
-        for scene in scenes:
-            try:
-                if store is not None and scene.token in store:
-                    caches[scene.token] = store[scene.token]
-                else:
-                    cache = build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root))
-                    caches[scene.token] = cache
-                    if store is not None:
-                        store.add(cache, write_index=False)
-            except NavsimEvalError as error:
-                skipped[scene.token] = str(error)
-            if progress is not None:
-                progress(1)
-        if store is not None:
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            store.write_index()
+        """A scorer of ``scenes`` whose metric caches live in ``cache_dir`` (built there by
+        :func:`build_metric_caches` where missing). Scenes that get no cache are recorded in ``skipped`` with the
+        reason, never fatal."""
+        skipped = build_metric_caches(scenes, maps_root, cache_dir, progress=progress)
+        store = MetricCacheStore(cache_dir)
+        caches = {token: store[token] for token in _tokens(scenes) if token in store}
         scorer = cls(caches, version, config)
         scorer.skipped = skipped
         return scorer
@@ -85,21 +76,22 @@ class SceneScorer:
 
 
 def build_metric_caches(
-    scenes,
+    scenes: Scenes,
     maps_root: str | os.PathLike[str] | None,
     root: str | os.PathLike[str],
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, str]:
-    """Write the metric cache of every scene of ``scenes`` (a SceneLoader) that the store at ``root`` lacks;
-    return the scenes that get none (token -> reason). Caches already there are reused, so a second run (or a
-    store built by ``navsim-eval cache``) costs nothing."""
+    """Write the metric cache of every scene (a SceneLoader, or a sequence of scenes) that the store at ``root``
+    lacks; return the scenes that get none (token -> reason). Caches already there are reused, so a second run (or
+    a store built by ``navsim-eval cache``) costs nothing."""
     store = MetricCacheStore(root)
     failed: dict[str, str] = {}
-    tokens = list(scenes.tokens)
+    tokens = _tokens(scenes)
+    by_token = None if hasattr(scenes, "tokens") else {scene.token: scene for scene in scenes}
     for done, token in enumerate(tokens, 1):
         if token not in store:
             try:
-                scene = scenes[token]
+                scene = scenes[token] if by_token is None else by_token[token]
                 store.add(build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root)), write_index=False)
             except ValueError as error:  # navsim_eval's errors and malformed scenes alike: never fatal
                 failed[token] = f"no metric cache: {error}"
@@ -111,6 +103,10 @@ def build_metric_caches(
         first = next(iter(failed.values()))
         raise NavsimEvalError(f"no scene of the split got a metric cache (maps root {maps_root}); the first: {first}")
     return failed
+
+
+def _tokens(scenes: Scenes) -> list[str]:
+    return list(scenes.tokens) if hasattr(scenes, "tokens") else [scene.token for scene in scenes]
 
 
 def summarize(tables: Sequence[ScoreTable], candidate: int = 0) -> dict[str, float]:

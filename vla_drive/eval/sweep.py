@@ -76,8 +76,7 @@ def _plot(rows, metrics: list[str], path: Path, title: str, chosen: float) -> No
     omegas = [row["omega"] for row in rows]
     figure, axis = plt.subplots(figsize=(7, 4))
     for name in metrics:
-        axis.plot(omegas, [row[name] for row in rows], marker="o", linewidth=2.5 if name == "score" else 1,
-                  label=name)  # fmt: skip
+        axis.plot(omegas, [row[name] for row in rows], marker="o", linewidth=2.5 if name == "score" else 1, label=name)
     axis.axvline(chosen, color="grey", linestyle="--", linewidth=1)
     axis.set_xlabel("guidance omega")
     axis.set_ylabel("mean over scenes")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from vla_drive.data.processor import (
+from vla_drive.model import presets
+from vla_drive.model.processor import (
     ModelSourceError,
     load_processor,
     not_found_message,
@@ -29,7 +30,6 @@ from vla_drive.data.processor import (
     resolve_source,
     save_processor,
 )
-from vla_drive.model import presets
 
 TrainableMode = Literal["frozen", "lora", "full"]
 LayerCombine = Literal["concat", "mean"]
@@ -52,10 +52,10 @@ class LoraSettings:
     ``seed`` fixes the random init of the A matrices (B starts at zero), so every run and rank starts alike.
     """
 
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: str | tuple[str, ...] | None = None
+    r: int = field(default=8, metadata={"min": 1})  # rank
+    alpha: int = field(default=16, metadata={"min": 0, "strict": True})
+    dropout: float = field(default=0.0, metadata={"fraction": True})
+    target_modules: str | tuple[str, ...] | None = field(default=None, metadata={"nonempty": True})  # regex or names
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ Samplers (all run on a grid 1 = t_0 > t_1 > ... > t_N = 0; the model is never ev
 * ``dpmpp_2m``: DPM-Solver++ (2M), data-prediction multistep, first order on the first and the last step.
 * ``euler``: Euler on the flow ODE dx/dt = v (flow path only).
 
-Stochastic sampling (a :class:`NoiseCfg`) is the policy-gradient sampler: every step is the DDIM-eta Gaussian
+Stochastic sampling (a :class:`NoiseConfig`) is the policy-gradient sampler: every step is the DDIM-eta Gaussian
 N(x_{k+1}; mean_k, std_k^2 I), std_k = max(eta * posterior std, min_std); the chain and the per-step log-densities
 are recorded, and :meth:`Diffusion.chain_logprob` recomputes them with the identical arithmetic.
 """
@@ -27,14 +27,14 @@ are recorded, and :meth:`Diffusion.chain_logprob` recomputes them with the ident
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
 
-from vla_drive.model.types import NoiseCfg
+from vla_drive.model.types import NoiseConfig
 
 PathName = Literal["vp_cosine", "vp_linear", "flow"]
 TargetName = Literal["eps", "v", "x0"]
@@ -328,17 +328,21 @@ class Diffusion:
         shape: tuple[int, ...],
         steps: int,
         *,
-        stochastic: NoiseCfg | None = None,
+        stochastic: NoiseConfig | None = None,
         return_chain: bool = False,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> DiffusionSample:
-        """Run the configured sampler (or the stochastic DDIM-eta sampler) from N(0, I) noise to data."""
+        """Run the configured sampler (or the stochastic DDIM-eta sampler) from N(0, I) noise to data.
+
+        ``generator`` is one torch generator for the whole batch, or a sequence of G generators each drawing the
+        noise of its own block of ``shape[0] / G`` consecutive rows (one per scene: the samples of a scene then do
+        not depend on the batch they run in)."""
         times = self.time_grid(steps)
         if stochastic is not None:
             _check_noise(stochastic)
-        x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        x = gaussian_noise(shape, generator, device, dtype)
         chain = [x] if return_chain else None
         logps: list[Tensor] = []
         prev_x0: Tensor | None = None
@@ -349,18 +353,14 @@ class Diffusion:
             if stochastic is not None:
                 mean, std = self.ddim_mean_std(x0, eps, t, s, stochastic.eta)
                 std = max(std, stochastic.min_std)
-                x = mean + std * torch.randn(shape, generator=generator, device=device, dtype=dtype)
+                x = mean + std * gaussian_noise(shape, generator, device, dtype)
                 logps.append(gaussian_logp(x, mean, std))
             elif self.sampler in ("ddim", "ddpm"):
                 if self.sampler == "ddim":
                     mean, std = self.ddim_mean_std(x0, eps, t, s, self.ddim_eta)
                 else:
                     mean, std = self.ddpm_mean_std(x, x0, t, s)
-                x = (
-                    mean + std * torch.randn(shape, generator=generator, device=device, dtype=dtype)
-                    if std > 0
-                    else mean
-                )
+                x = mean + std * gaussian_noise(shape, generator, device, dtype) if std > 0 else mean
             elif self.sampler == "dpmpp_2m":
                 x = self._dpmpp_2m_step(x, x0, prev_x0, times, k)
                 prev_x0 = x0
@@ -391,7 +391,7 @@ class Diffusion:
                 data = (1.0 + 0.5 / r) * x0 - (0.5 / r) * prev_x0
         return (s_s / s_t) * x + (a_s * decay) * data
 
-    def chain_logprob(self, model_fn: ModelFn, chain: Tensor, cond: Any, noise: NoiseCfg) -> Tensor:
+    def chain_logprob(self, model_fn: ModelFn, chain: Tensor, cond: Any, noise: NoiseConfig) -> Tensor:
         """Per-step log N(x_{k+1}; mean_k, std_k^2 I) of a stored chain [B, N+1, ...] under model_fn: [B, N].
 
         Repeats the stochastic sampler's arithmetic step by step (same batch shapes), so at the sampling parameters
@@ -411,6 +411,22 @@ class Diffusion:
         return torch.stack(out, dim=1)
 
 
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def gaussian_noise(
+    shape: tuple[int, ...], generator: Generators, device: torch.device | str, dtype: torch.dtype
+) -> Tensor:
+    """N(0, I) noise of ``shape`` from one generator, or from G generators that each fill ``shape[0] / G`` rows."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    groups = len(generator)
+    if groups == 0 or shape[0] % groups:
+        raise ValueError(f"gaussian_noise: {groups} generators cannot split {shape[0]} rows evenly")
+    block = (shape[0] // groups, *shape[1:])
+    return torch.cat([torch.randn(block, generator=g, device=device, dtype=dtype) for g in generator])
+
+
 def posterior_std(path: Path, t: float, s: float) -> float:
     """Std of q(x_s | x_t, x0) for s < t: sqrt(sigma_{t|s}^2 sigma_s^2 / sigma_t^2), computed in float64."""
     a_t, s_t = path.coeffs(t)
@@ -425,9 +441,9 @@ def _check_eta(eta: float, what: str) -> None:
         raise ValueError(f"{what}: eta must be in [0, 1] (1 = DDPM variance), got {eta}")
 
 
-def _check_noise(noise: NoiseCfg) -> None:
-    _check_eta(noise.eta, "NoiseCfg.eta")
+def _check_noise(noise: NoiseConfig) -> None:
+    _check_eta(noise.eta, "NoiseConfig.eta")
     if noise.min_std <= 0.0:
         raise ValueError(
-            f"NoiseCfg.min_std must be > 0 so that per-step log-probabilities are finite, got {noise.min_std}"
+            f"NoiseConfig.min_std must be > 0 so that per-step log-probabilities are finite, got {noise.min_std}"
         )

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from vla_drive.model.diffusion import (
     Diffusion,
+    Generators,
     ModelFn,
     PathName,
     SamplerName,
@@ -37,7 +38,7 @@ from vla_drive.model.diffusion import (
     guidance_combine,
 )
 from vla_drive.model.normalizer import TrajectoryNormalizer
-from vla_drive.model.types import EGO_STATUS_DIM, POSE_DIM, TRAJECTORY_POSES, Cond, Guidance, NoiseCfg, SampleOut
+from vla_drive.model.types import EGO_STATUS_DIM, POSE_DIM, TRAJECTORY_POSES, Cond, Guidance, NoiseConfig, SampleOut
 
 BASE = "base"
 
@@ -46,31 +47,31 @@ BASE = "base"
 class HeadConfig:
     """Shape, diffusion and adapter settings of a :class:`TrajectoryHead`."""
 
-    hidden_size: int = 512
-    depth: int = 6
-    num_heads: int = 8
-    mlp_ratio: float = 4.0
-    cond_dim: int = 2048  # the backbone's hidden size
-    ego_dim: int = EGO_STATUS_DIM
-    poses: int = TRAJECTORY_POSES
-    pose_dim: int = POSE_DIM
+    hidden_size: int = field(default=512, metadata={"min": 1})
+    depth: int = field(default=6, metadata={"min": 1})  # DiT blocks
+    num_heads: int = field(default=8, metadata={"min": 1})
+    mlp_ratio: float = field(default=4.0, metadata={"min": 0, "strict": True})
+    cond_dim: int | None = field(default=None, metadata={"min": 1})  # the backbone's hidden size (None = from it)
+    ego_dim: int = field(default=EGO_STATUS_DIM, metadata={"fixed": (EGO_STATUS_DIM, "the ego-status vector")})
+    poses: int = field(default=TRAJECTORY_POSES, metadata={"fixed": (TRAJECTORY_POSES, "8 poses at 0.5 s")})
+    pose_dim: int = field(default=POSE_DIM, metadata={"fixed": (POSE_DIM, "x, y, heading")})
     cond_proj: Literal["linear", "mlp", "identity"] = "linear"  # condition-token projection cond_dim -> hidden
     cond_norm: bool = True  # LayerNorm on the raw backbone states first (VLM states carry large outlier dims)
-    dropout: float = 0.0  # residual / MLP dropout; keep 0 for RL (sampled and recomputed log-probs must agree)
-    time_freq_dim: int = 256
+    dropout: float = field(default=0.0, metadata={"fraction": True})  # keep 0 for RL (log-probs must agree)
+    time_freq_dim: int = field(default=256, metadata={"min": 2})
     path: PathName = "vp_cosine"
     # x0 by default: with eps the first sampling step divides the prediction error by alpha(1) (~0.007 on the
     # truncated cosine path), and a trained head scored PDMS 0.14 at 10 steps where x0 scores 0.96 (v: 0.93)
     target: TargetName = "x0"
     sampler: SamplerName = "dpmpp_2m"
     step_schedule: StepScheduleName = "uniform"
-    sample_steps: int = 10  # default N when ``sample`` gets steps=None
-    ddim_eta: float = 0.0  # noise of the deterministic-mode "ddim" sampler
-    clip_x0: float | None = None  # clamp the x0 prediction at every sampling step (model space), None = off
-    t_min: float = 1e-3  # training times t ~ U[t_min, 1]
+    sample_steps: int = field(default=10, metadata={"min": 1})  # denoising steps of every prediction by default
+    ddim_eta: float = field(default=0.0, metadata={"min": 0})  # noise of the deterministic-mode "ddim" sampler
+    clip_x0: float | None = field(default=None, metadata={"min": 0, "strict": True})  # clamp x0 per step; None = off
+    t_min: float = field(default=1e-3, metadata={"fraction": True})  # training times t ~ U[t_min, 1]
     branches: tuple[str, ...] = ("pos", "neg")  # LoRA adapter names; () = no adapters
-    lora_rank: int = 16
-    lora_alpha: float = 16.0
+    lora_rank: int = field(default=16, metadata={"min": 1})
+    lora_alpha: float = field(default=16.0, metadata={"min": 0, "strict": True})
 
     def __post_init__(self) -> None:
         self.branches = tuple(self.branches)
@@ -78,7 +79,7 @@ class HeadConfig:
             raise ValueError(
                 f"HeadConfig: hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
             )
-        if self.cond_proj == "identity" and self.cond_dim != self.hidden_size:
+        if self.cond_proj == "identity" and self.cond_dim not in (None, self.hidden_size):
             raise ValueError(
                 f"HeadConfig: cond_proj 'identity' needs cond_dim == hidden_size, got {self.cond_dim} "
                 f"and {self.hidden_size}"
@@ -317,6 +318,11 @@ class TrajectoryHead(nn.Module):
 
     def __init__(self, config: HeadConfig) -> None:
         super().__init__()
+        if config.cond_dim is None:
+            raise ValueError(
+                "TrajectoryHead: HeadConfig.cond_dim is not set; give the backbone's hidden size "
+                "(DrivingVLA.build fills it from the backbone)"
+            )
         self.config = config
         self.diffusion = config.diffusion()
         self.param: TargetName = config.target  # what ``predict`` returns (eps, v or x0)
@@ -484,9 +490,9 @@ class TrajectoryHead(nn.Module):
         n: int = 1,
         steps: int | None = None,
         guidance: Guidance | None = None,
-        stochastic: NoiseCfg | None = None,
+        stochastic: NoiseConfig | None = None,
         return_chain: bool = False,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> SampleOut:
         """n samples per condition row (consecutive, as :meth:`Cond.repeat`) with the configured sampler, or the
         stochastic DDIM-eta sampler (chain + per-step log-probs) when ``stochastic`` is given.
@@ -517,7 +523,7 @@ class TrajectoryHead(nn.Module):
         traj = self.normalizer.denormalize(out.x0) if self.normalizer is not None else out.x0
         return SampleOut(traj=traj, x0=out.x0, chain=out.chain, step_logp=out.step_logp)
 
-    def chain_logprob(self, chain: Tensor, cond: Cond, noise: NoiseCfg, guidance: Guidance | None = None) -> Tensor:
+    def chain_logprob(self, chain: Tensor, cond: Cond, noise: NoiseConfig, guidance: Guidance | None = None) -> Tensor:
         """Per-step Gaussian log-probabilities [B, N] of a stored chain [B, N+1, H, D] under the current weights.
 
         Pass the cond and guidance used at sampling: with the same weights this equals the sampled ``step_logp``

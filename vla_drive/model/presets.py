@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from vla_drive.data.processor import no_video, save_processor
+from vla_drive.model.processor import no_video, save_processor
 
 # Regexes over ``named_modules()`` of the HF model: the language model's attention and MLP linears only (the
 # vision towers also have ``q_proj``...; ``lm_head`` is left alone). SmolVLM and Idefics3 call their LM

@@ -1,11 +1,17 @@
-"""Containers that cross the boundaries between backbone, trajectory head, algorithms and trainer."""
+"""Containers that cross the boundaries between data, backbone, trajectory head, algorithms and trainer.
+
+The model consumes these and defines them here, so that it imports nothing from the packages that use it
+(``data`` builds samples and batches, ``algorithms`` builds loss requests, ``train`` moves them between devices).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 TRAJECTORY_POSES = 8  # 4 s at 2 Hz
@@ -57,7 +63,7 @@ class Guidance:
 
 
 @dataclass
-class NoiseCfg:
+class NoiseConfig:
     """Stochastic sampling: DDPM-like steps with a floor on the per-step standard deviation (for log-probs)."""
 
     eta: float = 1.0  # DDIM eta; 1.0 = DDPM variance
@@ -72,3 +78,71 @@ class SampleOut:
     x0: Tensor  # [B*n, 8, 3] normalised model-space sample
     chain: Tensor | None = None  # [B*n, N+1, 8, 3] model-space states from noise (index 0) to data (index N)
     step_logp: Tensor | None = None  # [B*n, N] per-step Gaussian log-probabilities (stochastic sampling)
+
+
+@dataclass
+class HeadLossRequest:
+    """Denoising losses of model-space samples under named branches, computed inside the model's forward so that
+    DeepSpeed / DDP wrappers see the pass (``model(request)`` returns [len(branches), B])."""
+
+    x0: Tensor
+    cond: Cond | None  # None: encode ``inputs`` (with gradients into a training backbone)
+    branches: tuple[str | None, ...]
+    t: Tensor | None = None
+    eps: Tensor | None = None
+    inputs: Any = None  # a raw batch of scenes to encode instead of ``cond``
+    scene: Tensor | None = None  # [B] the row of ``inputs`` each sample belongs to
+
+
+# ---------------------------------------------------------------------------------------------------- scenes in
+
+
+class DrivingSampleError(ValueError):
+    """A scene that cannot become a model sample (non-finite ego status, missing future, bad command)."""
+
+
+@dataclass
+class DrivingSample:
+    """One scene ready for the model: images (one per camera), prompt, ego status [8], gt trajectory [8, 3]."""
+
+    token: str
+    images: list[Image.Image]
+    command: np.ndarray  # [4] float32 one-hot: left, forward, right, unknown
+    ego_status: np.ndarray  # [8] float32: vx, vy, ax, ay (body frame) + command one-hot
+    trajectory: np.ndarray  # [8, 3] float32 future poses in the current ego rear-axle frame
+    prompt: str
+
+
+@dataclass
+class Batch:
+    """A collated batch: processor outputs (padded), ego status [B, 8], gt trajectories [B, 8, 3], scene tokens."""
+
+    inputs: Any  # transformers BatchFeature: input_ids, attention_mask, pixel_values, ...
+    ego: Tensor
+    trajectory: Tensor
+    tokens: list[str]
+    prompts: list[str] = field(default_factory=list)
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.tokens)
+
+    def to(self, device: torch.device | str) -> Batch:
+        inputs = self.inputs.to(device) if hasattr(self.inputs, "to") else self.inputs
+        return Batch(inputs, self.ego.to(device), self.trajectory.to(device), self.tokens, self.prompts)
+
+
+@dataclass
+class CachedBatch:
+    """A batch of cached conditions (frozen backbone): what the head needs, without the backbone."""
+
+    cond: Cond
+    trajectory: Tensor  # [B, 8, 3]
+    tokens: list[str]
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.tokens)
+
+    def to(self, device: torch.device | str) -> CachedBatch:
+        return CachedBatch(self.cond.to(device), self.trajectory.to(device), self.tokens)

@@ -28,16 +28,26 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from navsim_eval.atomic import atomic_write_text, replace_directory
-from vla_drive.algorithms.base import HeadLossRequest
-from vla_drive.data.dataset import Batch, DrivingSample, collate
-from vla_drive.data.feature_cache import CachedBatch
-from vla_drive.model.backbone import LoraSettings, VLMBackbone
+from navsim_eval.data.openscene import CAMERA_NAMES
+from vla_drive.model.backbone import TRAINABLE_MODES, LoraSettings, VLMBackbone
+from vla_drive.model.diffusion import Generators
 from vla_drive.model.head import HeadConfig, TrajectoryHead
 from vla_drive.model.normalizer import TrajectoryNormalizer
-from vla_drive.model.types import Cond, Guidance, NoiseCfg, SampleOut
+from vla_drive.model.processor import collate
+from vla_drive.model.seeding import scene_generators
+from vla_drive.model.types import (
+    Batch,
+    CachedBatch,
+    Cond,
+    DrivingSample,
+    Guidance,
+    HeadLossRequest,
+    NoiseConfig,
+    SampleOut,
+)
 
-FORMAT_VERSION = 1
-CONFIG_FILE = "vla_config.json"
+FORMAT_VERSION = 2  # 2: sample_steps lives in head (format 1 kept a second copy next to it; still read)
+MODEL_CONFIG_FILE = "vla_config.json"
 HEAD_FILE = "head.safetensors"
 NORMALIZER_FILE = "normalizer.json"
 BACKBONE_DIR = "backbone"
@@ -47,23 +57,20 @@ class VLAModelError(ValueError):
     """A model directory or configuration that cannot be used, with the file and field named."""
 
 
-def _default_head() -> HeadConfig:
-    return HeadConfig(hidden_size=128, depth=4, num_heads=4, cond_dim=64, sample_steps=10)
-
-
 @dataclass
 class VLAConfig:
-    """Everything that defines a DrivingVLA besides its weights."""
+    """Everything that defines a DrivingVLA besides its weights: the ``model`` section of an experiment config,
+    and what a saved model directory records (field rules in ``metadata``, see :mod:`vla_drive.config.schema`)."""
 
-    backbone: str = "tiny-qwen2.5-vl"  # preset name, hub id or local directory
-    trainable: str = "frozen"  # frozen | lora | full
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    hidden_layers: tuple[int, ...] = (-1,)
-    head: HeadConfig = field(default_factory=_default_head)
-    cameras: tuple[str, ...] = ("CAM_F0",)
-    include_history: bool = False
-    guidance_omega: float = 0.0  # the inference guidance chosen by a sweep (stored with the model)
-    sample_steps: int = 10
+    backbone: str = field(default="tiny-qwen2.5-vl", metadata={"nonempty": True})  # preset, hub id or directory
+    trainable: str = field(default="frozen", metadata={"choices": TRAINABLE_MODES})  # frozen | lora | full
+    lora: LoraSettings = field(default_factory=LoraSettings)  # the backbone's LoRA when trainable is lora
+    hidden_layers: tuple[int, ...] = field(default=(-1,), metadata={"nonempty": True})  # backbone states read
+    gradient_checkpointing: bool = False  # activation checkpointing in a training backbone
+    cameras: tuple[str, ...] = field(default=("CAM_F0",), metadata={"items": CAMERA_NAMES})  # images per scene
+    include_history: bool = False  # the past ego poses in the prompt
+    head: HeadConfig = field(default_factory=HeadConfig)  # the diffusion trajectory head
+    guidance_omega: float = field(default=0.0, metadata={"min": 0})  # inference guidance (a sweep stores it)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -119,9 +126,18 @@ class DrivingVLA(nn.Module):
     def build(cls, config: VLAConfig, normalizer: TrajectoryNormalizer | None = None, seed: int = 0) -> DrivingVLA:
         """A new model: the backbone loaded (or built from a preset), a freshly initialised head sized to it."""
         backbone = VLMBackbone.from_pretrained(
-            config.backbone, trainable=config.trainable, lora=config.lora, hidden_layers=config.hidden_layers
+            config.backbone,
+            trainable=config.trainable,
+            lora=config.lora,
+            hidden_layers=config.hidden_layers,
+            gradient_checkpointing=config.gradient_checkpointing,
         )
-        head_config = replace(config.head, cond_dim=backbone.hidden_size, sample_steps=config.sample_steps)
+        if config.head.cond_dim not in (None, backbone.hidden_size):
+            raise VLAModelError(
+                f"head.cond_dim={config.head.cond_dim} does not match the hidden size {backbone.hidden_size} of "
+                f"backbone {config.backbone!r} (with hidden_layers {list(config.hidden_layers)}); leave it unset"
+            )
+        head_config = replace(config.head, cond_dim=backbone.hidden_size)
         torch.manual_seed(seed)
         head = TrajectoryHead(head_config)
         return cls(replace(config, head=head_config), backbone, head, normalizer)
@@ -196,16 +212,16 @@ class DrivingVLA(nn.Module):
         num_samples: int = 1,
         steps: int | None = None,
         omega: float | None = None,
-        stochastic: NoiseCfg | None = None,
+        stochastic: NoiseConfig | None = None,
         return_chain: bool = False,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         guidance: Guidance | None = None,
     ) -> SampleOut:
         """K samples per condition row (consecutive), guided by ``omega`` unless ``guidance`` says otherwise."""
         return self.head.sample(
             cond,
             num_samples,
-            steps or self.config.sample_steps,
+            steps,
             guidance or self.guidance(omega),
             stochastic,
             return_chain,
@@ -221,14 +237,20 @@ class DrivingVLA(nn.Module):
         omega: float | None = None,
         seed: int | None = None,
     ) -> np.ndarray:
-        """Trajectories [B, K, 8, 3] in each scene's ego frame (x, y, heading every 0.5 s)."""
+        """Trajectories [B, K, 8, 3] in each scene's ego frame (x, y, heading every 0.5 s).
+
+        With ``seed``, each scene's noise comes from its token and the seed (:mod:`vla_drive.model.seeding`), so
+        a scene gets the same trajectories in any batch; without, from torch's global generator. ``steps`` None
+        uses ``head.sample_steps``, ``omega`` None the model's ``guidance_omega``."""
         if not samples:
             raise VLAModelError("predict: no samples given")
         was_training = self.training
         self.eval()
         try:
             cond = self.encode(self.collate(samples))
-            generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+            generator = None
+            if seed is not None:
+                generator = scene_generators([s.token for s in samples], seed, device=self.device)
             out = self.sample(cond, num_samples, steps, omega, generator=generator)
         finally:
             self.train(was_training)
@@ -248,7 +270,7 @@ class DrivingVLA(nn.Module):
             save_file(state, str(staging / HEAD_FILE))
             self.normalizer.save(staging / NORMALIZER_FILE)
             meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict(), "versions": _versions()}
-            (staging / CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+            (staging / MODEL_CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
             replace_directory(staging, directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -283,17 +305,31 @@ class DrivingVLA(nn.Module):
 def read_model_config(directory: str | os.PathLike[str]) -> VLAConfig:
     """The config of a saved DrivingVLA directory, without loading weights (checks the format version)."""
     directory = Path(directory)
-    config_path = directory / CONFIG_FILE
+    config_path = directory / MODEL_CONFIG_FILE
     if not config_path.is_file():
-        raise VLAModelError(f"{directory}: not a DrivingVLA directory (no {CONFIG_FILE})")
+        raise VLAModelError(f"{directory}: not a DrivingVLA directory (no {MODEL_CONFIG_FILE})")
     meta = json.loads(config_path.read_text())
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         raise VLAModelError(
-            f"{config_path}: model format version {version!r}, this vla-drive reads version {FORMAT_VERSION}; "
-            f"the model was saved by {meta.get('versions', {}).get('vla_drive', 'another version')}"
+            f"{config_path}: model format version {version!r}, this vla-drive reads versions "
+            f"{', '.join(map(str, READABLE_FORMATS))}; the model was saved by "
+            f"{meta.get('versions', {}).get('vla_drive', 'another version')}"
         )
-    return VLAConfig.from_dict(meta["config"], str(config_path))
+    return VLAConfig.from_dict(_upgrade_config(meta["config"], version), str(config_path))
+
+
+READABLE_FORMATS = (1, FORMAT_VERSION)
+
+
+def _upgrade_config(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """A saved model config of an older format as the current format reads it."""
+    data = dict(data)
+    if version == 1:  # format 1 kept the default steps twice; head.sample_steps is the one that remains
+        steps = data.pop("sample_steps", None)
+        if steps is not None:
+            data["head"] = {**data.get("head", {}), "sample_steps": steps}
+    return data
 
 
 @torch.no_grad()
@@ -314,8 +350,9 @@ def store_guidance_omega(directory: str | os.PathLike[str], omega: float) -> Pat
     """Record the chosen guidance omega in a saved model by rewriting only its config file (atomically): the
     weights and anything else in the directory (e.g. eval / sweep outputs) stay as they are."""
     config = read_model_config(directory)  # checks the directory and its format version
-    path = Path(directory) / CONFIG_FILE
+    path = Path(directory) / MODEL_CONFIG_FILE
     meta = json.loads(path.read_text())
+    meta["format_version"] = FORMAT_VERSION  # the config is rewritten in the current format
     meta["config"] = replace(config, guidance_omega=float(omega)).to_dict()
     return atomic_write_text(path, json.dumps(meta, indent=2, default=_json_default))
 

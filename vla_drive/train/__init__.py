@@ -8,12 +8,12 @@ from vla_drive.train.checkpoint import (
     consolidated_state_dict,
     latest_checkpoint,
 )
+from vla_drive.train.deepspeed_config import check_deepspeed_file, deepspeed_dict, resolve_deepspeed_config
 from vla_drive.train.distributed import (
     DistributedSetupError,
     barrier,
     is_main,
     rank_seed,
-    resolve_deepspeed_config,
     seed_everything,
     setup_accelerator,
     world_size,
@@ -32,8 +32,10 @@ __all__ = [
     "TrainerError",
     "TrainerState",
     "barrier",
+    "check_deepspeed_file",
     "consolidate",
     "consolidated_state_dict",
+    "deepspeed_dict",
     "is_main",
     "latest_checkpoint",
     "lr_factor",

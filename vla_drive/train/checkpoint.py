@@ -187,7 +187,7 @@ class CheckpointManager:
         if stage is not None and ranks != self.accelerator.num_processes:
             raise CheckpointError(
                 f"{path}: ZeRO-{stage} shards of {ranks} ranks cannot be loaded by {self.accelerator.num_processes}; "
-                "consolidate the checkpoint (vla_drive.train.consolidate) and start from the model (model.init_from)"
+                "consolidate the checkpoint (vla_drive.train.consolidate) and start from the model (train.init_from)"
             )
         self.accelerator.load_state(str(path))
         rng_file = path / f"random_states_{self.accelerator.process_index}.pkl"

@@ -22,11 +22,13 @@ import os
 import socket
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from vla_drive.config import BACKENDS, MIXED_PRECISIONS, ExperimentConfig, check_deepspeed_file, deepspeed_dict
+from vla_drive.config import ExperimentConfig
+from vla_drive.config.schema import BACKENDS, MIXED_PRECISIONS
+from vla_drive.train.deepspeed_config import resolve_deepspeed_config
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -36,13 +38,6 @@ logger = logging.getLogger(__name__)
 _LAUNCHER_ENV = {
     key: os.environ.get(key, "") for key in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_CONFIG_FILE")
 }
-
-# Keys that accelerate fills from the model's hidden size; resolved by :func:`fill_model_dependent`.
-HIDDEN_SIZE_KEYS = (
-    "zero_optimization.reduce_bucket_size",
-    "zero_optimization.stage3_prefetch_bucket_size",
-    "zero_optimization.stage3_param_persistence_threshold",
-)
 
 
 class DistributedSetupError(ValueError):
@@ -95,58 +90,6 @@ def rank_seed(seed: int, process_rank: int | None = None) -> int:
     """The seed of one rank's random stream (diffusion noise, dropout): ``seed + rank``. Model initialisation uses
     ``seed`` itself, so every rank starts from the same weights."""
     return seed + (rank() if process_rank is None else process_rank)
-
-
-# ------------------------------------------------------------------------------------------------ DeepSpeed config
-
-
-def resolve_deepspeed_config(config: ExperimentConfig, num_processes: int) -> dict[str, Any]:
-    """The DeepSpeed config dict of a run: the JSON of ``distributed.deepspeed_config`` checked against the experiment
-    config and completed from it (:func:`vla_drive.config.check_deepspeed_file`: ``"auto"`` and missing values are
-    filled, contradictions raise), or the one the config generates (:func:`vla_drive.config.deepspeed_dict`).
-
-    The trainer passes its own torch AdamW and sets the learning rates itself, so an ``optimizer`` or ``scheduler``
-    block is refused (that also keeps DeepSpeed from JIT-building fused_adam). The hidden-size keys may stay
-    ``"auto"`` until :func:`fill_model_dependent` sees the model.
-    """
-    ds = check_deepspeed_file(config, num_processes) or deepspeed_dict(config, num_processes)
-    source = config.distributed.deepspeed_config or "the DeepSpeed config generated from distributed.*"
-    for block in ("optimizer", "scheduler"):
-        if block in ds:
-            raise DistributedSetupError(
-                f"{source}: remove the {block!r} block; the trainer builds AdamW and the LR schedule from train.*"
-            )
-    leftover = [key for key in _auto_keys(ds) if key not in HIDDEN_SIZE_KEYS]
-    if leftover:
-        raise DistributedSetupError(f"{source}: cannot fill 'auto' for {leftover}; give these values explicitly")
-    ds.setdefault("steps_per_print", 10**12)  # DeepSpeed's own stdout logging: off
-    return ds
-
-
-def _auto_keys(node: Any, prefix: str = "") -> list[str]:
-    if isinstance(node, dict):
-        return [k for key, value in node.items() for k in _auto_keys(value, f"{prefix}{key}.")]
-    return [prefix[:-1]] if node == "auto" else []
-
-
-def fill_model_dependent(ds_config: dict[str, Any], hidden_size: int | None) -> None:
-    """Resolve the hidden-size ``"auto"`` keys in place, as accelerate would (bucket sizes from hidden^2); without a
-    hidden size, drop them so that DeepSpeed's defaults apply."""
-    zero = ds_config.get("zero_optimization", {})
-    values = {}
-    if hidden_size:
-        values = {
-            "reduce_bucket_size": hidden_size * hidden_size,
-            "stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
-            "stage3_param_persistence_threshold": 10 * hidden_size,
-        }
-    for dotted in HIDDEN_SIZE_KEYS:
-        key = dotted.split(".")[-1]
-        if zero.get(key) == "auto":
-            if key in values:
-                zero[key] = values[key]
-            else:
-                zero.pop(key)
 
 
 # ------------------------------------------------------------------------------------------------ accelerator

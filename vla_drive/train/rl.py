@@ -21,18 +21,24 @@ import numpy as np
 import torch
 
 from vla_drive.algorithms.base import Algorithm, RolloutBatch
-from vla_drive.algorithms.dipole import Dipole
+from vla_drive.algorithms.registry import make_algorithm
 from vla_drive.config import ExperimentConfig, save_run_config
 from vla_drive.eval.scoring import build_metric_caches
+from vla_drive.model.vla import DrivingVLA
 from vla_drive.train.distributed import barrier, is_main, rank, setup_accelerator, world_size
 from vla_drive.train.replay import ReplayBuffer
 from vla_drive.train.rollout import PdmReward, collect_rollouts
-from vla_drive.train.stages import build_model, load_stage_data, save_final_model, training_dataset, validation_hook
+from vla_drive.train.stages import (
+    build_model,
+    check_run,
+    load_stage_data,
+    save_final_model,
+    training_dataset,
+    validation_hook,
+)
 from vla_drive.train.trainer import Trainer
 
 LOG = logging.getLogger(__name__)
-ALGORITHMS = {"dipole": Dipole}
-MINIBATCHES_PER_EPOCH = 1  # each update epoch is one pass over the iteration's samples in this many minibatches
 
 
 @dataclass
@@ -48,21 +54,11 @@ class RLMicroBatch:
         return int(self.rows.numel())
 
 
-def make_algorithm(config: ExperimentConfig) -> Algorithm:
-    name = config.algorithm.name
-    if name not in ALGORITHMS:
-        raise ValueError(f"algorithm {name!r} has no RL implementation yet; available: {sorted(ALGORITHMS)}")
-    return ALGORITHMS[name].from_config(config.algorithm)
-
-
 def steps_per_iteration(config: ExperimentConfig) -> int:
-    micro = config.algorithm.update_epochs * MINIBATCHES_PER_EPOCH
-    if micro % config.train.grad_accumulation:
-        raise ValueError(
-            f"algorithm.update_epochs x {MINIBATCHES_PER_EPOCH} minibatches ({micro}) must be a multiple of "
-            f"train.grad_accumulation ({config.train.grad_accumulation})"
-        )
-    return micro // config.train.grad_accumulation
+    """Optimizer steps of one RL iteration: update epochs x minibatches, over the accumulation (the config check
+    makes that a whole number)."""
+    algorithm = config.algorithm
+    return algorithm.update_epochs * algorithm.minibatches_per_epoch() // config.train.grad_accumulation
 
 
 def build_reward_store(config: ExperimentConfig, scenes, maps_root: Path, output_dir: Path) -> Path:
@@ -77,7 +73,7 @@ def build_reward_store(config: ExperimentConfig, scenes, maps_root: Path, output
 
 def rl_batches(
     config: ExperimentConfig,
-    model,
+    model: DrivingVLA,
     algorithm: Algorithm,
     dataset,
     collate_fn,
@@ -145,32 +141,30 @@ def rl_batches(
         update_generator = torch.Generator().manual_seed(int(generator.integers(2**62)))
         for _epoch in range(config.algorithm.update_epochs):
             permutation = torch.randperm(update.num_samples, generator=update_generator)
-            for rows in permutation.chunk(MINIBATCHES_PER_EPOCH):
+            for rows in permutation.chunk(config.algorithm.minibatches_per_epoch()):
                 yield RLMicroBatch(update, rows.to(cond.tokens.device), summary)
         iteration += 1
 
 
 def train_rl(config: ExperimentConfig) -> Path:
     """Run an RL stage (``algorithm.name``); returns the final model directory."""
+    check_run(config)
     output_dir = Path(config.train.output_dir)
     per_iteration = steps_per_iteration(config)
     if config.train.max_steps % per_iteration:  # end on an iteration boundary: the final checkpoint resumes exactly
         steps = per_iteration * -(-config.train.max_steps // per_iteration)
         LOG.info("train.max_steps %d rounded up to %d (whole RL iterations)", config.train.max_steps, steps)
         config = replace(config, train=replace(config.train, max_steps=steps))
-    if config.train.checkpoint_every % per_iteration:
-        config = replace(config, train=replace(config.train, checkpoint_every=per_iteration * max(
-            1, round(config.train.checkpoint_every / per_iteration))))  # fmt: skip
-        LOG.info("checkpoints aligned to RL iterations: every %d steps", config.train.checkpoint_every)
-    if config.algorithm.replay_iterations and config.model.trainable != "frozen":
-        raise ValueError(
-            f"algorithm.replay_iterations={config.algorithm.replay_iterations} needs model.trainable: frozen (the "
-            f"replay keeps encoded conditions, which a training backbone ({config.model.trainable!r}) makes stale)"
+    every = config.train.checkpoint_every
+    if every and every % per_iteration:
+        config = replace(
+            config, train=replace(config.train, checkpoint_every=per_iteration * max(1, round(every / per_iteration)))
         )
+        LOG.info("checkpoints aligned to RL iterations: every %d steps", config.train.checkpoint_every)
     accelerator = setup_accelerator(config)  # first: the process group the barriers below need
     data = load_stage_data(config)
     model = build_model(config, data.train)
-    algorithm = make_algorithm(config)
+    algorithm = make_algorithm(config.algorithm)
     if set(algorithm.trainable_branches()) <= {"pos", "neg"}:
         model.head.freeze_base()  # the imitation policy stays intact as the shared base
     dataset, collate_fn = training_dataset(config, model, data.train)
@@ -179,37 +173,29 @@ def train_rl(config: ExperimentConfig) -> Path:
     reward = PdmReward(store, config.algorithm.score_version, config.algorithm.progress_weight, workers=workers)
     if is_main():
         save_run_config(config, output_dir)
-    state = {"trainer": None}
-    replay = ReplayBuffer(config.algorithm.replay_iterations)
+    replay = ReplayBuffer(getattr(config.algorithm, "replay_iterations", 0))
 
-    def source() -> Iterator[RLMicroBatch]:
-        trainer = state["trainer"]
-        yield from rl_batches(
+    def source(trainer: Trainer) -> Iterator[RLMicroBatch]:
+        return rl_batches(
             config, model, algorithm, dataset, collate_fn, reward, trainer.state.step, trainer.call_model, replay
         )
 
-    def objective(module, micro: RLMicroBatch):
+    def objective(module: torch.nn.Module, micro: RLMicroBatch):
         started = time.perf_counter()
         loss, metrics = algorithm.loss(module, micro.rollouts, micro.rows)
         return loss, {**metrics, **micro.stats, "rl/loss_seconds": time.perf_counter() - started}
 
     trainer = Trainer(
-        model, objective, config, batch_source=_Lazy(source), accelerator=accelerator,
-        on_eval=validation_hook(config, model, data, output_dir, state), rank_state=replay,
-    )  # fmt: skip
-    state["trainer"] = trainer
+        model,
+        objective,
+        config,
+        batch_source=source,
+        accelerator=accelerator,
+        on_eval=validation_hook(config, model, data, output_dir),
+        rank_state=replay,
+    )
     try:
         trainer.fit()
     finally:
         reward.close()
     return save_final_model(trainer, model, output_dir)
-
-
-class _Lazy:
-    """An iterable whose iterator is created when the Trainer starts iterating (after it has resumed)."""
-
-    def __init__(self, factory) -> None:
-        self.factory = factory
-
-    def __iter__(self):
-        return self.factory()

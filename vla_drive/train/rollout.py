@@ -90,8 +90,10 @@ def collect_rollouts(
     if spec.include_logged and logged is None:
         raise ValueError("collect_rollouts: spec.include_logged needs the logged trajectories of the scenes")
     if spec.include_logged and spec.return_chain:
-        raise ValueError("collect_rollouts: logged trajectories have no denoising chain; include_logged works only "
-                         "for algorithms that train on x0 (e.g. DIPOLE)")  # fmt: skip
+        raise ValueError(
+            "collect_rollouts: logged trajectories have no denoising chain; include_logged works only "
+            "for algorithms that train on x0 (e.g. DIPOLE)"
+        )
     stats = RolloutStats(scenes=len(tokens))
     start = time.perf_counter()
 
@@ -100,9 +102,14 @@ def collect_rollouts(
         module.eval()
         try:
             return module.sample(
-                cond, spec.samples_per_scene, spec.steps, guidance=spec.guidance, stochastic=spec.stochastic,
-                return_chain=spec.return_chain, generator=generator,
-            )  # fmt: skip
+                cond,
+                spec.samples_per_scene,
+                spec.steps,
+                guidance=spec.guidance,
+                stochastic=spec.stochastic,
+                return_chain=spec.return_chain,
+                generator=generator,
+            )
         finally:
             module.train(was_training)
 
@@ -126,8 +133,12 @@ def collect_rollouts(
             for reason in set(table.reasons):
                 stats.reasons[reason] = stats.reasons.get(reason, 0) + 1
     if stats.skipped_scenes:
-        LOG.warning("%d of %d scenes had no scorable rollout; they are skipped this iteration (%s)",
-                    stats.skipped_scenes, len(tokens), stats.reasons)  # fmt: skip
+        LOG.warning(
+            "%d of %d scenes had no scorable rollout; they are skipped this iteration (%s)",
+            stats.skipped_scenes,
+            len(tokens),
+            stats.reasons,
+        )
     device = cond.tokens.device
     batch = RolloutBatch(
         cond=cond,

@@ -12,10 +12,11 @@ ranks, periodic evaluation, checkpoints and logging. The stage supplies the mode
 
 ``objective(model, batch) -> (loss, metrics)`` gets the plain model and one micro-batch; it runs inside the forward
 of a wrapper module, so DDP synchronises its gradients and ZeRO-3 gathers whatever parameters it touches, whichever
-methods of the model it calls. RL stages pass ``batch_source`` (an iterator of ready micro-batches, e.g. built from
-rollouts of ``trainer.model``) instead of a dataset, or call :meth:`Trainer.train_step` from their own loop. Model
-code outside the objective (rollouts, evaluation) goes through :meth:`Trainer.call_model`, which is what makes it
-work on ZeRO-3 partitioned parameters.
+methods of the model it calls. RL stages pass ``batch_source(trainer)`` (a factory of ready micro-batches, e.g.
+built from rollouts of ``trainer.model`` from ``trainer.state.step`` on) instead of a dataset, or call
+:meth:`Trainer.train_step` from their own loop. Model code outside the objective (rollouts, evaluation) goes
+through :meth:`Trainer.call_model`, which is what makes it work on ZeRO-3 partitioned parameters; the trainer hands
+itself to ``batch_source`` and ``on_eval`` for that.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from vla_drive.config import ExperimentConfig, TrainConfig
+from vla_drive.config.schema import LR_SCHEDULES
 from vla_drive.train.checkpoint import CHECKPOINTS_DIR, CheckpointManager, TrainerState, resolve_resume
-from vla_drive.train.distributed import fill_model_dependent, rank_seed, seed_everything, setup_accelerator, zero_stage
+from vla_drive.train.deepspeed_config import fill_model_dependent
+from vla_drive.train.distributed import rank_seed, seed_everything, setup_accelerator, zero_stage
 from vla_drive.train.logging import RunLogger
 
 if TYPE_CHECKING:
@@ -46,9 +49,10 @@ logger = logging.getLogger(__name__)
 
 # objective(model, micro_batch) -> (scalar loss, metrics); every rank must return the same metric names.
 Objective = Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, float]]]
-# on_eval(step) -> metrics to log (or None); called on every rank.
-EvalHook = Callable[[int], Mapping[str, float] | None]
-LR_SCHEDULES = ("constant", "linear", "cosine")
+# on_eval(trainer, step) -> metrics to log (or None); called on every rank.
+EvalHook = Callable[["Trainer", int], Mapping[str, float] | None]
+# batch_source(trainer) -> micro-batches; called once training starts (after resuming), on every rank.
+BatchSource = Callable[["Trainer"], Iterable[Any]]
 T = TypeVar("T")
 
 
@@ -219,7 +223,7 @@ class Trainer:
         *,
         dataset: Dataset[Any] | None = None,
         collate_fn: Callable[[list[Any]], Any] | None = None,
-        batch_source: Iterable[Any] | None = None,
+        batch_source: BatchSource | None = None,
         accelerator: Accelerator | None = None,
         on_eval: EvalHook | None = None,
         rank_state: Any = None,
@@ -273,8 +277,9 @@ class Trainer:
         """Train to ``train.max_steps`` (resuming first as ``train.resume`` says); return this call's per-step
         metrics (loss, lr, grad_norm, samples_per_s and the objective's own, averaged over ranks).
 
-        ``on_eval`` runs every ``train.eval_every`` steps and after the last one; a checkpoint is written every
-        ``train.checkpoint_every`` steps and at the end. A ``batch_source`` that runs out ends training early.
+        ``on_eval`` runs every ``train.eval_every`` steps and after the last one (0: never); a checkpoint is written
+        every ``train.checkpoint_every`` steps (0: only at the end) and at the end. A ``batch_source`` that runs out
+        ends training early.
         """
         train = self.config.train
         if not self._resume_checked:
@@ -374,7 +379,7 @@ class Trainer:
         same forwards on every rank, through :meth:`call_model`."""
         if self.on_eval is None:
             return None
-        metrics = self.on_eval(self.state.step)
+        metrics = self.on_eval(self, self.state.step)
         self.engine.train()
         if metrics and run_log is not None:
             run_log.log(self.state.step, metrics, prefix="eval/")
@@ -384,7 +389,7 @@ class Trainer:
 
     def _micro_batches(self) -> Iterator[Any]:
         if self.batch_source is not None:
-            yield from self.batch_source
+            yield from self.batch_source(self)
             return
         train = self.config.train
         sampler = ShardedBatchSampler(

@@ -9,7 +9,7 @@ import torch
 
 from vla_drive.algorithms.advantages import group_advantage
 from vla_drive.algorithms.base import RolloutBatch
-from vla_drive.algorithms.dipole import Dipole
+from vla_drive.algorithms.dipole import Dipole, DipoleConfig
 from vla_drive.model.head import HeadConfig, TrajectoryHead
 from vla_drive.model.types import Cond, Guidance, SampleOut
 
@@ -39,8 +39,11 @@ def test_group_advantage_handles_k1_and_failed_samples():
 
 def _rollouts(head, scenes=3, k=4, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    cond = Cond(torch.randn(scenes, 5, 16, generator=generator), torch.ones(scenes, 5, dtype=torch.bool),
-                torch.randn(scenes, 8, generator=generator))  # fmt: skip
+    cond = Cond(
+        torch.randn(scenes, 5, 16, generator=generator),
+        torch.ones(scenes, 5, dtype=torch.bool),
+        torch.randn(scenes, 8, generator=generator),
+    )
     sample = head.sample(cond, k, steps=3, generator=generator)
     rewards = torch.rand(scenes * k, generator=generator)
     return RolloutBatch(
@@ -55,7 +58,7 @@ def head():
 
 
 def test_dichotomous_weights_are_in_0_1_and_sum_to_1(head):
-    batch = Dipole(samples_per_scene=4, beta=2.0).prepare(_rollouts(head))
+    batch = Dipole(DipoleConfig(samples_per_scene=4, beta=2.0)).prepare(_rollouts(head))
     pos, neg = batch.extras["weight_pos"], batch.extras["weight_neg"]
     assert ((pos > 0) & (pos < 1)).all() and torch.allclose(pos + neg, torch.ones_like(pos))
     best = int(torch.argmax(batch.reward[:4]))
@@ -76,7 +79,7 @@ class _Wrapper(torch.nn.Module):
 
 def test_loss_trains_only_the_adapters_and_moves_pos_towards_good_samples(head):
     head.freeze_base()
-    algorithm = Dipole(samples_per_scene=4, beta=2.0)
+    algorithm = Dipole(DipoleConfig(samples_per_scene=4, beta=2.0))
     batch = algorithm.prepare(_rollouts(head))
     # a fresh x0-predicting head samples exactly 0 (its output layer starts at zero): train on spread-out samples
     batch.sample = SampleOut(traj=batch.sample.traj, x0=torch.randn(batch.sample.x0.shape))
@@ -88,7 +91,7 @@ def test_loss_trains_only_the_adapters_and_moves_pos_towards_good_samples(head):
 
 
 def test_all_failed_minibatch_gives_zero_loss(head):
-    algorithm = Dipole(samples_per_scene=4)
+    algorithm = Dipole(DipoleConfig(samples_per_scene=4))
     batch = _rollouts(head)
     batch.reward[:] = float("nan")
     batch = algorithm.prepare(batch)
@@ -100,7 +103,8 @@ def test_zero_initialised_adapters_give_the_base_policy_for_every_omega(head):
     cond = Cond(torch.randn(2, 5, 16), torch.ones(2, 5, dtype=torch.bool), torch.randn(2, 8))
     base = head.sample(cond, 3, steps=4, generator=torch.Generator().manual_seed(1)).x0
     for omega in (0.0, 0.5, 2.0, 5.0):
-        guided = head.sample(cond, 3, steps=4, guidance=Guidance("dichotomous", omega),
-                             generator=torch.Generator().manual_seed(1)).x0  # fmt: skip
+        guided = head.sample(
+            cond, 3, steps=4, guidance=Guidance("dichotomous", omega), generator=torch.Generator().manual_seed(1)
+        ).x0
         torch.testing.assert_close(guided, base, atol=1e-5, rtol=1e-5)
     assert isinstance(head.sample(cond, 1, steps=2), SampleOut)

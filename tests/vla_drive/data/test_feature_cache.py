@@ -16,6 +16,7 @@ from vla_drive.data.feature_cache import (
     build_feature_cache,
     collate_cached,
 )
+from vla_drive.model.head import HeadConfig
 from vla_drive.model.vla import DrivingVLA, VLAConfig
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ def setup(tmp_path_factory):
     world = generate_world(tmp_path_factory.mktemp("world"), WorldConfig(num_logs=1, frames_per_log=18))
     split = load_split(world.splits_dir, "synthetic_all")
     loader = SceneLoader(world.data_root, split.data_split, split.scene_filter)
-    model = DrivingVLA.build(VLAConfig(), seed=0)
+    model = DrivingVLA.build(VLAConfig(head=HeadConfig(hidden_size=128, depth=4, num_heads=4)), seed=0)
     dataset = SceneDataset.for_backbone(loader, model.backbone)
     model.fit_normalizer(np.stack([dataset[i].trajectory for i in range(len(dataset))]))
     return model, dataset
@@ -71,6 +72,6 @@ def test_cache_errors_name_the_problem(setup, tmp_path):
     folder = build_feature_cache(model.backbone, dataset, tmp_path)
     with pytest.raises(FeatureCacheError, match="not cached"):
         CachedFeatureDataset(folder, tokens=["nope"])
-    lora = DrivingVLA.build(VLAConfig(trainable="lora"))
+    lora = DrivingVLA.build(VLAConfig(trainable="lora", head=HeadConfig(hidden_size=128, depth=4, num_heads=4)))
     with pytest.raises(FeatureCacheError, match="frozen backbone"):
         build_feature_cache(lora.backbone, dataset, tmp_path)

@@ -14,10 +14,12 @@ from torch.utils.data import DataLoader
 from navsim_eval.data.loader import SceneLoader
 from navsim_eval.data.splits import load_split
 from navsim_eval.synthetic.world import WorldConfig, generate_world
-from vla_drive.data.dataset import Collator, DrivingSampleError, SceneDataset, collate, ego_status_vector
+from vla_drive.data.dataset import SceneDataset, ego_status_vector
 from vla_drive.data.prompt import build_prompt, command_name, driving_instruction
 from vla_drive.model.backbone import VLMBackbone
 from vla_drive.model.presets import build_processor
+from vla_drive.model.processor import Collator, collate
+from vla_drive.model.types import DrivingSampleError
 
 CAMERAS = ("CAM_F0", "CAM_L0")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -15,7 +15,6 @@ from navsim_eval.csv_io import AVERAGE_TOKEN, official_columns
 from tests.vla_drive.tiny_world import tiny_world
 from vla_drive.cli import main
 from vla_drive.eval.leaderboard import EvalSettings, evaluate_split
-from vla_drive.eval.predictions import PredictionError
 from vla_drive.eval.submission import read_submission
 from vla_drive.model.vla import DrivingVLA, store_guidance_omega
 
@@ -85,15 +84,35 @@ def test_an_interrupted_evaluation_resumes_to_the_same_result(setup, tmp_path):
     resumed = _evaluate(setup, resumed_dir)
     assert parts[0].stat().st_mtime_ns == kept, "finished batches are not predicted again"
     assert resumed.csv.read_text() == straight.csv.read_text()
-    with pytest.raises(PredictionError, match="omega"):
-        _evaluate(setup, resumed_dir, omega=2.0)
+    other = _evaluate(setup, resumed_dir, omega=2.0)  # other settings: every batch is stale and predicted again
+    assert all(part.stat().st_mtime_ns != kept for part in parts[:1])
+    assert json.loads((resumed_dir / "predictions" / "meta.json").read_text())["omega"] == 2.0
+    assert other.csv.read_text() == _evaluate(setup, tmp_path / "fresh", omega=2.0).csv.read_text()
 
 
 def test_cli_eval_and_export(setup, tmp_path, capsys):
     world, model_dir, _ = setup
-    code = main(["eval", "--model", str(model_dir), "--split", str(world.splits_dir / "synthetic_all.yaml"),
-                 "--data-root", str(world.data_root), "--maps-root", str(world.maps_root), "--steps", "3",
-                 "--workers", "1", "--max-scenes", "3", "--out", str(tmp_path / "cli")])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(model_dir),
+            "--split",
+            str(world.splits_dir / "synthetic_all.yaml"),
+            "--data-root",
+            str(world.data_root),
+            "--maps-root",
+            str(world.maps_root),
+            "--steps",
+            "3",
+            "--workers",
+            "1",
+            "--max-scenes",
+            "3",
+            "--out",
+            str(tmp_path / "cli"),
+        ]
+    )
     assert code == 0 and (tmp_path / "cli" / "v1_scores.csv").is_file()
     assert main(["export", "--model", str(model_dir), "--out", str(tmp_path / "exported")]) == 0
     original, exported = DrivingVLA.from_pretrained(model_dir), DrivingVLA.from_pretrained(tmp_path / "exported")
@@ -111,24 +130,61 @@ def test_cli_eval_and_export(setup, tmp_path, capsys):
 
 def test_cli_submit_writes_every_token_and_refuses_a_split_with_missing_scenes(setup, tmp_path, capsys):
     world, model_dir, tokens = setup
-    team = ["--team-name", "Tester", "--authors", "A", "--email", "a@example.org", "--institution", "X",
-            "--country", "Y", "--steps", "3", "--data-root", str(world.data_root)]  # fmt: skip
-    code = main(["submit", "--model", str(model_dir), "--split", str(world.splits_dir / "synthetic_all.yaml"),
-                 "--seeds", "0", "1", "--out", str(tmp_path / "ok"), *team])  # fmt: skip
+    team = [
+        "--team-name",
+        "Tester",
+        "--authors",
+        "A",
+        "--email",
+        "a@example.org",
+        "--institution",
+        "X",
+        "--country",
+        "Y",
+        "--steps",
+        "3",
+        "--data-root",
+        str(world.data_root),
+    ]
+    code = main(
+        [
+            "submit",
+            "--model",
+            str(model_dir),
+            "--split",
+            str(world.splits_dir / "synthetic_all.yaml"),
+            "--seeds",
+            "0",
+            "1",
+            "--out",
+            str(tmp_path / "ok"),
+            *team,
+        ]
+    )
     assert code == 0
     submission = read_submission(tmp_path / "ok" / "submission.pkl")
     assert submission.version == "v1" and len(submission.first_stage) == 2
     assert all(sorted(seed) == sorted(tokens) for seed in submission.first_stage)
     first, second = submission.first_stage
     assert any(not np.array_equal(first[t], second[t]) for t in tokens), "seeds give different samples"
-    code = main(["submit", "--model", str(model_dir), "--split", str(world.splits_dir / "with_missing.yaml"),
-                 "--out", str(tmp_path / "missing"), *team])  # fmt: skip
+    code = main(
+        [
+            "submit",
+            "--model",
+            str(model_dir),
+            "--split",
+            str(world.splits_dir / "with_missing.yaml"),
+            "--out",
+            str(tmp_path / "missing"),
+            *team,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "lacks 1 of the" in err and "ffffffffffffffff" in err
     assert not (tmp_path / "missing" / "submission.pkl").exists()
 
 
-def test_storing_omega_keeps_what_lies_in_the_model_dir_and_a_changed_model_is_not_resumed(setup, tmp_path):
+def test_storing_omega_keeps_what_lies_in_the_model_dir_and_a_changed_model_is_predicted_again(setup, tmp_path):
     world, model_dir, _ = setup
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
@@ -143,6 +199,14 @@ def test_storing_omega_keeps_what_lies_in_the_model_dir_and_a_changed_model_is_n
     assert all(torch.equal(v, reloaded.head.state_dict()[k]) for k, v in model.head.state_dict().items())
     with torch.no_grad():
         model.head.final_out.weight.add_(0.01)  # "retrained": same path, same settings, other weights
-    with pytest.raises(PredictionError, match="model_fingerprint"):
-        evaluate_split(model, world.splits_dir / "synthetic_all.yaml", world.data_root, world.maps_root, out,
-                       replace(settings, omega=0.0))  # fmt: skip
+    before = json.loads((out / "predictions" / "meta.json").read_text())["model_fingerprint"]
+    evaluate_split(
+        model,
+        world.splits_dir / "synthetic_all.yaml",
+        world.data_root,
+        world.maps_root,
+        out,
+        replace(settings, omega=0.0),
+    )
+    after = json.loads((out / "predictions" / "meta.json").read_text())["model_fingerprint"]
+    assert before != after, "a changed model's predictions are stale: predicted again, never reused"

@@ -23,7 +23,7 @@ def world(tmp_path_factory):
 def test_human_beats_a_standing_car_and_caches_are_reused(world, tmp_path):
     summary, loader = world
     scenes = [loader[t] for t in loader.tokens]
-    scorer = SceneScorer.from_scenes(scenes, summary.maps_root, cache_dir=tmp_path / "cache")
+    scorer = SceneScorer.from_scenes(scenes, summary.maps_root, tmp_path / "cache")
     assert not scorer.skipped and len(scorer.caches) == len(scenes)
     human = np.stack([scene.future_trajectory().poses for scene in scenes])
     standing = np.zeros_like(human)
@@ -32,16 +32,16 @@ def test_human_beats_a_standing_car_and_caches_are_reused(world, tmp_path):
     human_summary, standing_summary = summarize(tables, 0), summarize(tables, 1)
     assert human_summary["score"] > standing_summary["score"]
     assert human_summary["valid_fraction"] == 1.0
-    again = SceneScorer.from_scenes(scenes, summary.maps_root, cache_dir=tmp_path / "cache")
+    again = SceneScorer.from_scenes(scenes, summary.maps_root, tmp_path / "cache")
     np.testing.assert_allclose(
         summarize(again.score([s.token for s in scenes], human))["score"], human_summary["score"]
     )
 
 
-def test_nan_trajectories_count_as_zero(world):
+def test_nan_trajectories_count_as_zero(world, tmp_path):
     summary, loader = world
     scenes = [loader[t] for t in loader.tokens[:2]]
-    scorer = SceneScorer.from_scenes(scenes, summary.maps_root)
+    scorer = SceneScorer.from_scenes(scenes, summary.maps_root, tmp_path / "nan-cache")
     trajectories = np.stack([scene.future_trajectory().poses for scene in scenes])
     trajectories[1] = np.nan
     result = summarize(scorer.score([s.token for s in scenes], trajectories))

@@ -35,7 +35,7 @@ def test_sweep_writes_a_table_and_a_plot(tmp_path):
         for name, parameter in model.head.named_parameters():
             if name.endswith((".pos", ".neg")):
                 parameter.add_(0.1 * torch.randn_like(parameter))
-    scorer = SceneScorer.from_scenes([loader[t] for t in loader.tokens], world.maps_root)
+    scorer = SceneScorer.from_scenes(loader, world.maps_root, tmp_path / "metric_cache")
     rows = sweep_guidance(model, dataset, scorer, (0.0, 1.0, 3.0), steps=3)
     assert [row["omega"] for row in rows] == [0.0, 1.0, 3.0]
     assert all(0.0 <= row["score"] <= 1.0 for row in rows)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vla_drive.model.diffusion import Diffusion, DiffusionSample, ModelFn, guidance_combine, make_path, posterior_std
-from vla_drive.model.types import NoiseCfg
+from vla_drive.model.types import NoiseConfig
 
 PATHS = ("vp_cosine", "vp_linear", "flow")
 TARGETS = ("eps", "v", "x0")
@@ -138,7 +138,7 @@ def test_invalid_combinations_are_refused() -> None:
         Diffusion(ddim_eta=1.5)
     d, gmm = Diffusion(), GaussianMixture()
     with pytest.raises(ValueError, match="min_std"):
-        d.sample(gmm.model_fn(d), None, (2, *SHAPE), 3, stochastic=NoiseCfg(min_std=0.0))
+        d.sample(gmm.model_fn(d), None, (2, *SHAPE), 3, stochastic=NoiseConfig(min_std=0.0))
 
 
 def test_guidance_combine() -> None:
@@ -211,7 +211,7 @@ def test_stochastic_samples_approach_the_mixture(path: str) -> None:
     d = Diffusion(path=path, target="v", sampler="ddpm")
     coarse = _mixture_fit(_run(d, 20, n=1000, seed=1).x0)[1]
     fine_weight, fine = _mixture_fit(_run(d, 200, n=1000, seed=1).x0)
-    floored = _mixture_fit(_run(d, 200, n=1000, seed=1, stochastic=NoiseCfg(eta=1.0, min_std=1e-3)).x0)[1]
+    floored = _mixture_fit(_run(d, 200, n=1000, seed=1, stochastic=NoiseConfig(eta=1.0, min_std=1e-3)).x0)[1]
     assert fine_weight == pytest.approx(0.3, abs=0.05)
     for c, true in enumerate((0.3, 0.5)):
         assert abs(fine[c] - true) < abs(coarse[c] - true)
@@ -236,7 +236,7 @@ def test_stochastic_chain_and_logprob_recomputation(path: str) -> None:
     target = "x0" if path == "flow" else "eps"
     d = Diffusion(path=path, target=target)
     gmm = GaussianMixture()
-    noise = NoiseCfg(eta=1.0, min_std=0.05)
+    noise = NoiseConfig(eta=1.0, min_std=0.05)
     out = _run(d, 5, n=32, seed=4, stochastic=noise, return_chain=True)
     assert out.chain is not None and out.step_logp is not None
     assert out.chain.shape == (32, 6, *SHAPE) and out.step_logp.shape == (32, 5)
@@ -246,7 +246,7 @@ def test_stochastic_chain_and_logprob_recomputation(path: str) -> None:
     # the last step has no posterior noise, so its std is exactly the floor
     assert posterior_std(d.path, d.time_grid(5)[-2], 0.0) == 0.0
     # a different floor gives different log-probs (the floor is part of the policy)
-    other = d.chain_logprob(gmm.model_fn(d), out.chain, None, NoiseCfg(eta=1.0, min_std=0.2))
+    other = d.chain_logprob(gmm.model_fn(d), out.chain, None, NoiseConfig(eta=1.0, min_std=0.2))
     assert not torch.allclose(other[:, -1], out.step_logp[:, -1])
     # per-step log-density of a Gaussian step: -0.5 * sum z^2 - D log(std sqrt(2 pi)), with z ~ N(0, 1)
     dims = math.prod(SHAPE)
@@ -260,6 +260,6 @@ def test_determinism_under_a_seed() -> None:
     a, b, c = _run(d, 6, seed=7), _run(d, 6, seed=7), _run(d, 6, seed=8)
     assert torch.equal(a.x0, b.x0)
     assert not torch.equal(a.x0, c.x0)
-    s1 = _run(d, 6, seed=7, stochastic=NoiseCfg())
-    s2 = _run(d, 6, seed=7, stochastic=NoiseCfg())
+    s1 = _run(d, 6, seed=7, stochastic=NoiseConfig())
+    s2 = _run(d, 6, seed=7, stochastic=NoiseConfig())
     assert torch.equal(s1.x0, s2.x0) and torch.equal(s1.step_logp, s2.step_logp)

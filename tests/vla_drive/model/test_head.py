@@ -10,7 +10,7 @@ import torch
 
 from vla_drive.model.head import HeadConfig, LoRALinear, Route, TrajectoryHead
 from vla_drive.model.normalizer import TrajectoryNormalizer
-from vla_drive.model.types import Cond, Guidance, NoiseCfg
+from vla_drive.model.types import Cond, Guidance, NoiseConfig
 
 COND_DIM = 24
 OMEGAS = (0.0, 0.5, 1.0, 3.0)
@@ -72,10 +72,10 @@ def test_shapes() -> None:
     assert out.traj.shape == out.x0.shape == (6, 8, 3) and out.chain is None and out.step_logp is None
     out = head.sample(cond, n=3, steps=5, guidance=Guidance("dichotomous", 1.0), return_chain=True)
     assert out.chain is not None and out.chain.shape == (6, 6, 8, 3) and torch.equal(out.chain[:, -1], out.x0)
-    out = head.sample(cond, n=3, steps=5, stochastic=NoiseCfg(), generator=gen())
+    out = head.sample(cond, n=3, steps=5, stochastic=NoiseConfig(), generator=gen())
     assert out.chain is not None and out.chain.shape == (6, 6, 8, 3)
     assert out.step_logp is not None and out.step_logp.shape == (6, 5) and torch.isfinite(out.step_logp).all()
-    assert head.chain_logprob(out.chain, cond, NoiseCfg()).shape == (6, 5)
+    assert head.chain_logprob(out.chain, cond, NoiseConfig()).shape == (6, 5)
 
 
 def test_traj_is_the_denormalised_sample() -> None:
@@ -88,8 +88,8 @@ def test_traj_is_the_denormalised_sample() -> None:
     assert torch.equal(head.sample(cond, n=2, generator=gen()).traj, out.x0)
 
 
-@pytest.mark.parametrize("stochastic", [None, NoiseCfg(eta=1.0, min_std=0.05)])
-def test_zero_adapters_guided_sampling_equals_the_base(stochastic: NoiseCfg | None) -> None:
+@pytest.mark.parametrize("stochastic", [None, NoiseConfig(eta=1.0, min_std=0.05)])
+def test_zero_adapters_guided_sampling_equals_the_base(stochastic: NoiseConfig | None) -> None:
     head, cond = tiny_head(), make_cond()
     base = head.sample(cond, n=3, steps=4, stochastic=stochastic, generator=gen(5))
     for omega in OMEGAS:
@@ -142,7 +142,7 @@ def test_batched_two_branch_forward_equals_separate_forwards() -> None:
 def test_chain_logprob_recomputes_the_stored_log_probs(guidance: Guidance | None) -> None:
     head, cond = tiny_head(), make_cond()
     perturb_adapters(head)
-    noise = NoiseCfg(eta=1.0, min_std=0.02)
+    noise = NoiseConfig(eta=1.0, min_std=0.02)
     out = head.sample(cond, n=4, steps=5, guidance=guidance, stochastic=noise, generator=gen(3))
     assert out.chain is not None and out.step_logp is not None
     recomputed = head.chain_logprob(out.chain, cond, noise, guidance)
@@ -157,7 +157,7 @@ def test_chain_logprob_recomputes_the_stored_log_probs(guidance: Guidance | None
 def test_determinism_under_a_seed() -> None:
     head, cond = tiny_head(), make_cond()
     perturb_adapters(head)
-    for kwargs in ({}, {"stochastic": NoiseCfg()}, {"guidance": Guidance("dichotomous", 1.0)}):
+    for kwargs in ({}, {"stochastic": NoiseConfig()}, {"guidance": Guidance("dichotomous", 1.0)}):
         a = head.sample(cond, n=2, generator=gen(11), **kwargs)  # type: ignore[arg-type]
         b = head.sample(cond, n=2, generator=gen(11), **kwargs)  # type: ignore[arg-type]
         c = head.sample(cond, n=2, generator=gen(12), **kwargs)  # type: ignore[arg-type]

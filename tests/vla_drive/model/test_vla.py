@@ -12,7 +12,8 @@ from navsim_eval.data.loader import SceneLoader
 from navsim_eval.data.splits import load_split
 from navsim_eval.synthetic.world import WorldConfig, generate_world
 from vla_drive.data.dataset import SceneDataset
-from vla_drive.model.vla import CONFIG_FILE, DrivingVLA, VLAConfig, VLAModelError
+from vla_drive.model.head import HeadConfig
+from vla_drive.model.vla import MODEL_CONFIG_FILE, DrivingVLA, VLAConfig, VLAModelError
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,9 @@ def loader(tmp_path_factory):
 
 
 def _model_and_samples(loader, trainable: str = "frozen"):
-    model = DrivingVLA.build(VLAConfig(trainable=trainable), seed=0)
+    model = DrivingVLA.build(
+        VLAConfig(trainable=trainable, head=HeadConfig(hidden_size=128, depth=4, num_heads=4)), seed=0
+    )
     dataset = SceneDataset.for_backbone(loader, model.backbone)
     samples = [dataset[i] for i in range(len(dataset))]
     model.fit_normalizer(np.stack([s.trajectory for s in samples]))
@@ -88,9 +91,9 @@ def test_bad_inputs_are_named(loader, tmp_path):
     with pytest.raises(VLAModelError, match=r"no vla_config\.json"):
         DrivingVLA.from_pretrained(tmp_path)
     model.save_pretrained(tmp_path / "m")
-    meta = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
+    meta = json.loads((tmp_path / "m" / MODEL_CONFIG_FILE).read_text())
     meta["format_version"] = 99
-    (tmp_path / "m" / CONFIG_FILE).write_text(json.dumps(meta))
+    (tmp_path / "m" / MODEL_CONFIG_FILE).write_text(json.dumps(meta))
     with pytest.raises(VLAModelError, match="format version 99"):
         DrivingVLA.from_pretrained(tmp_path / "m")
     with pytest.raises(VLAModelError, match="unknown model config keys"):

@@ -128,7 +128,7 @@ def main() -> None:
         bf16 = stand_in_config(args.out / "bf16", max_steps=2, batch_size=2, mixed_precision="bf16")
         _, results["bf16"] = run(with_deepspeed(bf16, args.stage), StandInModel, noisy_objective, data)
     if args.vla_samples:
-        from vla_drive.data.dataset import Collator
+        from vla_drive.model.processor import Collator
 
         samples = pickle.loads(args.vla_samples.read_bytes())
         build = tiny_vla_builder(samples)

@@ -90,12 +90,17 @@ def imitation_objective(model: Any, batch: Any) -> tuple[Tensor, dict[str, float
 
 def tiny_vla_builder(samples: list) -> Any:
     """A function building the same tiny DrivingVLA (tiny-qwen2.5-vl, LoRA, normaliser fitted on ``samples``)."""
+    from vla_drive.model.head import HeadConfig
     from vla_drive.model.normalizer import TrajectoryNormalizer
     from vla_drive.model.vla import DrivingVLA, VLAConfig
 
     normalizer = TrajectoryNormalizer.fit(torch.stack([torch.from_numpy(s.trajectory) for s in samples]))
 
     def build() -> DrivingVLA:
-        return DrivingVLA.build(VLAConfig(trainable="lora"), normalizer=normalizer, seed=0)
+        return DrivingVLA.build(
+            VLAConfig(trainable="lora", head=HeadConfig(hidden_size=128, depth=4, num_heads=4)),
+            normalizer=normalizer,
+            seed=0,
+        )
 
     return build

@@ -14,8 +14,8 @@ import yaml
 
 from tests.vla_drive.train.standins import stand_in_config
 from vla_drive.config import ConfigError, DistributedConfig
-from vla_drive.train import DistributedSetupError, barrier, is_main, rank_seed, resolve_deepspeed_config, world_size
-from vla_drive.train.distributed import fill_model_dependent
+from vla_drive.train import barrier, is_main, rank_seed, resolve_deepspeed_config, world_size
+from vla_drive.train.deepspeed_config import fill_model_dependent
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -65,10 +65,10 @@ def test_conflicts_and_bad_settings_are_named(tmp_path):
         resolve_deepspeed_config(_config(tmp_path, deepspeed_config=str(tmp_path / "zero9.json")), 2)
     custom = tmp_path / "custom.json"
     custom.write_text(json.dumps({"zero_optimization": {"stage": 2}, "scheduler": {"type": "WarmupLR"}}))
-    with pytest.raises(DistributedSetupError, match="remove the 'scheduler' block"):
+    with pytest.raises(ConfigError, match="remove the 'scheduler' block"):
         resolve_deepspeed_config(_config(tmp_path, deepspeed_config=str(custom)), 2)
     custom.write_text(json.dumps({"zero_optimization": {"stage": 2, "sub_group_size": "auto"}}))
-    with pytest.raises(DistributedSetupError, match="cannot fill 'auto' for"):
+    with pytest.raises(ConfigError, match="cannot fill 'auto' for"):
         resolve_deepspeed_config(_config(tmp_path, deepspeed_config=str(custom)), 2)
 
 

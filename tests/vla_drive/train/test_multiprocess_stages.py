@@ -35,10 +35,15 @@ def test_imitation_then_dipole_on_two_ranks(tmp_path):
     DrivingVLA.from_pretrained(tmp_path / "runs/debug/model")  # consolidated from the ZeRO-3 shards
 
     _torchrun(
-        tmp_path, "algorithm.name=dipole", "model.init_from=runs/debug/model", "train.output_dir=runs/rl",
-        "algorithm.samples_per_scene=4", "algorithm.rollout_steps=3", "distributed.backend=deepspeed",
+        tmp_path,
+        "algorithm.name=dipole",
+        "train.init_from=runs/debug/model",
+        "train.output_dir=runs/rl",
+        "algorithm.samples_per_scene=4",
+        "algorithm.rollout_steps=3",
+        "distributed.backend=deepspeed",
         "distributed.zero_stage=2",
-    )  # fmt: skip
+    )
     rl = [m for m in _metrics(tmp_path / "runs/rl/metrics.jsonl") if "train/loss" in m]
     assert len(rl) == 4
     for record in rl:

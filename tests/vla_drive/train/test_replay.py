@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vla_drive.algorithms.base import RolloutBatch
-from vla_drive.algorithms.dipole import Dipole
+from vla_drive.algorithms.dipole import Dipole, DipoleConfig
 from vla_drive.model.types import Cond, SampleOut
 from vla_drive.train.replay import ReplayBuffer, concat_rollouts
 
@@ -29,7 +29,7 @@ def _batch(scenes: int, k: int, width: int, seed: int, logged: bool = False) -> 
         reward_terms={"ego_progress": torch.rand(n, generator=generator)},
         logged=torch.arange(n) % k == k - 1 if logged else None,
     )
-    return Dipole(samples_per_scene=k).prepare(batch)
+    return Dipole(DipoleConfig(samples_per_scene=k)).prepare(batch)
 
 
 def test_concat_offsets_groups_pads_tokens_and_keeps_per_sample_extras():
@@ -46,8 +46,10 @@ def test_concat_offsets_groups_pads_tokens_and_keeps_per_sample_extras():
     assert merged.logged.tolist() == [False, False, True] * 2 + [False] * 3
     # the condition of every sample is still its own scene's
     rows = torch.arange(9)
-    assert torch.equal(merged.sample_cond(rows).ego, torch.cat([first.cond.ego.repeat_interleave(3, 0),
-                                                                second.cond.ego.repeat_interleave(3, 0)]))  # fmt: skip
+    assert torch.equal(
+        merged.sample_cond(rows).ego,
+        torch.cat([first.cond.ego.repeat_interleave(3, 0), second.cond.ego.repeat_interleave(3, 0)]),
+    )
 
 
 def test_buffer_replays_the_last_r_iterations():

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from vla_drive.config import get_preset, with_synthetic_world
+from vla_drive.config import ConfigError, get_preset, load_config, with_synthetic_world
 from vla_drive.model.vla import DrivingVLA
 from vla_drive.train.rl import train_rl
 from vla_drive.train.stages import train_imitation
@@ -24,14 +24,10 @@ def imitation(tmp_path_factory):
 
 
 def _rl_config(root, model_dir, output, max_steps, anchored=False):
-    config = with_synthetic_world(get_preset("debug"), root / "world")
+    overrides = ["algorithm.samples_per_scene=3", "algorithm.rollout_steps=2", f"train.init_from={model_dir}"]
     if anchored:  # the logged trajectory in every group, and replay of the last 2 iterations (checkpointed)
-        config.algorithm.include_logged = True
-        config.algorithm.replay_iterations = 2
-    config.algorithm.name = "dipole"
-    config.algorithm.samples_per_scene = 3
-    config.algorithm.rollout_steps = 2
-    config.model.init_from = str(model_dir)
+        overrides += ["algorithm.include_logged=true", "algorithm.replay_iterations=2"]
+    config = with_synthetic_world(load_config("debug-rl", overrides), root / "world")
     config.train.output_dir = str(root / output)
     config.train.max_steps = max_steps
     config.train.checkpoint_every = 2
@@ -91,7 +87,7 @@ def test_replay_with_a_training_backbone_is_refused(imitation):
     config = _rl_config(root, model_dir, "lora-replay", 2)
     config.model.trainable = "lora"
     config.algorithm.replay_iterations = 2
-    with pytest.raises(ValueError, match=r"replay_iterations=2 needs model\.trainable: frozen"):
+    with pytest.raises(ConfigError, match=r"algorithm\.replay_iterations: needs model\.trainable 'frozen'"):
         train_rl(config)
 
 

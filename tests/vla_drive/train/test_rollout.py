@@ -10,7 +10,7 @@ from navsim_eval.maps.locations import load_map
 from navsim_eval.pdm.builder import build_metric_cache_from_map
 from navsim_eval.pdm.cache_io import build_metric_cache_store
 from tests.vla_drive.tiny_world import tiny_world
-from vla_drive.algorithms.dipole import Dipole
+from vla_drive.algorithms.dipole import Dipole, DipoleConfig
 from vla_drive.train.rollout import PdmReward, collect_rollouts
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def setup(tmp_path_factory):
 
 def test_one_dipole_iteration_with_real_rewards(setup):
     model, dataset, store = setup
-    algorithm = Dipole(samples_per_scene=4, rollout_steps=3, beta=1.0)
+    algorithm = Dipole(DipoleConfig(samples_per_scene=4, rollout_steps=3, beta=1.0))
     reward = PdmReward(store.root, "v1", workers=1)
     samples = [dataset[i] for i in range(3)]
     cond = model.encode(model.collate(samples))
@@ -54,7 +54,7 @@ def test_one_dipole_iteration_with_real_rewards(setup):
 
 def test_unscorable_rollouts_are_skipped_not_fatal(setup):
     model, dataset, store = setup
-    algorithm = Dipole(samples_per_scene=2, rollout_steps=2)
+    algorithm = Dipole(DipoleConfig(samples_per_scene=2, rollout_steps=2))
     reward = PdmReward(store.root, "v1", workers=1)
     samples = [dataset[0]]
     cond = model.encode(model.collate(samples))
@@ -69,7 +69,7 @@ def test_unscorable_rollouts_are_skipped_not_fatal(setup):
 
 def test_logged_trajectories_join_their_groups(setup):
     model, dataset, store = setup
-    algorithm = Dipole(samples_per_scene=3, rollout_steps=2, include_logged=True)
+    algorithm = Dipole(DipoleConfig(samples_per_scene=3, rollout_steps=2, include_logged=True))
     reward = PdmReward(store.root, "v1", workers=1)
     samples = [dataset[i] for i in range(2)]
     cond = model.encode(model.collate(samples))
@@ -92,7 +92,7 @@ def test_logged_trajectories_join_their_groups(setup):
 
 def test_logged_trajectories_need_x0_only_algorithms(setup):
     model, dataset, _ = setup
-    spec = Dipole(samples_per_scene=2, include_logged=True).rollout_spec()
+    spec = Dipole(DipoleConfig(samples_per_scene=2, include_logged=True)).rollout_spec()
     cond = model.encode(model.collate([dataset[0]]))
     with pytest.raises(ValueError, match="needs the logged trajectories"):
         collect_rollouts(model, cond, [dataset[0].token], spec, reward=None)

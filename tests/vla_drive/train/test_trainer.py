@@ -41,7 +41,7 @@ def test_resume_after_a_crash_continues_bit_for_bit(tmp_path):
     reference = Trainer(StandInModel(), noisy_objective, stand_in_config(tmp_path / "a", **kwargs), dataset=data)
     expected = _losses(reference.fit())
 
-    def crash(step):
+    def crash(trainer, step):
         raise RuntimeError(f"simulated crash at step {step}")
 
     config = stand_in_config(tmp_path / "b", **kwargs)
@@ -142,12 +142,14 @@ def test_batch_source_eval_hook_and_logs(tmp_path):
     batches = [(data.tensors[0][i : i + 4], data.tensors[1][i : i + 4]) for i in (0, 4, 8)]
     evaluated = []
 
-    def on_eval(step):
+    def on_eval(trainer, step):
         evaluated.append(step)
         return {"pdm_score": 0.5 + step / 100}
 
     config = stand_in_config(tmp_path, max_steps=5, eval_every=2, log_every=2, loggers=("jsonl", "tensorboard"))
-    trainer = Trainer(StandInModel(), exact_objective, config, batch_source=iter(batches), on_eval=on_eval)
+    trainer = Trainer(
+        StandInModel(), exact_objective, config, batch_source=lambda trainer: iter(batches), on_eval=on_eval
+    )
     history = trainer.fit()
     assert len(history) == 3 and evaluated == [2]  # the source ran out after 3 batches
     assert trainer.checkpoints.directory.joinpath("latest").read_text().strip() == "step_00000003"
@@ -176,7 +178,7 @@ def test_bad_arguments_are_named(tmp_path):
 def test_real_driving_vla_resumes_and_consolidates(tmp_path, vla_samples):
     """One process, no DeepSpeed: a tiny DrivingVLA with a LoRA backbone trains, resumes exactly, and its checkpoint
     consolidates into a model that saves and loads."""
-    from vla_drive.data.dataset import Collator
+    from vla_drive.model.processor import Collator
     from vla_drive.model.vla import DrivingVLA
 
     build = tiny_vla_builder(vla_samples)

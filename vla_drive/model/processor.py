@@ -1,5 +1,5 @@
-"""Processor factory: load a VLM's processor from a hub id or a local checkpoint, save it, turn images + prompts into
-model inputs.
+"""Processor factory: load a VLM's processor from a hub id or a local checkpoint, save it, turn images + prompts (and
+whole driving samples) into model inputs.
 
 Two quirks of this stack shape the code:
 
@@ -20,7 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from PIL import Image
+
+from vla_drive.model.types import (
+    EGO_STATUS_DIM,
+    POSE_DIM,
+    TRAJECTORY_POSES,
+    Batch,
+    DrivingSample,
+    DrivingSampleError,
+)
 
 # Processor class of each supported model type, for checkpoints whose files do not name one.
 PROCESSOR_FOR_MODEL_TYPE: dict[str, str] = {
@@ -280,3 +291,31 @@ def prepare_inputs(processor: Any, images: Sequence[Sequence[Image.Image]], text
     )
     batch.pop("labels", None)  # PaliGemma adds LM labels; the backbone never computes an LM loss
     return batch
+
+
+def collate(samples: Sequence[DrivingSample], backbone: Any) -> Batch:
+    """Pad a list of samples into a :class:`Batch`; ``backbone`` is a VLMBackbone or a bare processor."""
+    if not samples:
+        raise ValueError("collate: empty list of samples")
+    images = [sample.images for sample in samples]
+    texts = [sample.prompt for sample in samples]
+    prepare = getattr(backbone, "prepare", None)
+    inputs = prepare(images, texts) if prepare is not None else prepare_inputs(backbone, images, texts)
+    ego = torch.from_numpy(np.stack([s.ego_status for s in samples]).astype(np.float32))
+    trajectory = torch.from_numpy(np.stack([s.trajectory for s in samples]).astype(np.float32))
+    if ego.shape[1:] != (EGO_STATUS_DIM,) or trajectory.shape[1:] != (TRAJECTORY_POSES, POSE_DIM):
+        raise DrivingSampleError(
+            f"collate: ego status {list(ego.shape)} / trajectory {list(trajectory.shape)}; expected "
+            f"[B, {EGO_STATUS_DIM}] / [B, {TRAJECTORY_POSES}, {POSE_DIM}]"
+        )
+    return Batch(inputs, ego, trajectory, [s.token for s in samples], texts)
+
+
+@dataclass
+class Collator:
+    """A picklable ``collate_fn`` for ``torch.utils.data.DataLoader`` (workers get the processor, not the model)."""
+
+    processor: Any
+
+    def __call__(self, samples: Sequence[DrivingSample]) -> Batch:
+        return collate(samples, self.processor)

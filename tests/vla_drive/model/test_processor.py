@@ -13,7 +13,9 @@ import torch
 import transformers as T
 from PIL import Image
 
-from vla_drive.data.processor import (
+from vla_drive.data.prompt import format_prompt
+from vla_drive.model.presets import PRESETS, build_processor, get_preset
+from vla_drive.model.processor import (
     ModelSource,
     ModelSourceError,
     ProcessorLoadError,
@@ -25,8 +27,6 @@ from vla_drive.data.processor import (
     resolve_source,
     save_processor,
 )
-from vla_drive.data.prompt import format_prompt
-from vla_drive.model.presets import PRESETS, build_processor, get_preset
 
 TINY = [name for name in PRESETS if name.startswith("tiny-")]
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
