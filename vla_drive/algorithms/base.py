@@ -41,6 +41,9 @@ class RLConfig(AlgorithmConfig):
     update_epochs: int = field(default=1, metadata={"min": 1})  # passes over an iteration's rollouts
     score_version: str = field(default="v1", metadata={"choices": SCORE_VERSIONS})  # v1 PDMS | v2 EPDMS reward
     progress_weight: float = field(default=5.0, metadata={"min": 0})  # weight of ego progress (5 = official)
+    # v2 rewards: EC of every sample against the policy's deterministic plan at the scene's previous frame (one
+    # more sample per scene); false: scored as a scene without a previous frame (EC left out of the score)
+    extended_comfort: bool = True
 
     def minibatches_per_epoch(self) -> int:
         """Optimizer micro-batches one update epoch is split into."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from vla_drive.eval.predictions import predict_scenes
 from vla_drive.eval.scoring import SceneScorer, summarize
 from vla_drive.model.vla import DrivingVLA
@@ -23,6 +21,4 @@ def evaluate_model(
 ) -> dict[str, float]:
     """Mean PDMS (or EPDMS) and sub-metrics of the model's trajectories on the scenes the scorer knows."""
     predictions = predict_scenes(model, dataset, steps=steps, omega=omega, seed=seed, batch_size=batch_size).first()
-    tokens = [token for token in predictions if token in scorer]
-    tables = scorer.score(tokens, np.stack([predictions[token] for token in tokens]))
-    return summarize(tables)
+    return summarize(scorer.score_plans(predictions))

@@ -29,6 +29,7 @@ from navsim_eval.csv_io import official_rows, write_score_csv
 from navsim_eval.data.loader import SceneLoader
 from navsim_eval.pdm.cache_io import MetricCacheStore
 from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
+from navsim_eval.pdm.two_frame import apply_two_frame_comfort
 from navsim_eval.pool import ScoringPool
 from vla_drive.data.dataset import SceneDataset
 from vla_drive.eval.bev import failing_metrics, plot_scene
@@ -98,6 +99,8 @@ def evaluate_split(
     )
     with ScoringPool(caches_root, settings.version, workers=settings.workers) as pool:
         tables = pool.score([(t, predictions[t][None]) for t in tokens])
+    if settings.version == "v2":  # EC of each scene against the plan of the scene 0.5 s before it in its log
+        apply_two_frame_comfort(tables)
     if progress is not None:
         progress("score", len(tables), len(tables))
 

@@ -8,7 +8,7 @@ only simulates and scores.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from navsim_eval.pdm.cache_io import MetricCacheStore
 from navsim_eval.pdm.metric_cache import MetricCache
 from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
 from navsim_eval.pdm.scorer import SceneContext, ScorerConfig, score
+from navsim_eval.pdm.two_frame import apply_two_frame_comfort
 from navsim_eval.scene import Scene
 
 Scenes = SceneLoader | Sequence[Scene]
@@ -59,6 +60,18 @@ class SceneScorer:
 
     def __contains__(self, token: str) -> bool:
         return token in self.caches
+
+    def score_plans(self, plans: Mapping[str, np.ndarray]) -> list[ScoreTable]:
+        """One plan [8, 3] per known scene, scored as a leaderboard run scores a split: in v2 with two-frame
+        extended comfort between each scene and the scene 0.5 s before it in its log (a scene without one keeps EC
+        NaN and leaves it out of its score, as the official one-stage scorer does)."""
+        tokens = [token for token in plans if token in self]
+        if not tokens:
+            return []
+        tables = self.score(tokens, np.stack([plans[token] for token in tokens]))
+        if self.version == "v2":
+            apply_two_frame_comfort(tables, self.config)
+        return tables
 
     def score(self, tokens: Sequence[str], trajectories: np.ndarray) -> list[ScoreTable]:
         """Score [B, K, 8, 3] (or [B, 8, 3]) ego-frame trajectories of the scenes ``tokens``: one table per scene."""

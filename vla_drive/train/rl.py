@@ -26,6 +26,7 @@ from vla_drive.config import ExperimentConfig, save_run_config
 from vla_drive.eval.scoring import build_metric_caches
 from vla_drive.model.vla import DrivingVLA
 from vla_drive.train.distributed import barrier, is_main, rank, setup_accelerator, world_size
+from vla_drive.train.previous_plans import PreviousPlans
 from vla_drive.train.replay import ReplayBuffer
 from vla_drive.train.rollout import PdmReward, collect_rollouts
 from vla_drive.train.stages import (
@@ -81,10 +82,11 @@ def rl_batches(
     start_step: int,
     call=None,
     replay: ReplayBuffer | None = None,
+    previous_plans: PreviousPlans | None = None,
 ) -> Iterator[RLMicroBatch]:
     """Rollout iterations from the one containing ``start_step`` on, as Trainer micro-batches. ``call(fn)`` runs
     ``fn(model)`` the way every rank must (``Trainer.call_model``; default: directly); ``replay`` adds the rollouts
-    of recent iterations to every update."""
+    of recent iterations to every update; ``previous_plans`` gives v2 rewards their two-frame extended comfort."""
     call = call or (lambda fn: fn(model))
     per_iteration = steps_per_iteration(config)
     iteration = start_step // per_iteration
@@ -105,8 +107,9 @@ def rl_batches(
         torch_generator = torch.Generator(device=cond.tokens.device).manual_seed(
             int(np.random.default_rng([config.train.seed, iteration, rank()]).integers(2**62))
         )
+        previous = previous_plans.plans(model, batch.tokens, spec, call) if previous_plans is not None else None
         rollouts, stats = collect_rollouts(
-            model, cond.detach(), batch.tokens, spec, reward, torch_generator, call, logged=batch.trajectory
+            model, cond.detach(), batch.tokens, spec, reward, torch_generator, call, batch.trajectory, previous
         )
         if trains_backbone:
             rollouts.inputs = batch
@@ -174,10 +177,22 @@ def train_rl(config: ExperimentConfig) -> Path:
     if is_main():
         save_run_config(config, output_dir)
     replay = ReplayBuffer(getattr(config.algorithm, "replay_iterations", 0))
+    previous_plans = None
+    if config.algorithm.score_version == "v2" and config.algorithm.extended_comfort:
+        previous_plans = PreviousPlans(data.train, dataset, collate_fn, config.train.seed)
 
     def source(trainer: Trainer) -> Iterator[RLMicroBatch]:
         return rl_batches(
-            config, model, algorithm, dataset, collate_fn, reward, trainer.state.step, trainer.call_model, replay
+            config,
+            model,
+            algorithm,
+            dataset,
+            collate_fn,
+            reward,
+            trainer.state.step,
+            trainer.call_model,
+            replay,
+            previous_plans,
         )
 
     def objective(module: torch.nn.Module, micro: RLMicroBatch):

@@ -18,9 +18,11 @@ import torch
 
 from navsim_eval.pdm.results import METRIC_COLUMNS
 from navsim_eval.pdm.scorer import ScorerConfig
+from navsim_eval.pdm.two_frame import apply_two_frame_comfort
 from navsim_eval.pool import ScoringPool
 from vla_drive.algorithms.base import RolloutBatch, RolloutSpec
 from vla_drive.model.types import Cond, SampleOut
+from vla_drive.train.previous_plans import Plans
 
 LOG = logging.getLogger(__name__)
 
@@ -49,13 +51,22 @@ class PdmReward:
         workers: int = 1,
     ) -> None:
         self.version = version
-        self.pool = ScoringPool(store, version, workers=workers, config=ScorerConfig(progress_weight=progress_weight))
+        self.config = ScorerConfig(progress_weight=progress_weight)
+        self.pool = ScoringPool(store, version, workers=workers, config=self.config)
 
     def __call__(
-        self, tokens: Sequence[str], trajectories: np.ndarray
+        self, tokens: Sequence[str], trajectories: np.ndarray, previous: Plans | None = None
     ) -> tuple[np.ndarray, dict[str, np.ndarray], list]:
-        """Rewards [S*K] (NaN where invalid), sub-metrics [S*K] and the score tables, for [S, K, 8, 3]."""
+        """Rewards [S*K] (NaN where invalid), sub-metrics [S*K] and the score tables, for [S, K, 8, 3].
+
+        In v2, ``previous`` (per scene: the previous frame's token and the policy's plan there, or None) adds
+        two-frame extended comfort of every sample against that plan."""
         tables = self.pool.score(list(zip(tokens, trajectories, strict=True)))
+        if self.version == "v2" and previous is not None:
+            earlier = [(index, item) for index, item in enumerate(previous) if item is not None]
+            planned = self.pool.score([(token, plan[None]) for _, (token, plan) in earlier])
+            for (index, _), before in zip(earlier, planned, strict=True):
+                apply_two_frame_comfort([before, tables[index]], self.config)
         rewards = np.concatenate([np.where(t.valid, t.score, np.nan) for t in tables])
         terms = {
             name: np.concatenate([np.where(t.valid, t.columns[name], np.nan) for t in tables])
@@ -78,6 +89,7 @@ def collect_rollouts(
     generator: torch.Generator | None = None,
     call=None,
     logged: torch.Tensor | None = None,
+    previous: Plans | None = None,
 ) -> tuple[RolloutBatch, RolloutStats]:
     """K samples for each of the S scenes of ``cond`` with the policy of ``model`` (a DrivingVLA), scored.
 
@@ -85,7 +97,8 @@ def collect_rollouts(
     With ``spec.include_logged``, ``logged`` holds the S logged human trajectories [S, 8, 3] (ego frame); each joins
     its scene's group as member K + 1, scored and weighted like the rollouts. Training on them keeps the branches
     anchored to the data (DIPOLE's offline-to-online setting draws from data and rollouts alike) and stops the
-    drift that regressing only on the policy's own few-step samples causes.
+    drift that regressing only on the policy's own few-step samples causes. ``previous`` (v2 rewards) holds each
+    scene's previous-frame plan for two-frame extended comfort (:mod:`vla_drive.train.previous_plans`).
     """
     if spec.include_logged and logged is None:
         raise ValueError("collect_rollouts: spec.include_logged needs the logged trajectories of the scenes")
@@ -123,7 +136,7 @@ def collect_rollouts(
 
     start = time.perf_counter()
     trajectories = sample.traj.float().cpu().numpy().reshape(len(tokens), k, *sample.traj.shape[1:])
-    rewards, terms, tables = reward(tokens, trajectories)
+    rewards, terms, tables = reward(tokens, trajectories, previous)
     stats.score_seconds = time.perf_counter() - start
     stats.samples = len(rewards)
     stats.failed_samples = int(np.isnan(rewards).sum())

@@ -135,8 +135,9 @@ def validation_hook(
         ).first()
         if scorer is None:
             return None
-        tokens = [token for token in data.val.tokens if token in predictions and token in scorer]
-        return summarize(scorer.score(tokens, np.stack([predictions[token] for token in tokens])))
+        return summarize(
+            scorer.score_plans({token: predictions[token] for token in data.val.tokens if token in predictions})
+        )
 
     return hook
 

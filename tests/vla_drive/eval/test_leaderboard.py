@@ -210,3 +210,39 @@ def test_storing_omega_keeps_what_lies_in_the_model_dir_and_a_changed_model_is_p
     )
     after = json.loads((out / "predictions" / "meta.json").read_text())["model_fingerprint"]
     assert before != after, "a changed model's predictions are stale: predicted again, never reused"
+
+
+def test_v2_evaluation_applies_two_frame_extended_comfort_as_navsim_eval_score_does(setup, tmp_path):
+    from navsim_eval.cli import main as navsim_eval_main
+
+    world, _, tokens = setup
+    result = _evaluate(setup, tmp_path / "eval", version="v2")
+    with result.csv.open() as stream:
+        rows = list(csv.DictReader(stream))[:-1]
+    ec = [row["two_frame_extended_comfort"] for row in rows]
+    assert sum(value != "" for value in ec) == len(tokens) - 1, "every scene but the first of the log has EC"
+    parts = sorted((tmp_path / "eval" / "predictions").glob("part-*.npz"))
+    plans = {}
+    for part in parts:
+        with np.load(part) as data:
+            plans.update({t: p[0].tolist() for t, p in zip(data["tokens"], data["trajectories"], strict=True)})
+    trajectories = tmp_path / "plans.json"
+    trajectories.write_text(json.dumps(plans))
+    out = tmp_path / "navsim_eval_v2.csv"
+    code = navsim_eval_main(
+        [
+            "score",
+            "--cache",
+            str(tmp_path / "eval" / "metric_cache"),
+            "--trajectories",
+            str(trajectories),
+            "--version",
+            "v2",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+        ]
+    )
+    assert code == 0
+    assert out.read_text() == result.csv.read_text(), "vla-drive eval and navsim-eval score disagree on v2"

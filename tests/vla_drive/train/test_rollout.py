@@ -99,3 +99,36 @@ def test_logged_trajectories_need_x0_only_algorithms(setup):
     spec.return_chain = True
     with pytest.raises(ValueError, match="no denoising chain"):
         collect_rollouts(model, cond, [dataset[0].token], spec, reward=None, logged=torch.zeros(1, 8, 3))
+
+
+def test_v2_rewards_compare_every_sample_with_the_policys_plan_at_the_previous_frame(setup):
+    from navsim_eval.pdm.cache_io import MetricCacheStore
+    from navsim_eval.pdm.scorer import score
+    from navsim_eval.pdm.two_frame import apply_two_frame_comfort
+    from vla_drive.train.previous_plans import PreviousPlans, previous_frame_tokens
+
+    model, dataset, store = setup
+    loader, tokens = dataset.scenes, dataset.tokens
+    assert previous_frame_tokens(loader) == dict(zip(tokens[1:], tokens[:-1], strict=True)), "one log, 2 Hz"
+    spec = Dipole(DipoleConfig(samples_per_scene=3, rollout_steps=2, score_version="v2")).rollout_spec()
+    plans = PreviousPlans(loader, dataset, model.collate, seed=3)
+    picked = [tokens[0], tokens[2]]
+    previous = plans.plans(model, picked, spec)
+    assert previous[0] is None and previous[1][0] == tokens[1], "the first scene of a log has no previous frame"
+    np.testing.assert_array_equal(plans.plans(model, picked, spec)[1][1], previous[1][1])  # seeded by the token
+
+    cond = model.encode(model.collate([dataset[tokens.index(t)] for t in picked]))
+    reward = PdmReward(store.root, "v2", workers=1)
+    batch, _ = collect_rollouts(model, cond, picked, spec, reward, torch.Generator().manual_seed(0), previous=previous)
+    plain, _ = collect_rollouts(model, cond, picked, spec, reward, torch.Generator().manual_seed(0))  # EC off
+    reward.close()
+    ec = batch.reward_terms["two_frame_extended_comfort"].reshape(2, 3)
+    assert torch.isnan(ec[0]).all() and torch.isfinite(ec[1]).all()
+    assert torch.isnan(plain.reward_terms["two_frame_extended_comfort"]).all()
+    torch.testing.assert_close(batch.reward[:3], plain.reward[:3])  # no previous frame: scored as without one
+
+    caches = MetricCacheStore(store.root)  # the same pair scored directly, as navsim-eval score would
+    before = score(caches[tokens[1]], previous[1][1][None].astype(np.float64), "v2")
+    after = score(caches[tokens[2]], batch.sample.traj[3:6].double().numpy(), "v2")
+    assert apply_two_frame_comfort([before, after]) == 1
+    np.testing.assert_allclose(batch.reward[3:6].numpy(), after.score, rtol=1e-6, atol=1e-9)
