@@ -215,7 +215,7 @@ def test_storing_omega_keeps_what_lies_in_the_model_dir_and_a_changed_model_is_p
 def test_v2_evaluation_applies_two_frame_extended_comfort_as_navsim_eval_score_does(setup, tmp_path):
     from navsim_eval.cli import main as navsim_eval_main
 
-    world, _, tokens = setup
+    _, _, tokens = setup
     result = _evaluate(setup, tmp_path / "eval", version="v2")
     with result.csv.open() as stream:
         rows = list(csv.DictReader(stream))[:-1]
