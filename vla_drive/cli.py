@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -83,16 +84,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from vla_drive.model.vla import DrivingVLA
+    from vla_drive.model.vla import MODEL_CONFIG_FILE, DrivingVLA
 
+    source, out = Path(args.model).resolve(), Path(args.out).resolve()
+    kept = {source: "the model itself", Path.cwd().resolve(): "the working folder"}
+    kept.update({parent: "a folder holding the model" for parent in source.parents})
+    if out in kept:
+        raise ExportError(f"--out {args.out}: would replace {kept[out]}; name a new folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MODEL_CONFIG_FILE).is_file() and not args.overwrite:
+        raise ExportError(
+            f"--out {args.out}: holds files and is not a model directory; name a new or empty folder, "
+            "or pass --overwrite to replace it"
+        )
     model = DrivingVLA.from_pretrained(args.model)
     merged = model.backbone.trainable == "lora"
-    model.merge_lora().save_pretrained(args.out)
+    model.merge_lora().save_pretrained(out)
     print(
-        f"wrote {args.out} ({'backbone LoRA merged' if merged else 'no backbone LoRA to merge'}; "
+        f"wrote {out} ({'backbone LoRA merged' if merged else 'no backbone LoRA to merge'}; "
         f"guidance omega {model.config.guidance_omega:g}); load it with DrivingVLA.from_pretrained"
     )
     return 0
+
+
+class ExportError(ValueError):
+    """An export target that would lose files."""
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -231,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         "head keeps its pos / neg branches (guidance combines them at every step) and the chosen omega.",
     )
     export.add_argument("--model", required=True, help="a DrivingVLA directory")
-    export.add_argument("--out", required=True, help="the directory to write")
+    export.add_argument("--out", required=True, help="the directory to write (a new or empty folder, or an export)")
+    export.add_argument("--overwrite", action="store_true", help="replace --out even if it holds other files")
     export.set_defaults(handler=cmd_export)
     submit = sub.add_parser(
         "submit",
@@ -308,6 +324,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         FileNotFoundError,
         NotADirectoryError,
         PermissionError,
+        ExportError,
     )
 
 
@@ -325,6 +342,28 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as error:  # bad input: one clear line naming it; bugs keep their traceback
         print(f"vla-drive {args.command}: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: where it stopped and how to continue, not a traceback
+        print(f"vla-drive {args.command}: {_interrupted(interrupt)}", file=sys.stderr)
+        return 130
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {error.filename}" if error.filename else ""
+        print(
+            f"vla-drive {args.command}: no space left on the device{where}; free some and run the same command "
+            "again (finished checkpoints and predictions are kept)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _interrupted(interrupt: KeyboardInterrupt) -> str:
+    step = getattr(interrupt, "step", None)
+    if step is None:
+        return "interrupted; run the same command again to continue (finished work is kept)"
+    checkpoint = getattr(interrupt, "checkpoint", None)
+    saved = f"the latest checkpoint is {checkpoint}" if checkpoint else "no checkpoint was written yet"
+    return f"interrupted at step {step} of {interrupt.max_steps}; {saved}; the same command resumes from it"
 
 
 if __name__ == "__main__":

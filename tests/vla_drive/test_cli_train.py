@@ -38,3 +38,32 @@ def test_other_config_errors_are_one_line(tmp_path, monkeypatch, capsys, overrid
     monkeypatch.chdir(tmp_path)
     assert main(["train", "debug", *overrides]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_ctrl_c_in_training_is_one_line_with_the_step_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    from vla_drive.train.trainer import TrainingInterrupted
+
+    def interrupted(config):
+        raise TrainingInterrupted(37, 800, tmp_path / "checkpoints" / "step_00000020")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("vla_drive.train.run.train", interrupted)
+    assert main(["train", "debug"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"vla-drive train: interrupted at step 37 of 800; the latest checkpoint is {tmp_path}/checkpoints/"
+        "step_00000020; the same command resumes from it"
+    )
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(config):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/debug/checkpoints/.tmp/model.safetensors")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("vla_drive.train.run.train", full)
+    assert main(["train", "debug"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no space left on the device while writing runs/debug/checkpoints/" in err

@@ -37,7 +37,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from vla_drive.config import ExperimentConfig, TrainConfig
 from vla_drive.config.schema import LR_SCHEDULES
-from vla_drive.train.checkpoint import CHECKPOINTS_DIR, CheckpointManager, TrainerState, resolve_resume
+from vla_drive.train.checkpoint import (
+    CHECKPOINTS_DIR,
+    CheckpointManager,
+    TrainerState,
+    latest_checkpoint,
+    resolve_resume,
+)
 from vla_drive.train.deepspeed_config import fill_model_dependent
 from vla_drive.train.distributed import rank_seed, seed_everything, setup_accelerator, zero_stage
 from vla_drive.train.logging import RunLogger
@@ -58,6 +64,14 @@ T = TypeVar("T")
 
 class TrainerError(ValueError):
     """A training setup that cannot run, with the config field or argument named."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :meth:`Trainer.fit`: the step reached and the checkpoint a rerun resumes from."""
+
+    def __init__(self, step: int, max_steps: int, checkpoint: Path | None) -> None:
+        super().__init__(f"interrupted at step {step}")
+        self.step, self.max_steps, self.checkpoint = step, max_steps, checkpoint
 
 
 # ------------------------------------------------------------------------------------------------ optimisation
@@ -316,6 +330,10 @@ class Trainer:
             run_log.flush(self.state.step)
             if self._saved_step != self.state.step:
                 self.save_checkpoint()
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                self.state.step, train.max_steps, latest_checkpoint(self.checkpoints.directory)
+            ) from None
         finally:
             run_log.close()
         return history

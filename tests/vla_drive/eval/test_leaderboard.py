@@ -246,3 +246,25 @@ def test_v2_evaluation_applies_two_frame_extended_comfort_as_navsim_eval_score_d
     )
     assert code == 0
     assert out.read_text() == result.csv.read_text(), "vla-drive eval and navsim-eval score disagree on v2"
+
+
+def test_export_never_deletes_a_users_files(setup, tmp_path, monkeypatch, capsys):
+    _, model_dir, _ = setup
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    assert main(["export", "--model", str(model_dir), "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "holds files and is not a model directory" in err and "--overwrite" in err and "\n" == err[-1]
+    assert (target / "notes.txt").read_text() == "keep me"
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--model", str(model_dir), "--out", "."]) == 2  # the working folder: never replaced
+    assert "--out .: would replace" in capsys.readouterr().err
+    assert main(["export", "--model", str(model_dir), "--out", str(model_dir)]) == 2
+    assert "would replace the model itself" in capsys.readouterr().err
+    exported = tmp_path / "exported"
+    assert main(["export", "--model", str(model_dir), "--out", str(exported)]) == 0
+    assert main(["export", "--model", str(model_dir), "--out", str(exported)]) == 0, "a previous export is replaced"
+    assert f"wrote {exported}" in capsys.readouterr().out
+    assert main(["export", "--model", str(model_dir), "--out", str(target), "--overwrite"]) == 0
+    assert not (target / "notes.txt").exists() and (target / "vla_config.json").is_file()

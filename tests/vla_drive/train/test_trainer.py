@@ -21,7 +21,7 @@ from tests.vla_drive.train.standins import (
 )
 from vla_drive.config import TrainConfig
 from vla_drive.train import ShardedBatchSampler, Trainer, TrainerError, consolidate, lr_factor
-from vla_drive.train.trainer import parameter_groups
+from vla_drive.train.trainer import TrainingInterrupted, parameter_groups
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
@@ -63,6 +63,27 @@ def test_resume_after_a_crash_continues_bit_for_bit(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 9))  # step 5 of the crashed run was dropped
     assert [r["train/loss"] for r in records] == pytest.approx(expected)
+
+
+def test_ctrl_c_reports_the_step_reached_and_the_checkpoint_to_resume_from(tmp_path):
+    data = regression_data(20)
+    config = stand_in_config(tmp_path, batch_size=2, checkpoint_every=2, eval_every=0, max_steps=10)
+
+    def interrupted_at_step_5(trainer, step):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    config.train.eval_every = 1
+    trainer = Trainer(StandInModel(), noisy_objective, config, dataset=data, on_eval=interrupted_at_step_5)
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.fit()
+    assert (info.value.step, info.value.max_steps) == (5, 10)
+    assert info.value.checkpoint.name == "step_00000004"
+    resumed = Trainer(
+        StandInModel(), noisy_objective, stand_in_config(tmp_path, batch_size=2, max_steps=10), dataset=data
+    )
+    resumed.fit()
+    assert resumed.resumed_from.name == "step_00000004" and resumed.state.step == 10
 
 
 def test_accumulation_and_batch_size_give_the_same_updates(tmp_path):
