@@ -32,7 +32,7 @@ from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
 from navsim_eval.pdm.two_frame import apply_two_frame_comfort
 from navsim_eval.pool import ScoringPool
 from vla_drive.data.dataset import SceneDataset
-from vla_drive.eval.bev import failing_metrics, plot_scene
+from vla_drive.eval.bev import drove_the_wrong_way, failing_metrics, plot_scene
 from vla_drive.eval.predictions import PredictionStore, predict_scenes
 from vla_drive.eval.scoring import build_metric_caches
 from vla_drive.model.vla import DrivingVLA, model_fingerprint
@@ -207,12 +207,19 @@ def _unloaded(loader: SceneLoader) -> dict[str, str]:
     return missing
 
 
-def _plot_worst(tables: Sequence[ScoreTable], predictions, store: MetricCacheStore, folder: Path, count: int):
-    if count <= 0 or not tables:
+def worst_scenes(tables: Sequence[ScoreTable], count: int) -> list[ScoreTable]:
+    """The ``count`` lowest-scoring scenes by the version's score, then every scene that drove the wrong way (which
+    PDMS v1.1 reports but does not score) among the next lowest, up to ``count`` more."""
+    if count <= 0:
         return []
-    order = sorted(tables, key=lambda t: float(t.columns["score"][0]) if t.valid[0] else -1.0)[:count]
+    order = sorted(tables, key=lambda t: float(t.columns["score"][0]) if t.valid[0] else -1.0)
+    worst = order[:count]
+    return worst + [table for table in order[count:] if drove_the_wrong_way(table)][:count]
+
+
+def _plot_worst(tables: Sequence[ScoreTable], predictions, store: MetricCacheStore, folder: Path, count: int):
     plots = []
-    for rank, table in enumerate(order):
+    for rank, table in enumerate(worst_scenes(tables, count)):
         try:
             plots.append(
                 plot_scene(
@@ -235,15 +242,23 @@ def _write_summary(path: Path, metrics, tables, missing, settings, omega, steps,
         "|---|---|",
     ]
     lines += [f"| {name} | {value:.4f} |" for name, value in metrics.items()]
+    wrong_way = sum(drove_the_wrong_way(table) for table in tables)
+    if wrong_way:
+        unscored = " (PDMS v1.1 reports driving-direction compliance but does not score it)"
+        lines += [
+            "",
+            f"{wrong_way} of {len(tables)} scenes drove the wrong way{unscored if settings.version == 'v1' else ''}.",
+        ]
     if plots:
-        lines += ["", "## Lowest-scoring scenes", ""]
+        lines += ["", "## Lowest-scoring scenes (and scenes that drove the wrong way)", ""]
         by_token = {t.token: t for t in tables}
         for plot in plots:
             token = plot.stem.split("_", 1)[1]
             table = by_token[token]
             score = float(table.columns["score"][0]) if table.valid[0] else 0.0
+            wrong_way = " (drove the wrong way)" if drove_the_wrong_way(table) else ""
             lines.append(
-                f"- `{token}` score {score:.3f}: {', '.join(failing_metrics(table)) or 'nothing failed'} "
+                f"- `{token}` score {score:.3f}{wrong_way}: {', '.join(failing_metrics(table)) or 'nothing failed'} "
                 f"([plot](worst/{plot.name}))"
             )
     if missing:

@@ -11,6 +11,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from vla_drive.data.dataset import SceneDataset
 from vla_drive.eval.evaluate import evaluate_model
 from vla_drive.eval.scoring import SceneScorer
@@ -61,28 +63,77 @@ def write_sweep(rows: Sequence[dict[str, float]], out_dir: str | os.PathLike[str
             cells[0] = f"**{cells[0]}**"
         lines.append("| " + " | ".join(cells) + " |")
     md_path = out / "sweep.md"
-    md_path.write_text("\n".join(lines) + f"\n\nchosen omega: {chosen:g} (highest mean score)\n")
+    edge = f"; {GRID_EDGE_NOTE}" if at_grid_edge(rows, chosen) else ""
+    md_path.write_text("\n".join(lines) + f"\n\nchosen omega: {chosen:g} (highest mean score{edge})\n")
     png_path = out / "sweep.png"
     _plot(rows, shown[1:], png_path, title or "guidance sweep", chosen)
     return {"csv": csv_path, "markdown": md_path, "plot": png_path}
 
 
-def _plot(rows, metrics: list[str], path: Path, title: str, chosen: float) -> None:
+GRID_EDGE_NOTE = "the largest omega tried: the best may lie beyond the grid, widen it"
+
+
+def at_grid_edge(rows: Sequence[dict[str, float]], chosen: float) -> bool:
+    """Whether the chosen omega is the largest of more than one tried."""
+    omegas = [row["omega"] for row in rows]
+    return len(omegas) > 1 and chosen == max(omegas)
+
+
+def varying_metrics(rows: Sequence[dict[str, float]], metrics: Sequence[str], tolerance: float = 1e-9) -> list[str]:
+    """The metrics whose value changes across the sweep (a constant one says nothing about omega)."""
+    return [name for name in metrics if np.ptp([row[name] for row in rows]) > tolerance]
+
+
+def sweep_figure(rows: Sequence[dict[str, float]], metrics: Sequence[str], title: str, chosen: float):
+    """Score against omega on top (the chosen omega marked and labelled), below it only the sub-metrics that vary,
+    each legend outside its curves; constant sub-metrics are named in a note instead of drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     omegas = [row["omega"] for row in rows]
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for name in metrics:
-        axis.plot(omegas, [row[name] for row in rows], marker="o", linewidth=2.5 if name == "score" else 1, label=name)
-    axis.axvline(chosen, color="grey", linestyle="--", linewidth=1)
-    axis.set_xlabel("guidance omega")
-    axis.set_ylabel("mean over scenes")
-    axis.set_title(title)
-    axis.legend(fontsize=7, loc="lower left")
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    varying = varying_metrics(rows, [name for name in metrics if name != "score"])
+    constant = [name for name in metrics if name not in varying and name != "score"]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=(1, 1.3))
+    top.plot(omegas, [row["score"] for row in rows], marker="o", linewidth=2, color="k", label="score")
+    best = next(row for row in rows if row["omega"] == chosen)
+    top.axvline(chosen, color="tab:red", linestyle="--", linewidth=1)
+    top.annotate(
+        f"chosen omega = {chosen:g}\nscore {best['score']:.4f}"
+        + ("\n(largest tried)" if at_grid_edge(rows, chosen) else ""),
+        (chosen, best["score"]),
+        xytext=(8, -28),
+        textcoords="offset points",
+        fontsize=8,
+        color="tab:red",
+    )
+    top.set_ylabel("mean score")
+    top.set_title(title)
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0.0)
+    for name in varying:
+        bottom.plot(omegas, [row[name] for row in rows], marker=".", linewidth=1, label=name)
+    bottom.axvline(chosen, color="tab:red", linestyle="--", linewidth=1)
+    bottom.set_xlabel("guidance omega")
+    bottom.set_ylabel("mean sub-metric")
+    bottom.grid(alpha=0.3)
+    if varying:
+        bottom.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, borderaxespad=0.0)
+    else:
+        bottom.text(0.5, 0.5, "no sub-metric changes with omega", transform=bottom.transAxes, ha="center")
+    if constant:
+        note = "constant over the sweep: " + ", ".join(f"{n} {rows[0][n]:.3f}" for n in constant)
+        figure.text(0.01, 0.005, note, fontsize=6, wrap=True)
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    return figure
+
+
+def _plot(rows, metrics: list[str], path: Path, title: str, chosen: float) -> None:
+    import matplotlib.pyplot as plt
+
+    figure = sweep_figure(rows, metrics, title, chosen)
+    try:
+        figure.savefig(path, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(figure)
