@@ -60,21 +60,23 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
+    reused: dict[str, Path] = {}  # stage -> the model found in the output folder (not trained again)
     common = [f"train.feature_cache={out / 'features'}", "train.eval_every=1000000", *overrides]
-    imitation = with_synthetic_world(load_config("demo-imitation", common), out / "world")
-    imitation = _output(imitation, out / "imitation")
+    imitation = _stage_config("demo-imitation", common, out / "world", out / "imitation", say)
     paths = data_paths(imitation)
 
     with _stage("world", seconds, say, "1/6 generating the synthetic world"):
         ensure_synthetic_world(imitation)
     imitation_model = out / "imitation" / "model"
     with _stage("imitation", seconds, say, f"2/6 imitation: {imitation.train.max_steps} steps"):
-        if not _complete(imitation_model):
+        if _complete(imitation_model):
+            reused["imitation"] = imitation_model
+            say(f"    reusing {imitation_model} (trained by an earlier run; delete it to train again)")
+        else:
             train_imitation(imitation)
-    dipole = with_synthetic_world(
-        load_config("demo-dipole", [*common, f"train.init_from={imitation_model}"]), out / "world"
+    dipole = _stage_config(
+        "demo-dipole", [*common, f"train.init_from={imitation_model}"], out / "world", out / "dipole", say
     )
-    dipole = _output(dipole, out / "dipole")
     dipole_model = out / "dipole" / "model"
     with _stage(
         "dipole",
@@ -82,7 +84,10 @@ def run_demo(
         say,
         f"3/6 DIPOLE: {dipole.train.max_steps} steps, {dipole.algorithm.samples_per_scene} rollouts per scene",
     ):
-        if not _complete(dipole_model):
+        if _complete(dipole_model):
+            reused["dipole"] = dipole_model
+            say(f"    reusing {dipole_model} (trained by an earlier run; delete it to train again)")
+        else:
             train_rl(dipole)
 
     from vla_drive.model.vla import DrivingVLA
@@ -110,7 +115,9 @@ def run_demo(
                 model_name=name,
             )
     with _stage("report", seconds, say, "6/6 writing the report"):
-        report = _write_report(out, imitation, dipole, rows, chosen, results, seconds)
+        report = _write_report(
+            out, _trained_config(imitation), _trained_config(dipole), rows, chosen, results, seconds, reused
+        )
     say(f"done: {report}")
     return DemoResult(
         report,
@@ -139,9 +146,27 @@ class _stage:
             self.say(f"    {self.name} done in {self.seconds[self.name]:.0f} s")
 
 
-def _output(config, directory: Path):
-    config.train.output_dir = str(directory)
+def _stage_config(preset: str, overrides: Sequence[str], world: Path, output: Path, say: Say):
+    """A preset with the demo's overrides, in the demo's folders. ``train.max_steps=N`` without a warm-up of its own
+    scales the preset's warm-up to at most N / 10 steps (a warm-up must be shorter than the run)."""
+    keys = {item.partition("=")[0].strip() for item in overrides}
+    if "train.max_steps" in keys and "train.warmup_steps" not in keys:
+        steps = next(int(item.partition("=")[2]) for item in reversed(overrides) if item.startswith("train.max_steps"))
+        warmup = min(load_config(preset).train.warmup_steps, steps // 10)
+        overrides = [*overrides, f"train.warmup_steps={warmup}"]
+        say(f"    {preset}: train.max_steps={steps}, so its warm-up is {warmup} steps")
+    config = with_synthetic_world(load_config(preset, overrides), world)
+    config.train.output_dir = str(output)
     return config
+
+
+def _trained_config(config):
+    """What a stage's model was really trained with: its run's own config.yaml (an earlier run's, when the model was
+    reused), else the config of this run."""
+    from vla_drive.config import RUN_CONFIG_FILE
+
+    saved = Path(config.train.output_dir) / RUN_CONFIG_FILE
+    return load_config(saved) if saved.is_file() else config
 
 
 def _complete(model_dir: Path) -> bool:
@@ -167,7 +192,7 @@ def _sweep(model_dir: Path, paths, grid, sweep_dir: Path, workers: int):
     return rows, chosen
 
 
-def _write_report(out: Path, imitation, dipole, rows, chosen, results, seconds) -> Path:
+def _write_report(out: Path, imitation, dipole, rows, chosen, results, seconds, reused) -> Path:
     im, dp = results["imitation"], results["dipole"]
     names = [n for n in im.metrics if n not in ("score_with_missing_as_zero",)]
     lines = [
@@ -191,32 +216,38 @@ def _write_report(out: Path, imitation, dipole, rows, chosen, results, seconds) 
         "",
         "![sweep](sweep/sweep.png)",
         "",
-        "## Lowest-scoring test scenes of DIPOLE",
-        "",
     ]
-    lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in dp.plots]
+    for title, result in (("DIPOLE", dp), ("imitation", im)):
+        lines += ["", f"## Lowest-scoring test scenes of {title} (and those that drove the wrong way)", ""]
+        lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in result.plots] or ["(none)"]
     lines += [
         "",
         "## Training",
         "",
-        f"- imitation: `{imitation.name}`, {imitation.train.max_steps} steps, backbone `{imitation.model.backbone}` "
-        f"({imitation.model.trainable}), log `{Path(imitation.train.output_dir) / 'metrics.jsonl'}`",
-        f"- DIPOLE: `{dipole.name}`, {dipole.train.max_steps} steps, K = {dipole.algorithm.samples_per_scene}, "
-        f"beta {dipole.algorithm.beta:g}, logged trajectories in the groups: {dipole.algorithm.include_logged}, "
-        f"log `{Path(dipole.train.output_dir) / 'metrics.jsonl'}`",
+        f"- imitation{_reused_note('imitation', reused)}: `{imitation.name}`, {imitation.train.max_steps} steps, "
+        f"backbone `{imitation.model.backbone}` ({imitation.model.trainable}), "
+        f"log `{Path(imitation.train.output_dir) / 'metrics.jsonl'}`",
+        f"- DIPOLE{_reused_note('dipole', reused)}: `{dipole.name}`, {dipole.train.max_steps} steps, "
+        f"K = {dipole.algorithm.samples_per_scene}, beta {dipole.algorithm.beta:g}, logged trajectories in the "
+        f"groups: {dipole.algorithm.include_logged}, log `{Path(dipole.train.output_dir) / 'metrics.jsonl'}`",
         *_reward_line(Path(dipole.train.output_dir) / "metrics.jsonl"),
         "",
         "## Time per stage",
         "",
         "| stage | seconds |",
         "|---|---|",
-        *[f"| {name} | {value:.0f} |" for name, value in seconds.items()],
+        *[f"| {name} | {'reused' if name in reused else f'{value:.0f}'} |" for name, value in seconds.items()],
         f"| total | {sum(seconds.values()):.0f} |",
         "",
         f"Official CSVs: `eval/imitation/v1_scores.csv`, `eval/dipole/v1_scores.csv`. Models: `imitation/model`, "
         f"`dipole/model` (chosen omega {chosen:g} stored).",
     ]
     return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+
+
+def _reused_note(stage: str, reused: dict[str, Path]) -> str:
+    """How a reused stage is marked in the report: its settings are those its own run recorded."""
+    return f" (reused from `{reused[stage]}`; settings from its run's config.yaml)" if stage in reused else ""
 
 
 def _reward_line(metrics_file: Path) -> list[str]:

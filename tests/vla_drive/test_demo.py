@@ -32,6 +32,24 @@ def test_short_demo_runs_every_stage_and_resumes(tmp_path, capsys):
 
     # an interrupted demo continues: finished models are not trained again
     stamp = (result.imitation_model / "head.safetensors").stat().st_mtime_ns
-    code = main(["demo", "--out", str(out), "--omegas", "0", "1", "--workers", "1", *QUICK])
+    code = main(["demo", "--out", str(out), "--omegas", "0", "1", "--workers", "1", *QUICK, "train.max_steps=9"])
     assert code == 0 and (result.imitation_model / "head.safetensors").stat().st_mtime_ns == stamp
     assert "Report:" in capsys.readouterr().out
+    report = result.report.read_text()
+    assert "imitation (reused from" in report and "DIPOLE (reused from" in report
+    assert "`demo-imitation`, 4 steps" in report, "a reused model is reported with the steps it was trained with"
+    assert "| imitation | reused |" in report
+
+
+def test_the_documented_quick_demo_overrides_make_valid_configs(tmp_path):
+    from vla_drive.demo import _stage_config
+
+    said: list[str] = []
+    for preset in ("demo-imitation", "demo-dipole"):
+        config = _stage_config(preset, ["train.max_steps=50"], tmp_path / "world", tmp_path / preset, said.append)
+        assert config.train.max_steps == 50 and config.train.warmup_steps == 5
+    assert any("warm-up is 5 steps" in line for line in said)
+    kept = _stage_config(
+        "demo-imitation", ["train.max_steps=50", "train.warmup_steps=2"], tmp_path, tmp_path, said.append
+    )
+    assert kept.train.warmup_steps == 2, "a warm-up the user gives is kept"
