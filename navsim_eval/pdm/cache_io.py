@@ -49,7 +49,8 @@ from navsim_eval.pdm.metric_cache import MetricCache, SceneType
 from navsim_eval.pdm.observation import Observation
 from navsim_eval.scene import EgoState
 
-FORMAT_VERSION = 1
+# 2: one PDM-Closed reference per scoring version (v1.1 and v2 rank the proposals differently)
+FORMAT_VERSION = 2
 CACHE_SUFFIX = ".mcache"
 INDEX_FILE = "metadata.json"
 INDEX_FORMAT = "navsim_eval.metric_cache_index"
@@ -67,7 +68,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,150}")
 STORED_FIELDS = frozenset(
     {
         "token", "ego", "drivable_map", "route_lane_ids", "centerline", "observation", "red_lights",
-        "reference_poses", "past_ego_states", "human_trajectory", "observation_v2", "scene_type", "log_name",
+        "references", "past_ego_states", "human_trajectory", "observation_v2", "scene_type", "log_name",
         "metadata",
     }
 )  # fmt: skip
@@ -105,11 +106,13 @@ def encode_metric_cache(cache: MetricCache) -> bytes:
         "object_tokens_v2": None if cache.observation_v2 is None else list(cache.observation_v2.tokens),
         "past_ego_time_us": None,
         "has_human_trajectory": cache.human_trajectory is not None,
+        "reference_versions": list(cache.references),
         "metadata": cache.metadata,
         "writer": f"navsim_eval {__version__}",
     }
     arrays["ego"] = _ego_array([cache.ego])[0]
-    arrays["reference_poses"] = cache.reference_poses
+    for version, poses in cache.references.items():
+        arrays[f"reference_{version}"] = poses
     arrays["centerline"] = cache.centerline.poses
     geometry_type, coords, offsets = shapely.to_ragged_array(cache.drivable_map.polygons, include_z=False)
     if geometry_type != shapely.GeometryType.POLYGON:
@@ -200,6 +203,17 @@ def decode_metric_cache(data: bytes, source: str = "<bytes>") -> MetricCache:
         raise CacheFileError(f"{source}: malformed cache contents ({type(error).__name__}: {error})") from None
 
 
+def _format_version_problem(version: object) -> str:
+    """Why a cache of another format version cannot be read, and what to do."""
+    if isinstance(version, int) and version < FORMAT_VERSION:
+        detail = ", one PDM-Closed reference for both versions" if version == 1 else ""
+        return (
+            f"metric cache written by an older navsim_eval (format {version}{detail}; this one reads format "
+            f"{FORMAT_VERSION}); rebuild it with `navsim-eval cache` (or `navsim-eval import-cache`)"
+        )
+    return f"metric cache format {version!r}, this navsim_eval reads format {FORMAT_VERSION}: upgrade navsim_eval"
+
+
 def _checked_payload(data: bytes, source: str) -> memoryview:
     if len(data) < _PREFIX.size:
         if data[: len(_MAGIC)] != _MAGIC[: len(data)]:
@@ -209,10 +223,7 @@ def _checked_payload(data: bytes, source: str) -> memoryview:
     if magic != _MAGIC:
         raise CacheFileError(f"{source}: not a navsim_eval metric cache file (unknown magic bytes)")
     if version != FORMAT_VERSION:
-        raise CacheFileError(
-            f"{source}: metric cache format version {version}, this navsim_eval reads version {FORMAT_VERSION}; "
-            "rebuild the cache with `navsim-eval cache`"
-        )
+        raise CacheFileError(f"{source}: {_format_version_problem(version)}")
     if codec != _CODEC_ZLIB:
         raise CacheFileError(f"{source}: unknown compression codec {codec}")
     actual = len(data) - _PREFIX.size
@@ -278,7 +289,7 @@ def _build_cache(header: dict, arrays: dict[str, np.ndarray]) -> MetricCache:
         centerline=Centerline(arrays["centerline"]),
         observation=_get_observation(arrays, "object", header["object_tokens"]),
         red_lights=[list(step) for step in header["red_lights"]],
-        reference_poses=arrays["reference_poses"],
+        references={version: arrays[f"reference_{version}"] for version in header["reference_versions"]},
         past_ego_states=past,
         human_trajectory=arrays["human_trajectory"] if header["has_human_trajectory"] else None,
         observation_v2=None if tokens_v2 is None else _get_observation(arrays, "object_v2", tokens_v2),
@@ -459,10 +470,7 @@ def _read_index(path: Path) -> dict[str, str]:
     if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or not isinstance(data.get("entries"), dict):
         raise CacheFileError(f"{path}: not a navsim_eval metric cache index (expected format {INDEX_FORMAT!r})")
     if data.get("format_version") != FORMAT_VERSION:
-        raise CacheFileError(
-            f"{path}: metric cache format version {data.get('format_version')}, this navsim_eval reads version "
-            f"{FORMAT_VERSION}; rebuild the cache with `navsim-eval cache`"
-        )
+        raise CacheFileError(f"{path}: {_format_version_problem(data.get('format_version'))}")
     entries = {}
     for token, relative in data["entries"].items():
         rel = Path(str(relative))

@@ -123,6 +123,7 @@ class SceneContext:
     @classmethod
     def build(cls, cache: MetricCache, version: str) -> SceneContext:
         _check_version(version)
+        reference_poses = cache.reference(version)  # refuses a version the cache was not made for
         if version == "v1":
             if cache.observation.num_steps < V1_OBSERVATION_STEPS:
                 raise InvalidSceneError(
@@ -135,7 +136,7 @@ class SceneContext:
             observation, removed = log_replay_observation(cache)
             red_lights = red_light_polygons(cache)
             history = history_states(cache.past_ego_states) if cache.past_ego_states else None
-        reference = reference_states_from_poses(cache.ego, cache.reference_poses)[0]
+        reference = reference_states_from_poses(cache.ego, reference_poses)[0]
         return cls(
             cache,
             version,

@@ -95,7 +95,11 @@ def assert_identical(a: MetricCache, b: MetricCache) -> None:
     check("red_lights", a.red_lights == b.red_lights)
     check("metadata", a.metadata == b.metadata)
     check("ego", _ego_bits(a.ego) == _ego_bits(b.ego))
-    check("reference_poses", _bits(a.reference_poses) == _bits(b.reference_poses))
+    check(
+        "references",
+        list(a.references) == list(b.references)
+        and all(_bits(a.references[v]) == _bits(b.references[v]) for v in a.references),
+    )
     check("centerline", _bits(a.centerline.poses) == _bits(b.centerline.poses))
     am, bm = a.drivable_map, b.drivable_map
     same_map = am.tokens == bm.tokens and am.layers == bm.layers and len(am.polygons) == len(bm.polygons)
@@ -155,7 +159,7 @@ def test_optional_fields_and_variants_survive(caches: list[MetricCache]) -> None
 def test_loaded_arrays_are_writable(caches: list[MetricCache]) -> None:
     loaded = decode_metric_cache(encode_metric_cache(caches[0]))
     loaded.observation.boxes[0, 0, 0] = 1.0
-    loaded.reference_poses[0, 0] = 1.0
+    loaded.references["v1"][0, 0] = 1.0
 
 
 def test_unserialisable_metadata_is_rejected(caches: list[MetricCache]) -> None:
@@ -198,14 +202,39 @@ def test_trailing_bytes_are_detected(caches: list[MetricCache], tmp_path: Path) 
         read_metric_cache(path)
 
 
-def test_wrong_format_version(caches: list[MetricCache], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("version", "match"),
+    [
+        (
+            cache_io.FORMAT_VERSION + 1,
+            f"metric cache format {cache_io.FORMAT_VERSION + 1}, this navsim_eval reads format "
+            f"{cache_io.FORMAT_VERSION}: upgrade navsim_eval",
+        ),
+        (
+            1,
+            r"written by an older navsim_eval \(format 1, one PDM-Closed reference for both versions.*"
+            r"`navsim-eval cache`",
+        ),
+    ],
+)
+def test_wrong_format_version(caches: list[MetricCache], tmp_path: Path, version: int, match: str) -> None:
     path = write_metric_cache(tmp_path, caches[0])
     data = bytearray(path.read_bytes())
-    struct.pack_into("<I", data, 8, cache_io.FORMAT_VERSION + 1)
+    struct.pack_into("<I", data, 8, version)
     path.write_bytes(bytes(data))
-    with pytest.raises(CacheFileError, match=f"format version {cache_io.FORMAT_VERSION + 1}") as info:
+    with pytest.raises(CacheFileError, match=match) as info:
         read_metric_cache(path)
-    assert str(path) in str(info.value)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_index_of_an_older_format_is_refused_in_one_line(caches: list[MetricCache], tmp_path: Path) -> None:
+    store = build_metric_cache_store(tmp_path, caches[:1], fsync=False)
+    index = store.root / cache_io.INDEX_FILE
+    data = json.loads(index.read_text())
+    data["format_version"] = 1
+    index.write_text(json.dumps(data))
+    with pytest.raises(CacheFileError, match=r"metadata\.json: metric cache written by an older navsim_eval"):
+        MetricCacheStore(tmp_path)
 
 
 def test_foreign_file_is_rejected(tmp_path: Path) -> None:
