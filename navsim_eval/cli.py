@@ -21,10 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from navsim_eval import __version__
-from navsim_eval.conformance import OFFICIAL_KEYS
 from navsim_eval.errors import NavsimEvalError
 from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
 
@@ -180,20 +177,9 @@ def _scene_loader(args: argparse.Namespace):
 def _iter_openscene_scenes(args: argparse.Namespace) -> Iterator[tuple[Path, str | None, Any]]:
     """Scenes of OpenScene log pickles with their nuPlan maps; the PDM-Closed reference is planned per scene."""
     from navsim_eval.data.paths import nuplan_maps_root
-    from navsim_eval.maps.locations import load_map
-    from navsim_eval.pdm.builder import build_metric_cache_from_map
+    from navsim_eval.pdm.cache_build import loader_metric_caches
 
-    loader = _scene_loader(args)
-    maps_root = nuplan_maps_root(args.maps_root)
-    for record in loader.report.skipped_logs + loader.report.skipped_scenes:
-        yield loader.log_dir / f"{record.log_name}.pkl", record.token, f"{record.kind}: {record.detail}"
-    for token in loader.tokens:
-        scene = loader[token]
-        path = loader.log_dir / f"{scene.log_name}.pkl"
-        try:
-            yield path, token, build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root))
-        except NavsimEvalError as error:
-            yield path, token, str(error)
+    yield from loader_metric_caches(_scene_loader(args), nuplan_maps_root(args.maps_root))
 
 
 SCENE_SOURCES = {
@@ -203,7 +189,7 @@ SCENE_SOURCES = {
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from navsim_eval.pdm.cache_io import MetricCacheStore
+    from navsim_eval.pdm.cache_build import write_metric_caches
 
     if bool(args.scenes) == bool(args.data_root):
         raise CliError("give either --scenes (neutral scene files) or --data-root with --logs / --split (OpenScene)")
@@ -211,21 +197,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out}: exists and is not a directory")
-    store = MetricCacheStore(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    skipped: list[tuple[Path, str]] = []
     started = time.perf_counter()
-    for path, token, result in source.iterate(args):
-        if isinstance(result, str):
-            skipped.append((path, result))
-        elif token in written:
-            skipped.append((path, f"duplicate token {token!r} (already read from {written[token]})"))
-        else:
-            store.add(result, write_index=False)
-            written[token] = path
-    if written:
-        store.write_index()
+    store, written, skipped = write_metric_caches(source.iterate(args), out)
     elapsed = time.perf_counter() - started
     origin = ", ".join(args.scenes) if args.scenes else str(args.data_root)
     print(f"read {len(written) + len(skipped)} scenes from {origin} ({source.description})")
@@ -243,36 +216,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------- score
 
 
-def load_trajectories(path: Path) -> dict[str, np.ndarray]:
-    """Read ``{token: [8, 3] or [K, 8, 3]}`` from a JSON object or a ``.npz`` archive keyed by token."""
-    from navsim_eval.scene import validate_trajectory_array
-
-    if not path.is_file():
-        raise CliError(f"--trajectories {path}: no such file")
-    raw: dict[str, Any]
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                raw = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, EOFError) as error:
-            raise CliError(f"--trajectories {path}: not a readable .npz archive ({error})") from None
-    elif path.suffix == ".json":
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CliError(f"--trajectories {path}: not readable JSON ({error})") from None
-        if not isinstance(raw, dict):
-            raise CliError(f"--trajectories {path}: expected a JSON object {{token: [[x, y, heading] * 8]}}")
-    else:
-        raise CliError(f"--trajectories {path}: unsupported file type {path.suffix!r}; use .json or .npz")
-    if not raw:
-        raise CliError(f"--trajectories {path}: holds no trajectories")
-    trajectories = {}
-    for token, value in raw.items():
-        trajectories[str(token)] = validate_trajectory_array(value, name=f"{path}: token {token!r}")
-    return trajectories
-
-
 def _mean_valid(tables: Sequence[ScoreTable], name: str) -> float:
     values = [float(t.columns[name][0]) for t in tables if bool(t.valid[0]) and name in t.columns]
     values = [v for v in values if not math.isnan(v)]
@@ -288,6 +231,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from navsim_eval.csv_io import write_candidates_csv, write_score_csv
     from navsim_eval.pdm.cache_io import INDEX_FILE, MetricCacheStore
     from navsim_eval.pool import score_many
+    from navsim_eval.trajectory_io import load_trajectories
 
     try:
         import navsim_eval.pdm.scorer  # noqa: F401  (fail with one line, not once per worker)
@@ -299,7 +243,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     store = MetricCacheStore(cache_dir)
     if len(store) == 0:
         raise CliError(f"--cache {cache_dir}: no metric caches found (no {INDEX_FILE} and no .mcache files)")
-    trajectories = load_trajectories(Path(args.trajectories))
+    trajectories = load_trajectories(args.trajectories)
     tokens = list(trajectories)
     if args.tokens:
         wanted = list(dict.fromkeys(args.tokens))
@@ -360,47 +304,28 @@ def cmd_score(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------- conformance
 
 
-# Official result keys (see the conformance README) -> our column names.
-def official_reference(
-    official: dict, version: str, has_human: bool
-) -> tuple[str, dict[str, tuple[str, float]]] | None:
-    """The run to compare with and its numbers {official key: (our column, value)}.
+def _pipeline_conformance(args: argparse.Namespace) -> int:
+    """``conformance --pipeline DIR``: whole worlds cached and scored by us, compared with the official CSVs."""
+    from navsim_eval.pipeline_conformance import format_report, run_pipeline_conformance
 
-    v2 uses the human-filtered run when the scene has a human plan.
-    """
-    result = official.get(version)
-    if not result:
-        return None
-    run = "agent"
-    if version == "v2" and has_human and result.get("agent_human_filtered"):
-        run = "agent_human_filtered"
-    entry = result.get(run)
-    if not entry:
-        return None
-    return run, {key: (ours, float(entry[key])) for key, ours in OFFICIAL_KEYS[version].items() if key in entry}
-
-
-def compare_case(
-    table: ScoreTable, expected: dict[str, tuple[str, float]], tolerance: float, knife_edge=lambda key: False
-) -> tuple[list[str], list[str]]:
-    """(mismatches, known last-bit knife edges) as 'name ours!=official' strings; no mismatch = pass."""
-    if not bool(table.valid[0]):
-        return [f"invalid: {table.reasons[0]}"], []
-    problems, edges = [], []
-    for key, (name, value) in expected.items():
-        ours = float(table.columns[name][0])
-        if not (abs(ours - value) <= tolerance or (math.isnan(ours) and math.isnan(value))):
-            (edges if knife_edge(key) else problems).append(f"{name} {ours:.6g}!={value:.6g}")
-    return problems, edges
+    versions = ["v1", "v2"] if args.version == "both" else [args.version]
+    report = run_pipeline_conformance(
+        args.pipeline, versions, args.tolerance, workdir=args.workdir, workers=args.workers or 1
+    )
+    for line in format_report(report):
+        print(line)
+    return EXIT_OK if report.passed else EXIT_FAILED
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
+    if args.pipeline:
+        return _pipeline_conformance(args)
     import fnmatch
 
-    from navsim_eval.conformance import case_paths, default_conformance_dir, is_knife_edge, load_case
+    from navsim_eval.conformance import CHECK_OK, case_paths, check_case, default_conformance_dir, load_case
 
     try:
-        from navsim_eval.pdm.scorer import score
+        import navsim_eval.pdm.scorer  # noqa: F401  (fail with one line, not once per case)
     except ImportError as error:
         raise CliError(f"the scorer cannot be imported ({error})") from None
     directory = Path(args.dir) if args.dir else default_conformance_dir()
@@ -425,32 +350,16 @@ def cmd_conformance(args: argparse.Namespace) -> int:
             for v in versions:
                 counts[v][1] += 1
             continue
+        checks = check_case(case, versions, args.tolerance)
         cells, details = [], []
         for version in versions:
-            reference = official_reference(case.official, version, case.cache.human_trajectory is not None)
-            if reference is None:
-                cells.append("-   ")
-                continue
-            run, expected = reference
-            counts[version][1] += 1
-            edges: list[str] = []
-            try:
-                table = score(case.cache, case.agent_trajectory, version)
-                problems, edges = compare_case(
-                    table, expected, args.tolerance, lambda key, c=case, r=run: is_knife_edge(c, r, key)
-                )
-            except Exception as error:  # report and go on: this command is a health check
-                problems = [f"error {type(error).__name__}: {error}"]
-            if problems:
-                cells.append("FAIL")
-                details.append(f"{version}: " + ", ".join(problems))
-            elif edges:
-                cells.append("ok* ")
-                details.append(f"{version}: known last-bit knife edge ({', '.join(edges)})")
-                counts[version][0] += 1
-            else:
-                cells.append("ok  ")
-                counts[version][0] += 1
+            check = checks[version]
+            cells.append(f"{check.status:<4}")
+            if check.status != "-":
+                counts[version][1] += 1
+                counts[version][0] += check.status in CHECK_OK
+            if check.detail:
+                details.append(f"{version}: {check.detail}")
         print(f"{case.case_id:<{width}}  " + "  ".join(cells) + ("  " + "; ".join(details) if details else ""))
     elapsed = time.perf_counter() - started
     print()
@@ -574,7 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
         "conformance",
         help="check this installation against scenes scored by the official NAVSIM code",
         description="Score every conformance case and compare each sub-metric and the score with the official "
-        "v1.1 / v2 outputs stored in the case files. Exit status 1 if any case differs.",
+        "v1.1 / v2 outputs stored in the case files; or, with --pipeline, run whole worlds end to end (metric "
+        "caching with PDM-Closed, then scoring) and compare with the official CSVs. Exit status 1 if anything "
+        "differs.",
     )
     conformance.add_argument(
         "--dir", metavar="DIR",
@@ -583,6 +494,18 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     conformance.add_argument(
         "--version", choices=("v1", "v2", "both"), default="both", help="which scorer to check (default both)"
+    )
+    conformance.add_argument(
+        "--pipeline", metavar="DIR",
+        help="instead of the cases: a folder of worlds run through the official NAVSIM pipeline (worlds/, "
+        "trajectories/, official/scores_v1.csv and scores_v2.csv, e.g. ../shared/official_pipeline): cache every "
+        "world, score every kind of trajectory in each version and compare every sub-metric and the score",
+    )  # fmt: skip
+    conformance.add_argument(
+        "--workdir", metavar="DIR", help="with --pipeline: keep the metric caches here (default: a temporary folder)"
+    )
+    conformance.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="with --pipeline: scoring processes (default 1)"
     )
     conformance.add_argument(
         "--cases", nargs="+", metavar="PATTERN", help="only cases whose id matches one of these glob patterns"
