@@ -34,7 +34,9 @@ from navsim_eval.pdm.annotations import (
     red_lights_from_frames,
 )
 from navsim_eval.pdm.closed_planner import pdm_closed_proposals, pick_proposal
+from navsim_eval.pdm.idm_traffic import reactive_traffic_setup
 from navsim_eval.pdm.metric_cache import NUM_SCORING_STEPS, SCORING_VERSIONS, MetricCache, SceneType
+from navsim_eval.pdm.observation import Observation
 from navsim_eval.scene import EgoState, Frame, Scene
 
 Selector = Callable[[np.ndarray], int]
@@ -103,14 +105,25 @@ def build_metric_cache(
     # Official v2 keeps the red lights of the logged (uncorrected) route; default: the given route.
     connectors = route_lane_connector_ids(drivable_map, red_light_route_lane_ids or route_lane_ids)
     red_lights = red_lights_from_frames(frames, connectors, NUM_SCORING_STEPS)
+    # PDM-Closed sees the red lights of its own (corrected) route at t0 (the planner's route lane dictionary).
+    red_lights_t0 = red_lights_from_frames([current], route_lane_connector_ids(drivable_map, route_lane_ids), 1)[0]
     ego = _timed_ego(current)
     history = scene.frames[max(0, scene.num_history - NUM_PAST_EGO_STATES) : scene.num_history]
     past_ego_states = [_timed_ego(frame) for frame in history]
     human_trajectory = scene.future_trajectory().poses if scene_type == SceneType.ORIGINAL else None
 
+    current_objects = observation_from_frames([current], 1)  # the t0 objects as logged
     if reference_poses is None:
         references = _plan_references(
-            ego, current, drivable_map, route_lane_ids, centerline, speed_limit_mps, select, versions
+            ego,
+            current_objects,
+            drivable_map,
+            route_lane_ids,
+            centerline,
+            red_lights_t0,
+            speed_limit_mps,
+            select,
+            versions,
         )
     else:
         given = reference_poses if isinstance(reference_poses, Mapping) else dict.fromkeys(versions, reference_poses)
@@ -139,26 +152,22 @@ def build_metric_cache(
         scene_type=scene_type,
         log_name=scene.log_name,
         metadata={"map_name": scene.map_name},
+        current_objects=current_objects,
     )
 
 
 def _plan_references(
     ego: EgoState,
-    current: Frame,
+    current_objects: Observation,
     drivable_map: DrivableMap,
     route_lane_ids: Sequence[str],
     centerline: Centerline,
+    red_lights: Sequence[str],
     speed_limit_mps: float | None,
     select: Selector | Mapping[str, Selector] | None,
     versions: Sequence[str],
 ) -> dict[str, np.ndarray]:
-    """PDM-Closed's 15 proposals, planned once, and each version's pick among them.
-
-    The planner sees the current frame's objects and the red lights of its own (corrected) route at t0, as the
-    official planner does (``PDMObservation.update`` with the planner's route lane dictionary).
-    """
-    current_objects = observation_from_frames([current], 1)
-    red_lights = red_lights_from_frames([current], route_lane_connector_ids(drivable_map, route_lane_ids), 1)[0]
+    """PDM-Closed's 15 proposals, planned once from the t0 objects and red lights, and each version's pick."""
     proposals = pdm_closed_proposals(ego, centerline, current_objects, drivable_map, red_lights, speed_limit_mps)
     references = {}
     for version in versions:
@@ -179,12 +188,12 @@ def build_metric_cache_from_map(
 ) -> MetricCache:
     """The metric cache of a scene loaded from logs, with every map input derived as NAVSIM derives it: the
     drivable map around the ego, the corrected route and its lanes, the centerline, the starting lane's speed
-    limit (for PDM-Closed) and the red lights of the logged route."""
+    limit (for PDM-Closed), the red lights of the logged route, and the IDM agents of reactive traffic."""
     current = scene.current_frame
     if not current.roadblock_ids:
         raise InvalidSceneError(f"scene {scene.token}: the current frame has no route (roadblock_ids is empty)")
     inputs = scene_map_inputs(nuplan_map, current.ego, list(current.roadblock_ids), radius)
-    return build_metric_cache(
+    cache = build_metric_cache(
         scene,
         inputs.drivable_map,
         inputs.route_lane_ids,
@@ -193,3 +202,5 @@ def build_metric_cache_from_map(
         red_light_route_lane_ids=inputs.uncorrected_route_lane_ids,
         scene_type=scene_type,
     )
+    cache.reactive_traffic = reactive_traffic_setup(cache.ego, cache.current_objects, nuplan_map)
+    return cache

@@ -11,11 +11,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from navsim_eval.data.loader import SceneLoader
+from navsim_eval.data.two_stage import TwoStageScenes
 from navsim_eval.errors import NavsimEvalError
 from navsim_eval.maps.locations import load_map
 from navsim_eval.pdm.builder import build_metric_cache_from_map
 from navsim_eval.pdm.cache_io import MetricCacheStore
-from navsim_eval.pdm.metric_cache import MetricCache
+from navsim_eval.pdm.metric_cache import MetricCache, SceneType
 
 # (source file, token or None, the cache or the reason it was skipped)
 CacheResult = tuple[Path, str | None, MetricCache | str]
@@ -32,6 +33,21 @@ def loader_metric_caches(loader: SceneLoader, maps_root: str | os.PathLike) -> I
             yield path, token, build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root))
         except NavsimEvalError as error:
             yield path, token, str(error)
+
+
+def two_stage_metric_caches(scenes: TwoStageScenes, maps_root: str | os.PathLike) -> Iterator[CacheResult]:
+    """Both stages of a two-stage split: the stage-one scenes, then the synthetic scenes (v2-only caches without
+    a human trajectory, as the official cache of a 17-character token), each with its reactive-traffic set-up."""
+    yield from loader_metric_caches(scenes.stage_one, maps_root)
+    for path, reason in scenes.unreadable:
+        yield path, None, reason
+    for token, synthetic in scenes.stage_two.items():
+        scene = synthetic.scene
+        try:
+            nuplan_map = load_map(scene.map_name, maps_root)
+            yield synthetic.path, token, build_metric_cache_from_map(scene, nuplan_map, scene_type=SceneType.SYNTHETIC)
+        except NavsimEvalError as error:
+            yield synthetic.path, token, str(error)
 
 
 def write_metric_caches(

@@ -45,6 +45,7 @@ from navsim_eval.atomic import atomic_write_bytes
 from navsim_eval.errors import CacheFileError, NavsimEvalError
 from navsim_eval.maps.centerline import Centerline
 from navsim_eval.maps.drivable import DrivableMap, MapLayer
+from navsim_eval.pdm.idm_traffic import IdmAgentSetup, ReactiveTraffic
 from navsim_eval.pdm.metric_cache import MetricCache, SceneType
 from navsim_eval.pdm.observation import Observation
 from navsim_eval.scene import EgoState
@@ -69,7 +70,7 @@ STORED_FIELDS = frozenset(
     {
         "token", "ego", "drivable_map", "route_lane_ids", "centerline", "observation", "red_lights",
         "references", "past_ego_states", "human_trajectory", "observation_v2", "scene_type", "log_name",
-        "metadata",
+        "metadata", "current_objects", "reactive_traffic",
     }
 )  # fmt: skip
 _EGO_FIELDS = ("x", "y", "heading", "vx", "vy", "ax", "ay")
@@ -107,6 +108,8 @@ def encode_metric_cache(cache: MetricCache) -> bytes:
         "past_ego_time_us": None,
         "has_human_trajectory": cache.human_trajectory is not None,
         "reference_versions": list(cache.references),
+        "current_object_tokens": None if cache.current_objects is None else list(cache.current_objects.tokens),
+        "has_reactive_traffic": cache.reactive_traffic is not None,
         "metadata": cache.metadata,
         "writer": f"navsim_eval {__version__}",
     }
@@ -126,6 +129,10 @@ def encode_metric_cache(cache: MetricCache) -> bytes:
         header["past_ego_time_us"] = [int(s.time_us) for s in cache.past_ego_states]
     if cache.human_trajectory is not None:
         arrays["human_trajectory"] = cache.human_trajectory
+    if cache.current_objects is not None:
+        _put_observation(arrays, "current", cache.current_objects)
+    if cache.reactive_traffic is not None:
+        _put_reactive_traffic(arrays, cache.reactive_traffic)
 
     blob, specs = _pack_arrays(arrays)
     header["arrays"] = specs
@@ -144,6 +151,34 @@ def encode_metric_cache(cache: MetricCache) -> bytes:
 def _put_observation(arrays: dict[str, np.ndarray], prefix: str, observation: Observation) -> None:
     arrays[f"{prefix}_types"], arrays[f"{prefix}_present"] = observation.types, observation.present
     arrays[f"{prefix}_boxes"], arrays[f"{prefix}_velocity"] = observation.boxes, observation.velocity
+
+
+def _put_reactive_traffic(arrays: dict[str, np.ndarray], traffic: ReactiveTraffic) -> None:
+    agents = traffic.agents
+    arrays["idm_columns"] = np.array([a.column for a in agents], dtype=np.int64)
+    arrays["idm_box_poses"] = np.array([a.box_pose for a in agents], dtype=np.float64).reshape(-1, 3)
+    arrays["idm_states"] = np.array(
+        [[a.progress, a.velocity, a.target_velocity] for a in agents], dtype=np.float64
+    ).reshape(-1, 3)
+    arrays["idm_path_offsets"] = np.cumsum([0] + [len(a.path) for a in agents]).astype(np.int64)
+    arrays["idm_paths"] = np.concatenate([a.path for a in agents]) if agents else np.zeros((0, 4))
+    arrays["idm_kept_if_free"] = traffic.kept_if_free
+
+
+def _get_reactive_traffic(arrays: dict[str, np.ndarray]) -> ReactiveTraffic:
+    offsets = arrays["idm_path_offsets"]
+    agents = [
+        IdmAgentSetup(
+            column=int(column),
+            path=arrays["idm_paths"][offsets[i] : offsets[i + 1]],
+            box_pose=arrays["idm_box_poses"][i],
+            progress=float(arrays["idm_states"][i, 0]),
+            velocity=float(arrays["idm_states"][i, 1]),
+            target_velocity=float(arrays["idm_states"][i, 2]),
+        )
+        for i, column in enumerate(arrays["idm_columns"])
+    ]
+    return ReactiveTraffic(agents, arrays["idm_kept_if_free"].astype(bool))
 
 
 def _ego_array(states: Iterable[EgoState]) -> np.ndarray:
@@ -296,6 +331,10 @@ def _build_cache(header: dict, arrays: dict[str, np.ndarray]) -> MetricCache:
         scene_type=SceneType(header["scene_type"]),
         log_name=header["log_name"],
         metadata=header["metadata"],
+        current_objects=None
+        if header["current_object_tokens"] is None
+        else _get_observation(arrays, "current", header["current_object_tokens"]),
+        reactive_traffic=_get_reactive_traffic(arrays) if header["has_reactive_traffic"] else None,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from navsim_eval.errors import InvalidSceneError
 from navsim_eval.maps.centerline import Centerline
 from navsim_eval.maps.drivable import DrivableMap
 from navsim_eval.pdm.observation import Observation
+
+if TYPE_CHECKING:
+    from navsim_eval.pdm.idm_traffic import ReactiveTraffic
 from navsim_eval.scene import EgoState
 
 NUM_SCORING_STEPS = 41  # 4 s at 10 Hz, t = 0 included
@@ -51,6 +55,10 @@ class MetricCache:
     scene_type: SceneType = SceneType.ORIGINAL
     log_name: str = ""
     metadata: dict = field(default_factory=dict)
+    # The t0 objects as logged (one step; the interpolated observation's step 0 also holds single-appearance
+    # tracks) and what the reactive IDM traffic of two-stage scoring needs from the map; None: no reactive traffic.
+    current_objects: Observation | None = None
+    reactive_traffic: ReactiveTraffic | None = None
 
     def __post_init__(self) -> None:
         self.route_lane_ids = tuple(self.route_lane_ids)
@@ -86,6 +94,11 @@ class MetricCache:
     @property
     def t0_us(self) -> int:
         return self.ego.time_us
+
+    @property
+    def is_synthetic(self) -> bool:
+        """A two-stage follow-up scene (no human trajectory, no human filter)."""
+        return self.scene_type == SceneType.SYNTHETIC
 
     @property
     def versions(self) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from navsim_eval.pdm.cache_io import (
     read_metric_cache,
     write_metric_cache,
 )
+from navsim_eval.pdm.idm_traffic import IdmAgentSetup, ReactiveTraffic
 from navsim_eval.pdm.metric_cache import MetricCache, SceneType
 from navsim_eval.scene import EgoState
 
@@ -65,7 +66,17 @@ def _odd_cache() -> MetricCache:
         observation_v2=base.observation.truncated(41),
         scene_type=SceneType.SYNTHETIC,
         metadata={"map_name": "us-nv-las-vegas-strip", "nested": {"a": [1, 2.5, None]}},
-    )
+        current_objects=base.observation.truncated(1),
+        reactive_traffic=ReactiveTraffic(
+            agents=[
+                IdmAgentSetup(0, np.array([[0.0, 1.0, 2.0, 0.1], [1.5, 2.5, 2.0, -0.0]]), np.array([1.0, 2.0, 0.1]),
+                              0.25, 1 / 3, 10.0),
+                IdmAgentSetup(0, np.array([[0.0, 5.0, 5.0, 3.0], [2.0, 7.0, 5.0, 3.1], [4.0, 9.0, 5.0, 3.14]]),
+                              np.array([5.0, 5.0, 3.0]), 0.0, 0.0, 13.9),
+            ],
+            kept_if_free=np.array([True] + [False] * (len(base.observation.truncated(1).tokens) - 1)),
+        ),
+    )  # fmt: skip
 
 
 def _bits(array: np.ndarray) -> tuple:
@@ -126,6 +137,26 @@ def assert_identical(a: MetricCache, b: MetricCache) -> None:
         check("human_trajectory", b.human_trajectory is None)
     else:
         check("human_trajectory", _bits(a.human_trajectory) == _bits(b.human_trajectory))
+    if a.current_objects is None:
+        check("current_objects", b.current_objects is None)
+    else:
+        ao, bo = a.current_objects, b.current_objects
+        same_objects = all(_bits(getattr(ao, n)) == _bits(getattr(bo, n)) for n in arrays)
+        check("current_objects", ao.tokens == bo.tokens and same_objects)
+    if a.reactive_traffic is None:
+        check("reactive_traffic", b.reactive_traffic is None)
+    else:
+        at, bt = a.reactive_traffic, b.reactive_traffic
+        same = len(at.agents) == len(bt.agents) and _bits(at.kept_if_free) == _bits(bt.kept_if_free)
+        for x, y in zip(at.agents, bt.agents, strict=True):
+            same &= (x.column, x.progress, x.velocity, x.target_velocity) == (
+                y.column,
+                y.progress,
+                y.velocity,
+                y.target_velocity,
+            )
+            same &= _bits(x.path) == _bits(y.path) and _bits(x.box_pose) == _bits(y.box_pose)
+        check("reactive_traffic", bool(same))
     assert checked == {f.name for f in dataclasses.fields(MetricCache)}, "assert_identical misses a field"
 
 
