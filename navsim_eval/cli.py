@@ -158,12 +158,11 @@ def _scene_loader(args: argparse.Namespace):
 
     from navsim_eval.data.loader import SceneLoader
     from navsim_eval.data.scene_filter import SceneFilter
-    from navsim_eval.data.splits import load_split, read_scene_filter
+    from navsim_eval.data.splits import read_scene_filter
 
     data_split, scene_filter = args.logs, SceneFilter(frame_interval=1)
     if args.split:
-        path = Path(args.split)
-        split = load_split(path.parent, path.stem)
+        split = _split_file(args.split)
         data_split, scene_filter = split.data_split, split.scene_filter
     elif args.scene_filter:
         scene_filter = read_scene_filter(args.scene_filter)
@@ -174,12 +173,38 @@ def _scene_loader(args: argparse.Namespace):
     return SceneLoader(args.data_root, data_split, scene_filter)
 
 
-def _iter_openscene_scenes(args: argparse.Namespace) -> Iterator[tuple[Path, str | None, Any]]:
-    """Scenes of OpenScene log pickles with their nuPlan maps; the PDM-Closed reference is planned per scene."""
-    from navsim_eval.data.paths import nuplan_maps_root
-    from navsim_eval.pdm.cache_build import loader_metric_caches
+def _split_file(path_text: str):
+    """The split of a ``--split`` file (``<dir>/<name>.yaml`` next to ``<dir>/scene_filter/``)."""
+    from navsim_eval.data.splits import load_split
 
-    yield from loader_metric_caches(_scene_loader(args), nuplan_maps_root(args.maps_root))
+    path = Path(path_text)
+    return load_split(path.parent, path.stem)
+
+
+def _iter_openscene_scenes(args: argparse.Namespace) -> Iterator[tuple[Path, str | None, Any]]:
+    """Scenes of OpenScene log pickles with their nuPlan maps; the PDM-Closed reference is planned per scene.
+    A two-stage split caches both stages (its synthetic scenes from --synthetic-scenes)."""
+    from navsim_eval.data.paths import nuplan_maps_root
+    from navsim_eval.pdm.cache_build import loader_metric_caches, two_stage_metric_caches
+
+    maps_root = nuplan_maps_root(args.maps_root)
+    split = _split_file(args.split) if args.split else None
+    if split is not None and split.two_stage is not None:
+        from navsim_eval.data.two_stage import load_two_stage_scenes
+
+        if args.tokens:
+            raise CliError("--tokens: not with a two-stage split (its mapping names the scenes of both stages)")
+        scenes = load_two_stage_scenes(split, args.data_root, args.synthetic_scenes)
+        print(
+            f"two-stage split {split.name}: {len(scenes.stage_one)} stage-one scenes, {len(scenes.stage_two)} "
+            f"synthetic scenes from {scenes.synthetic_dir}"
+        )
+        report = scenes.missing_report()
+        if report is not None:
+            yield scenes.synthetic_dir, None, report
+        yield from two_stage_metric_caches(scenes, maps_root)
+        return
+    yield from loader_metric_caches(_scene_loader(args), maps_root)
 
 
 SCENE_SOURCES = {
@@ -227,16 +252,44 @@ def _listed(items: Sequence[str]) -> str:
     return shown + (f", ... ({len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
 
 
+def _score_two_stage(args: argparse.Namespace, split, store, trajectories: dict) -> int:
+    """``score --split`` of a two-stage split: both stages with reactive traffic, the two-stage CSV."""
+    from navsim_eval.csv_io import write_two_stage_csv
+    from navsim_eval.data.two_stage import listed
+    from navsim_eval.pdm.two_stage import COMBINED, STAGE_ONE, STAGE_TWO, score_two_stage
+
+    if args.version != "v2":
+        raise CliError(f"--split {args.split}: a two-stage split is scored in v2 (EPDMS), not {args.version}")
+    if args.tokens:
+        raise CliError("--tokens: not with a two-stage split (its mapping names the scenes of both stages)")
+    started = time.perf_counter()
+    result = score_two_stage(store, trajectories, split.two_stage, workers=args.workers)
+    elapsed = time.perf_counter() - started
+    out = write_two_stage_csv(args.out, result)
+    ones = sum(row.stage == 1 for row in result.rows)
+    print(
+        f"scored two-stage split {split.name} in {elapsed:.1f} s: {ones} stage-one and {len(result.rows) - ones} "
+        f"synthetic scenes, reactive traffic; {result.entries_used} of {len(split.two_stage)} entries aggregated"
+    )
+    if result.missing:
+        reasons = {row.token: row.table.reasons[0] for row in result.rows if not row.valid}
+        print(
+            f"warning: {len(result.missing)} tokens of reactive_all_mapping could not be scored (their entries are "
+            "left out of the summary): " + listed([f"{t} ({reasons[t]})" for t in result.missing])
+        )
+    for name, label in ((STAGE_ONE, "stage one"), (STAGE_TWO, "stage two"), (COMBINED, "combined EPDMS")):
+        print(f"{label:<16} {result.summary[name]['score']:.4f}")
+    print(f"wrote {out}")
+    return EXIT_FAILED if (result.missing and args.strict) else EXIT_OK
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from navsim_eval.csv_io import write_candidates_csv, write_score_csv
     from navsim_eval.pdm.cache_io import INDEX_FILE, MetricCacheStore
+    from navsim_eval.pdm.scorer import ScorerConfig
     from navsim_eval.pool import score_many
     from navsim_eval.trajectory_io import load_trajectories
 
-    try:
-        import navsim_eval.pdm.scorer  # noqa: F401  (fail with one line, not once per worker)
-    except ImportError as error:
-        raise CliError(f"the scorer cannot be imported ({error})") from None
     cache_dir = Path(args.cache)
     if not cache_dir.is_dir():
         raise CliError(f"--cache {cache_dir}: no such directory")
@@ -244,7 +297,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     if len(store) == 0:
         raise CliError(f"--cache {cache_dir}: no metric caches found (no {INDEX_FILE} and no .mcache files)")
     trajectories = load_trajectories(args.trajectories)
+    split = _split_file(args.split) if args.split else None
+    config = ScorerConfig(traffic_agents=args.traffic_agents)
+    if split is not None and split.two_stage is not None:
+        return _score_two_stage(args, split, store, trajectories)
     tokens = list(trajectories)
+    if split is not None and split.scene_filter.tokens is not None:
+        tokens = [t for t in split.scene_filter.tokens if t in trajectories]
+        absent = [t for t in split.scene_filter.tokens if t not in trajectories]
+        if absent:
+            print(f"warning: {len(absent)} tokens of split {split.name} have no trajectory: {_listed(absent)}")
     if args.tokens:
         wanted = list(dict.fromkeys(args.tokens))
         missing_traj = [t for t in wanted if t not in trajectories]
@@ -254,10 +316,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         if not tokens:
             raise CliError("--tokens: none of the requested tokens has a trajectory")
     no_cache = [t for t in tokens if t not in store]
-    unused = [] if args.tokens else [t for t in store.tokens() if t not in trajectories]
+    unused = [] if (args.tokens or split) else [t for t in store.tokens() if t not in trajectories]
 
     started = time.perf_counter()
-    tables = score_many(((t, trajectories[t]) for t in tokens), store, version=args.version, workers=args.workers)
+    tables = score_many(
+        ((t, trajectories[t]) for t in tokens), store, version=args.version, workers=args.workers, config=config
+    )
     with_ec = 0
     if args.version == "v2":
         from navsim_eval.pdm.two_frame import apply_two_frame_comfort
@@ -441,6 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, metavar="CACHE_DIR",
         help="metric cache folder to create or add to (scenes with the same token are replaced)",
     )  # fmt: skip
+    cache.add_argument(
+        "--synthetic-scenes", metavar="DIR",
+        help="a two-stage split's synthetic scene pickles (default <data root>/navhard_two_stage/"
+        "synthetic_scene_pickles, where NAVSIM looks)",
+    )  # fmt: skip
     cache.add_argument("--strict", action="store_true", help="exit with status 1 if any file was skipped")
     cache.set_defaults(handler=cmd_cache)
 
@@ -464,6 +533,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="v1 = PDMS (NAVSIM v1.1, the navtest leaderboard); v2 = one-stage EPDMS (NAVSIM v2)",
     )  # fmt: skip
     score.add_argument("--out", required=True, metavar="CSV", help="where to write the official CSV")
+    score.add_argument(
+        "--split", metavar="SPLIT_FILE",
+        help="a NAVSIM split file: score its scenes; a two-stage split (with reactive_all_mapping, e.g. "
+        "navhard_two_stage) is scored in both stages with reactive traffic and written as the two-stage CSV",
+    )  # fmt: skip
+    score.add_argument(
+        "--traffic-agents", choices=("non_reactive", "reactive"), default="non_reactive",
+        help="v2 background traffic of a one-stage run: log replay (default, as the one-stage leaderboard) or "
+        "IDM vehicles reacting to the ego (two-stage splits always use reactive)",
+    )  # fmt: skip
     score.add_argument(
         "--workers", type=int, default=0, metavar="N",
         help="worker processes (default 0 = every CPU, at most one per 32 scenes; 1 = score in this process)",

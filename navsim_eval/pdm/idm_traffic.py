@@ -28,12 +28,12 @@ Read in ``navsim/traffic_agents_policies/navsim_IDM_traffic_agents.py``, ``navsi
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
-from scipy.interpolate import interp1d
 from shapely.ops import nearest_points
 
 from navsim_eval.errors import InvalidSceneError
@@ -172,26 +172,39 @@ def reactive_traffic_setup(ego: EgoState, current: Observation, nuplan_map: NuPl
 
 
 class _AgentPath:
-    """nuPlan's ``InterpolatedPath`` over [M, 4] (progress, x, y, heading) and the trims the agents use."""
+    """nuPlan's ``InterpolatedPath`` over [M, 4] (progress, x, y, heading) and the trims the agents use.
+
+    Interpolation is SciPy's ``interp1d`` (linear; the heading unwrapped first, wrapped back with nuPlan's
+    ``principal_value``) written out for one point in Python floats: the same IEEE operations, far less overhead.
+    """
 
     def __init__(self, points: np.ndarray):
         self.points = points
         self.start, self.end = float(points[0, 0]), float(points[-1, 0])
-        self._linear = interp1d(points[:, 0], points[:, :3], axis=0)
-        self._angular = interp1d(points[:, 0], np.unwrap(points[:, 3:4], axis=0), axis=0)
+        self._progress = points[:, 0].tolist()
+        self._values = np.column_stack([points[:, 1:3], np.unwrap(points[:, 3])]).tolist()
+
+    def state(self, progress: float) -> tuple[float, float, float]:
+        """(x, y, heading) at ``progress`` (within the path)."""
+        nodes = self._progress
+        hi = min(max(bisect.bisect_left(nodes, progress), 1), len(nodes) - 1)
+        lo = hi - 1
+        offset, span = progress - nodes[lo], nodes[hi] - nodes[lo]
+        low, high = self._values[lo], self._values[hi]
+        x, y, heading = ((b - a) / span * offset + a for a, b in zip(low, high, strict=True))
+        return x, y, (heading - -math.pi) % (2 * math.pi) + -math.pi
 
     def states(self, progress: np.ndarray) -> np.ndarray:
         """[..., 3] (x, y, heading) at the progresses."""
-        linear = self._linear(progress)
-        heading = principal_value(self._angular(progress))
-        return np.concatenate([linear[..., 1:3], heading], axis=-1)
+        flat = [self.state(float(p)) for p in np.ravel(progress)]
+        return np.array(flat).reshape((*np.shape(progress), 3))
 
     def remaining(self, progress: float) -> shapely.LineString:
         """``trim_path_up_to_progress`` as a line: the state at ``progress`` and every vertex beyond it."""
         later = np.flatnonzero(self.points[:, 0] > progress)
         if len(later) == 0:
             return shapely.LineString(self.points[-2:, 1:3])
-        head = self.states(np.array(progress))[:2]
+        head = np.array(self.state(progress)[:2])
         return shapely.LineString(np.vstack([head[None], self.points[later[0] :, 1:3]]))
 
     def between(self, start: float, end: float) -> shapely.LineString:
@@ -224,12 +237,12 @@ class _Agent:
         """(x, y, heading) at the bounded progress."""
         progress = self.clamp(self.progress)
         if self._pose_at is None or self._pose_at[0] != progress:
-            self._pose_at = (progress, self.path.states(np.array(progress)))
+            self._pose_at = (progress, np.array(self.path.state(progress)))
         return self._pose_at[1]
 
     def polygon(self) -> shapely.Polygon:
         x, y, heading = self.pose()
-        return shapely.Polygon(box_corners(x, y, heading, self.length / 2.0, self.width / 2.0))
+        return _box(x, y, heading, self.length / 2.0, self.width / 2.0)
 
     def projected_footprint(self) -> shapely.Geometry:
         start = self.clamp(self.progress - self.length / 2.0)
@@ -247,12 +260,22 @@ class _Agent:
         self.velocity = max(v + DT * min(max(-DECEL_MAX, v_dot), ACCEL_MAX), 0)
 
 
+def _box(x: float, y: float, heading: float, half_length: float, half_width: float) -> shapely.Polygon:
+    """One box polygon with :func:`geometry.box_corners`' float operations (without its array overhead)."""
+    cos_h, sin_h = np.cos(heading), np.sin(heading)
+    cos_l, sin_l = np.cos(heading + np.pi / 2.0), np.sin(heading + np.pi / 2.0)
+    signs = ((1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0))
+    corners = []
+    for lon_sign, lat_sign in signs:
+        lon, lat = lon_sign * half_length, lat_sign * half_width
+        corners.append((x + (lat * cos_l + lon * cos_h), y + (lat * sin_l + lon * sin_h)))
+    return shapely.Polygon(corners)
+
+
 def _ego_box_on_rear_axle(state: np.ndarray) -> shapely.Polygon:
     """The ego box the agents see: centred on the simulated rear axle (an official quirk)."""
-    corners = box_corners(
-        state[StateIndex.X], state[StateIndex.Y], state[StateIndex.HEADING], PACIFICA.half_length, PACIFICA.half_width
-    )
-    return shapely.Polygon(corners)
+    x, y, heading = state[StateIndex.X], state[StateIndex.Y], state[StateIndex.HEADING]
+    return _box(x, y, heading, PACIFICA.half_length, PACIFICA.half_width)
 
 
 def _lead(
@@ -327,9 +350,7 @@ def reactive_observation(
     for setup in traffic.agents:
         box = current.boxes[0, setup.column]
         pose = setup.box_pose
-        occupancy[current.tokens[setup.column]] = shapely.Polygon(
-            box_corners(pose[0], pose[1], pose[2], box[3] / 2.0, box[4] / 2.0)
-        )
+        occupancy[current.tokens[setup.column]] = _box(pose[0], pose[1], pose[2], box[3] / 2.0, box[4] / 2.0)
     for step in range(1, num_steps):
         ego = ego_states[step - 1]
         occupancy[EGO_TOKEN] = _ego_box_on_rear_axle(ego)
@@ -367,7 +388,7 @@ def _write_vehicles(
         if current.tokens[column] in agents or not kept_if_free[column]:
             continue
         box = current.boxes[0, column]
-        polygon = shapely.Polygon(box_corners(box[0], box[1], box[2], box[3] / 2.0, box[4] / 2.0))
+        polygon = _box(box[0], box[1], box[2], box[3] / 2.0, box[4] / 2.0)
         if any(polygon.intersects(other) for other in placed):
             continue
         placed.append(polygon)
