@@ -2,9 +2,12 @@
 
 Subcommands:
 
-* ``cache``        build a metric cache folder from scene files
-* ``score``        score a trajectory file against a metric cache and write the official CSV
-* ``conformance``  score the bundled conformance cases and compare with the official NAVSIM numbers
+* ``synth``        generate the synthetic world in the real NAVSIM formats
+* ``two-stage``    write a navhard-style two-stage split of a world on disk
+* ``inspect``      describe the scenes of OpenScene logs
+* ``cache``        build a metric cache folder from scenes (both stages of a two-stage split)
+* ``score``        score a trajectory file against a metric cache and write the official CSV (one or two stages)
+* ``conformance``  compare with the official NAVSIM numbers: the bundled cases, or a whole pipeline folder
 
 Bad input ends with a one-line message naming the file or field and exit status 2 (no traceback).
 """
@@ -69,6 +72,31 @@ def cmd_synth(args: argparse.Namespace) -> int:
     print(
         f"use: --data-root {summary.data_root} --maps-root {summary.maps_root} --split "
         f"{summary.splits_dir / (summary.data_split + '_all.yaml')}"
+    )
+    return EXIT_OK
+
+
+def cmd_two_stage(args: argparse.Namespace) -> int:
+    from navsim_eval.synthetic.two_stage import TwoStageConfig, write_two_stage_split
+
+    try:
+        config = TwoStageConfig(
+            name=args.name, pairs=args.pairs, stride=args.stride, max_entries=args.max_entries, seed=args.seed
+        )
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    world = Path(args.world)
+    if not world.is_dir():
+        raise CliError(f"--world {world}: no such directory")
+    summary = write_two_stage_split(world, config)
+    synthetic = sum(len(entry.pairs) * 2 for entry in summary.entries)
+    print(f"wrote a two-stage split of {world}: {len(summary.entries)} stage-one scenes (with their predecessors)")
+    print(f"  split:     {summary.split_file} (reactive_all_mapping)")
+    print(f"  synthetic: {summary.synthetic_dir} ({synthetic} scenes, {config.pairs} pairs per entry)")
+    print(f"  human:     {world / (config.name + '_human.json')} (the logged future of every token)")
+    print(
+        f"use: navsim-eval cache --data-root {world} --maps-root {world / 'maps'} --split {summary.split_file} "
+        "--out CACHE_DIR"
     )
     return EXIT_OK
 
@@ -461,6 +489,24 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--image-size", default="320x180", metavar="WxH", help="image size (default 320x180)")
     synth.add_argument("--data-split", default="synthetic", help="folder name under navsim_logs/ (default synthetic)")
     synth.set_defaults(handler=cmd_synth)
+
+    two_stage = sub.add_parser(
+        "two-stage",
+        help="write a navhard-style two-stage split of a world on disk",
+        description="From a world already on disk (navsim_logs/ + maps/, e.g. written by `navsim-eval synth`), "
+        "write a two-stage split: stage-one scenes (4 + 8 frames) with their predecessors, and per scene "
+        "synthetic follow-ups starting 4 s / 3.5 s later from the logged pose (pair 0) or from a perturbed one "
+        "(lon/lat up to 1 m, heading up to 0.06 rad), as NAVSIM synthetic scene pickles under "
+        "<world>/navhard_two_stage/synthetic_scene_pickles; the split file with reactive_all_mapping under "
+        "<world>/splits/; the logged future of every token as a trajectory file. Deterministic in --seed.",
+    )
+    two_stage.add_argument("--world", required=True, metavar="DIR", help="the world folder (navsim_logs/, maps/)")
+    two_stage.add_argument("--name", default="synthetic_two_stage", help="split name (default synthetic_two_stage)")
+    two_stage.add_argument("--pairs", type=int, default=3, help="synthetic (now, prev) pairs per scene (default 3)")
+    two_stage.add_argument("--stride", type=int, default=8, help="frames between stage-one scenes (default 8)")
+    two_stage.add_argument("--max-entries", type=int, metavar="N", help="at most N stage-one scenes")
+    two_stage.add_argument("--seed", type=int, default=0, help="random seed of the perturbations (default 0)")
+    two_stage.set_defaults(handler=cmd_two_stage)
 
     def add_scene_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(

@@ -14,6 +14,7 @@ only record their constructor arguments and state, so a hostile pickle cannot ru
 from __future__ import annotations
 
 import collections
+import copyreg
 import importlib
 import io
 import os
@@ -81,6 +82,8 @@ class PortablePickler(pickle._Pickler):
                 return self._names[obj]
         except TypeError:  # unhashable: never a stand-in
             pass
+        if isinstance(obj, type) and issubclass(obj, ForeignObject) and obj.module:
+            return obj.module, obj.name
         qualname = name if name is not None else getattr(obj, "__qualname__", None)
         module = getattr(obj, "__module__", None)
         if module is None or qualname is None:
@@ -166,6 +169,21 @@ class ForeignObject:
 
     def __setstate__(self, state: Any) -> None:
         self.state = state
+
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        """Written back as the official pickler writes the class: an enum as ``cls(value)``, anything else as
+        ``cls.__new__(cls)`` plus its state (NEWOBJ, BUILD)."""
+        if self.args and self.state is None:
+            return type(self), tuple(self.args)
+        return copyreg.__newobj__, (type(self),), self.state
+
+    @classmethod
+    def make(cls, state: Any = None, args: tuple = ()) -> ForeignObject:
+        """An instance to write: ``state`` a dict (instance ``__dict__``) or ``(None, slots dict)``; ``args`` the
+        constructor arguments of an enum member."""
+        instance = cls.__new__(cls, *args)
+        instance.state = state
+        return instance
 
     @property
     def fields(self) -> dict[str, Any]:

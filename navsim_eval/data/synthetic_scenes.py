@@ -74,6 +74,19 @@ TRACKED_OBJECT_TYPES = {
 RED = 2
 
 
+def sorted_by_type(boxes: Boxes) -> Boxes:
+    """The boxes in the order nuPlan's ``TrackedObjects`` keeps them: by type (vehicles first), stable."""
+    codes = {kind: code for code, kind in TRACKED_OBJECT_TYPES.items()}
+    order = sorted(range(len(boxes)), key=lambda i: codes[boxes.types[i]])
+    return Boxes(
+        [boxes.tokens[i] for i in order],
+        [boxes.types[i] for i in order],
+        boxes.xyh[order],
+        boxes.size[order],
+        boxes.velocity[order],
+    )
+
+
 def is_synthetic_token(token: str) -> bool:
     """NAVSIM's rule: a synthetic (second-stage) scene token has 17 characters, a logged one 16."""
     return len(token) == SYNTHETIC_TOKEN_LENGTH
