@@ -7,6 +7,7 @@ Subcommands:
 * ``inspect``      describe the scenes of OpenScene logs
 * ``cache``        build a metric cache folder from scenes (both stages of a two-stage split)
 * ``score``        score a trajectory file against a metric cache and write the official CSV (one or two stages)
+* ``submit``       write the leaderboard's submission.pkl from trajectory files (v1, or the v2 two-stage layout)
 * ``conformance``  compare with the official NAVSIM numbers: the bundled cases, or a whole pipeline folder
 
 Bad input ends with a one-line message naming the file or field and exit status 2 (no traceback).
@@ -393,6 +394,50 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_FAILED if (invalid and args.strict) else EXIT_OK
 
 
+# ----------------------------------------------------------------------------------------------- submit
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from navsim_eval.data.synthetic_scenes import is_synthetic_token
+    from navsim_eval.submission import TeamInfo, write_submission
+    from navsim_eval.trajectory_io import load_trajectories
+
+    split = _split_file(args.split) if args.split else None
+    two_stage = args.two_stage or (split is not None and split.two_stage is not None)
+    seeds = []
+    for path in args.trajectories:
+        plans = load_trajectories(path)
+        multi = [token for token, poses in plans.items() if poses.ndim == 3 and poses.shape[0] != 1]
+        if multi:
+            raise CliError(
+                f"--trajectories {path}: token {multi[0]} holds {plans[multi[0]].shape[0]} candidates; a submission "
+                "takes one trajectory [8, 3] per token (write one file per seed)"
+            )
+        seeds.append({token: poses.reshape(8, 3) for token, poses in plans.items()})
+    required_one = required_two = None
+    second: set[str] = set()
+    if split is not None and split.two_stage is not None:
+        required_one, required_two = split.stage_one_tokens(), split.stage_two_tokens()
+        second = set(required_two)
+    else:
+        if split is not None:
+            if split.scene_filter.tokens is None:
+                raise CliError(f"--split {args.split}: its scene filter lists no tokens; name them or submit without")
+            required_one = list(split.scene_filter.tokens)
+        if two_stage:
+            second = {token for seed in seeds for token in seed if is_synthetic_token(token)}
+    first_stage = [{t: p for t, p in seed.items() if not (two_stage and t in second)} for seed in seeds]
+    second_stage = [{t: p for t, p in seed.items() if t in second} for seed in seeds] if two_stage else None
+    team = TeamInfo(args.team_name, args.authors, args.email, args.institution, args.country)
+    path = write_submission(
+        args.out, team, first_stage, second_stage, required_tokens=required_one,
+        required_second_stage_tokens=required_two,
+    )  # fmt: skip
+    counts = f"{len(first_stage[0])} first-stage" + (f" + {len(second_stage[0])} second-stage" if two_stage else "")
+    print(f"wrote {path} ({'v2 two-stage' if two_stage else 'v1'} layout, {len(seeds)} seed(s), {counts} tokens)")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------------- conformance
 
 
@@ -603,6 +648,38 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     score.add_argument("--strict", action="store_true", help="exit with status 1 if any scene is invalid")
     score.set_defaults(handler=cmd_score)
+
+    submit = sub.add_parser(
+        "submit",
+        help="write submission.pkl for the NAVSIM leaderboard from trajectory files",
+        description="Write submission.pkl exactly as the leaderboard expects (team metadata and per-token "
+        "navsim.common.dataclasses.Trajectory objects, loadable under NumPy 1.x and 2.x) from trajectory files "
+        "of your own planner, one file per seed. With a two-stage --split (or --two-stage) the v2 layout with "
+        "first- and second-stage predictions. Every token the split names must have a trajectory, or nothing "
+        "is written.",
+    )
+    submit.add_argument(
+        "--trajectories", nargs="+", required=True, metavar="FILE",
+        help="one file per seed, as `navsim-eval score` reads them ({token: [[x, y, heading] x 8]}, .json or .npz)",
+    )  # fmt: skip
+    submit.add_argument(
+        "--split", metavar="SPLIT_FILE",
+        help="the split submitted to (navtest.yaml, navhard_two_stage.yaml): its tokens are required; a "
+        "two-stage split gives the v2 layout and says which tokens are second-stage",
+    )  # fmt: skip
+    submit.add_argument(
+        "--two-stage", action="store_true",
+        help="v2 two-stage layout without a two-stage split: 17-character (synthetic) tokens are second-stage",
+    )  # fmt: skip
+    submit.add_argument("--team-name", required=True, help="shown on the board; e.g. '<a href=REPO>Method</a>'")
+    submit.add_argument("--authors", required=True, help="shown on the board")
+    submit.add_argument("--email", required=True, help="contact (not shown publicly)")
+    submit.add_argument("--institution", required=True, help="shown on the board")
+    submit.add_argument("--country", required=True, help="written as 'country / region'")
+    submit.add_argument(
+        "--out", default="submission.pkl", metavar="FILE", help="where to write (must be named submission.pkl)"
+    )
+    submit.set_defaults(handler=cmd_submit)
 
     conformance = sub.add_parser(
         "conformance",

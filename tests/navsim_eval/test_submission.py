@@ -152,3 +152,34 @@ def test_reader_accepts_official_protocol_5_files(tmp_path, monkeypatch):
     path.write_bytes(b"\x80\x04garbage")
     with pytest.raises(SubmissionError, match="not a readable submission pickle"):
         read_submission(path)
+
+
+def test_submit_command_writes_both_layouts_from_trajectory_files(tmp_path, capsys):
+    import json
+
+    from navsim_eval.cli import main
+
+    first = {"a1b2c3d4e5f60718": np.zeros((8, 3)).tolist(), "0011223344556677": np.ones((8, 3)).tolist()}
+    synthetic = {"0123456789abcdef0": np.full((8, 3), 0.5).tolist()}
+    seed0, seed1 = tmp_path / "seed0.json", tmp_path / "seed1.json"
+    seed0.write_text(json.dumps({**first, **synthetic}))
+    seed1.write_text(json.dumps({**first, **synthetic}))
+    team = ["--team-name", "T", "--authors", "A", "--email", "a@b.c", "--institution", "I", "--country", "C"]
+    out = tmp_path / "v2" / "submission.pkl"
+    assert main(["submit", "--trajectories", str(seed0), str(seed1), "--two-stage", *team, "--out", str(out)]) == 0
+    assert "v2 two-stage layout, 2 seed(s), 2 first-stage + 1 second-stage tokens" in capsys.readouterr().out
+    submission = read_submission(out)
+    assert submission.version == "v2" and len(submission.first_stage) == 2
+    assert sorted(submission.first_stage[0]) == sorted(first) and list(submission.second_stage[1]) == list(synthetic)
+    np.testing.assert_array_equal(submission.second_stage[0]["0123456789abcdef0"], np.full((8, 3), 0.5, np.float32))
+
+    v1 = tmp_path / "v1" / "submission.pkl"
+    assert main(["submit", "--trajectories", str(seed0), *team, "--out", str(v1)]) == 0
+    assert read_submission(v1).version == "v1" and len(read_submission(v1).first_stage[0]) == 3
+
+    candidates = tmp_path / "k.json"
+    candidates.write_text(json.dumps({"a1b2c3d4e5f60718": np.zeros((2, 8, 3)).tolist()}))
+    assert main(["submit", "--trajectories", str(candidates), *team, "--out", str(v1)]) == 2
+    assert "holds 2 candidates; a submission takes one trajectory [8, 3] per token" in capsys.readouterr().err
+    assert main(["submit", "--trajectories", str(seed0), *team, "--out", str(tmp_path / "preds.pkl")]) == 2
+    assert "named submission.pkl" in capsys.readouterr().err
