@@ -6,6 +6,7 @@ Subcommands:
 * ``two-stage``    write a navhard-style two-stage split of a world on disk
 * ``inspect``      describe the scenes of OpenScene logs
 * ``cache``        build a metric cache folder from scenes (both stages of a two-stage split)
+* ``import-cache`` convert an official NAVSIM metric cache folder into ours
 * ``score``        score a trajectory file against a metric cache and write the official CSV (one or two stages)
 * ``submit``       write the leaderboard's submission.pkl from trajectory files (v1, or the v2 two-stage layout)
 * ``conformance``  compare with the official NAVSIM numbers: the bundled cases, or a whole pipeline folder
@@ -267,6 +268,33 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return EXIT_FAILED if (skipped and args.strict) else EXIT_OK
 
 
+def cmd_import_cache(args: argparse.Namespace) -> int:
+    from navsim_eval.pdm.cache_build import write_metric_caches
+    from navsim_eval.pdm.official_cache import iter_official_caches
+
+    source, out = Path(args.official_dir), Path(args.out)
+    if not source.is_dir():
+        raise CliError(f"{source}: no such directory (an official metric cache folder)")
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out}: exists and is not a directory")
+    started = time.perf_counter()
+    store, written, skipped = write_metric_caches(iter_official_caches(source), out)
+    versions = sorted({v for token in list(written)[:1] for v in store[token].versions})
+    print(
+        f"converted {len(written)} official metric caches from {source} into {out} in "
+        f"{time.perf_counter() - started:.1f} s (PDM-Closed reference of {', '.join(versions) or 'no version'}: "
+        "score them with that --version)"
+    )
+    if skipped:
+        print(f"skipped {len(skipped)}:")
+        for path, reason in skipped[:MAX_LISTED]:
+            print(f"  {path}: {reason}")
+    if not written:
+        print(f"navsim-eval: error: no metric cache was converted from {source}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED if (skipped and args.strict) else EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------------- score
 
 
@@ -326,6 +354,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     if len(store) == 0:
         raise CliError(f"--cache {cache_dir}: no metric caches found (no {INDEX_FILE} and no .mcache files)")
     trajectories = load_trajectories(args.trajectories)
+    sample = next((t for t in trajectories if t in store), None)
+    if sample is not None:  # a cache imported from an official one serves one version: refuse the other up front
+        try:
+            store[sample].reference(args.version)
+        except NavsimEvalError as error:
+            raise CliError(f"--cache {cache_dir}: {error}") from None
     split = _split_file(args.split) if args.split else None
     config = ScorerConfig(traffic_agents=args.traffic_agents)
     if split is not None and split.two_stage is not None:
@@ -443,11 +477,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _pipeline_conformance(args: argparse.Namespace) -> int:
     """``conformance --pipeline DIR``: whole worlds cached and scored by us, compared with the official CSVs."""
-    from navsim_eval.pipeline_conformance import format_report, run_pipeline_conformance
+    from navsim_eval.pipeline_conformance import CACHE_SOURCES, format_report, run_pipeline_conformance
 
     versions = ["v1", "v2"] if args.version == "both" else [args.version]
     report = run_pipeline_conformance(
-        args.pipeline, versions, args.tolerance, workdir=args.workdir, workers=args.workers or 1
+        args.pipeline,
+        versions,
+        args.tolerance,
+        workdir=args.workdir,
+        workers=args.workers or 1,
+        cache_source=CACHE_SOURCES[args.caches],
     )
     for line in format_report(report):
         print(line)
@@ -604,6 +643,21 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--strict", action="store_true", help="exit with status 1 if any file was skipped")
     cache.set_defaults(handler=cmd_cache)
 
+    import_cache = sub.add_parser(
+        "import-cache",
+        help="convert an official NAVSIM metric cache folder into ours",
+        description="Read an official metric cache folder (run_metric_caching.py of NAVSIM v1.1 or v2: "
+        "<log>/unknown/<token>/metric_cache.pkl, lzma pickles of navsim / nuPlan objects, read with an "
+        "allow-list of classes; metadata/*.csv may hold absolute paths of another machine) and write our "
+        "metric cache folder, so a cached navtrain / navtest is not cached again. The converted cache holds the "
+        "PDM-Closed reference of the version it was made with and scores that version only; reactive traffic "
+        "(two-stage splits) needs a cache built with `navsim-eval cache`.",
+    )
+    import_cache.add_argument("official_dir", metavar="OFFICIAL_DIR", help="the official metric cache folder")
+    import_cache.add_argument("--out", required=True, metavar="CACHE_DIR", help="our metric cache folder to write")
+    import_cache.add_argument("--strict", action="store_true", help="exit with status 1 if any file was skipped")
+    import_cache.set_defaults(handler=cmd_import_cache)
+
     score = sub.add_parser(
         "score",
         help="score trajectories against a metric cache and write the official CSV",
@@ -709,6 +763,11 @@ def build_parser() -> argparse.ArgumentParser:
     conformance.add_argument(
         "--workers", type=int, default=1, metavar="N", help="with --pipeline: scoring processes (default 1)"
     )
+    conformance.add_argument(
+        "--caches", choices=("build", "official"), default="build",
+        help="with --pipeline: build the metric caches from the worlds (default), or convert the official ones "
+        "in official/metric_cache_files/<version> (what `navsim-eval import-cache` does)",
+    )  # fmt: skip
     conformance.add_argument(
         "--cases", nargs="+", metavar="PATTERN", help="only cases whose id matches one of these glob patterns"
     )

@@ -149,6 +149,27 @@ def build_caches(
     return store, [f"{world.name}: {path}: {reason}" for path, reason in skipped]
 
 
+def import_official_caches(
+    folder: PipelineFolder, world: PipelineWorld, version: str, tokens: Sequence[str], workdir: Path
+) -> tuple[MetricCacheStore, list[str]]:
+    """The official metric cache of ``version`` (``official/metric_cache_files/<version>``) converted into ours, as
+    ``navsim-eval import-cache`` converts it (one folder per version: each holds only its version's reference)."""
+    from navsim_eval.pdm.cache_build import write_metric_caches
+    from navsim_eval.pdm.official_cache import iter_official_caches
+
+    source = folder.official_cache_dir(version)
+    if not source.is_dir():
+        raise PipelineFolderError(f"{source}: no official {version} metric cache in the pipeline folder")
+    out = workdir / "imported" / version
+    if (out / "metadata.json").is_file():
+        return MetricCacheStore(out), []
+    store, _, skipped = write_metric_caches(iter_official_caches(source), out, fsync=False)
+    return store, [f"{world.name}: {path}: {reason}" for path, reason in skipped]
+
+
+CACHE_SOURCES: dict[str, CacheSource] = {"build": build_caches, "official": import_official_caches}
+
+
 def score_tables(
     store: MetricCacheStore, trajectory_file: Path, version: str, workers: int = 1
 ) -> dict[str, ScoreTable]:
