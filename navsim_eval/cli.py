@@ -315,8 +315,6 @@ def _score_two_stage(args: argparse.Namespace, split, store, trajectories: dict)
     from navsim_eval.data.two_stage import listed
     from navsim_eval.pdm.two_stage import COMBINED, STAGE_ONE, STAGE_TWO, score_two_stage
 
-    if args.version != "v2":
-        raise CliError(f"--split {args.split}: a two-stage split is scored in v2 (EPDMS), not {args.version}")
     if args.tokens:
         raise CliError("--tokens: not with a two-stage split (its mapping names the scenes of both stages)")
     started = time.perf_counter()
@@ -354,13 +352,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     if len(store) == 0:
         raise CliError(f"--cache {cache_dir}: no metric caches found (no {INDEX_FILE} and no .mcache files)")
     trajectories = load_trajectories(args.trajectories)
+    split = _split_file(args.split) if args.split else None
+    if split is not None and split.two_stage is not None and args.version != "v2":
+        raise CliError(f"--split {args.split}: a two-stage split is scored in v2 (EPDMS), not {args.version}")
     sample = next((t for t in trajectories if t in store), None)
     if sample is not None:  # a cache imported from an official one serves one version: refuse the other up front
         try:
             store[sample].reference(args.version)
         except NavsimEvalError as error:
             raise CliError(f"--cache {cache_dir}: {error}") from None
-    split = _split_file(args.split) if args.split else None
     config = ScorerConfig(traffic_agents=args.traffic_agents)
     if split is not None and split.two_stage is not None:
         return _score_two_stage(args, split, store, trajectories)
