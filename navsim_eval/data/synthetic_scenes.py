@@ -125,8 +125,13 @@ def load_synthetic_scene_pickle(path: str | os.PathLike) -> dict[str, Any]:
     return content
 
 
-def read_synthetic_scene(path: str | os.PathLike) -> SyntheticScene:
-    """Read one synthetic scene pickle into a :class:`SyntheticScene`; errors name the file and the field."""
+def read_synthetic_scene(path: str | os.PathLike, sensor_root: str | os.PathLike | None = None) -> SyntheticScene:
+    """Read one synthetic scene pickle into a :class:`SyntheticScene`; errors name the file and the field.
+
+    The history frames' ``cameras`` map camera names (``CAM_F0`` ...) to the stored image paths, under
+    ``sensor_root`` when given (NAVSIM: ``$OPENSCENE_DATA_ROOT/navhard_two_stage/sensor_blobs``); a camera the
+    scene has no image for is absent.
+    """
     path = Path(path)
     content = load_synthetic_scene_pickle(path)
     for key in ("scene_metadata", "frames", "extended_traffic_light_data", "extended_detections_tracks"):
@@ -141,7 +146,7 @@ def read_synthetic_scene(path: str | os.PathLike) -> SyntheticScene:
     raw_frames = content["frames"]
     if not isinstance(raw_frames, list) or len(raw_frames) != NUM_HISTORY_FRAMES:
         raise InvalidSceneError(f"{path}: frames: expected {NUM_HISTORY_FRAMES} history frames")
-    history = [_history_frame(frame, str(path), i) for i, frame in enumerate(raw_frames)]
+    history = [_history_frame(frame, str(path), i, sensor_root) for i, frame in enumerate(raw_frames)]
     current = history[-1]
     if current.token != metadata["initial_token"]:
         raise InvalidSceneError(
@@ -172,7 +177,9 @@ def read_synthetic_scene(path: str | os.PathLike) -> SyntheticScene:
     )
 
 
-def read_synthetic_scenes(folder: str | os.PathLike) -> tuple[dict[str, SyntheticScene], list[tuple[Path, str]]]:
+def read_synthetic_scenes(
+    folder: str | os.PathLike, sensor_root: str | os.PathLike | None = None
+) -> tuple[dict[str, SyntheticScene], list[tuple[Path, str]]]:
     """Every ``*.pkl`` of a folder, keyed by token, and the (file, reason) of those that could not be read."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -181,7 +188,7 @@ def read_synthetic_scenes(folder: str | os.PathLike) -> tuple[dict[str, Syntheti
     problems: list[tuple[Path, str]] = []
     for path in sorted(folder.glob("*.pkl")):
         try:
-            scene = read_synthetic_scene(path)
+            scene = read_synthetic_scene(path, sensor_root)
         except InvalidSceneError as error:
             problems.append((path, str(error)))
             continue
@@ -189,7 +196,7 @@ def read_synthetic_scenes(folder: str | os.PathLike) -> tuple[dict[str, Syntheti
     return scenes, problems
 
 
-def _history_frame(data: Any, source: str, index: int) -> Frame:
+def _history_frame(data: Any, source: str, index: int, sensor_root: str | os.PathLike | None) -> Frame:
     where = _Where(source, index)
     if not isinstance(data, dict):
         raise InvalidSceneError(f"{source}: frame {index}: expected a dict, got {type(data).__name__}")
@@ -230,7 +237,22 @@ def _history_frame(data: Any, source: str, index: int) -> Frame:
         roadblock_ids=[str(r) for r in data["roadblock_ids"]],
         traffic_lights=_traffic_lights(data["traffic_lights"], where),
         driving_command=command,
+        cameras=_camera_paths(data.get("camera_dict"), sensor_root, where),
     )
+
+
+def _camera_paths(cameras: Any, sensor_root: str | os.PathLike | None, where: _Where) -> dict[str, str]:
+    """``camera_dict`` ({cam_f0: {data_path, ...} or {}}) as {CAM_F0: image path}."""
+    if cameras is None:
+        return {}
+    if not isinstance(cameras, dict):
+        raise where.error("camera_dict", f"expected a dict, got {type(cameras).__name__}")
+    paths = {}
+    for name, spec in cameras.items():
+        if isinstance(spec, dict) and spec.get("data_path"):
+            relative = str(spec["data_path"])
+            paths[str(name).upper()] = str(Path(sensor_root) / relative) if sensor_root is not None else relative
+    return paths
 
 
 def _field(obj: Any, name: str, where: str) -> Any:

@@ -63,16 +63,24 @@ class TwoStageScenes:
 
 
 def load_two_stage_scenes(
-    split: Split, data_root: str | os.PathLike | None = None, synthetic_dir: str | os.PathLike | None = None
+    split: Split,
+    data_root: str | os.PathLike | None = None,
+    synthetic_dir: str | os.PathLike | None = None,
+    synthetic_sensor_root: str | os.PathLike | None = None,
 ) -> TwoStageScenes:
-    """Load a two-stage split's stage-one scenes and synthetic follow-ups (see the module docstring)."""
+    """Load a two-stage split's stage-one scenes and synthetic follow-ups (see the module docstring).
+
+    ``synthetic_sensor_root``: where the synthetic scenes' camera images lie (their frames' ``cameras`` are
+    resolved under it; NAVSIM: ``<data root>/navhard_two_stage/sensor_blobs``).
+    """
     if split.two_stage is None:
         raise NavsimEvalError(f"split {split.name}: not a two-stage split (no reactive_all_mapping)")
     synthetic_dir = Path(synthetic_dir) if synthetic_dir is not None else default_synthetic_scenes_dir(data_root)
     loader = SceneLoader(data_root, split.data_split, split.scene_filter)
     final_tokens = {loader.log_frames(token)[-1].token for token in loader.tokens}
     scene_filter = split.scene_filter
-    scenes, unreadable = read_synthetic_scenes(synthetic_dir) if synthetic_dir.is_dir() else ({}, [])
+    found = synthetic_dir.is_dir()
+    scenes, unreadable = read_synthetic_scenes(synthetic_dir, synthetic_sensor_root) if found else ({}, [])
     wanted = set(scene_filter.synthetic_scene_tokens) if scene_filter.synthetic_scene_tokens is not None else None
     logs = set(scene_filter.log_names) if scene_filter.log_names is not None else None
     kept = {

@@ -6,6 +6,8 @@ last frame) and 3.5 s later (``prev``, the predecessor's last frame), as in NAVS
 Pair 0 starts exactly on the logged pose; the other pairs move the ego by lon / lat ~ U(-1, 1) m and heading
 ~ U(-0.06, 0.06) rad in the logged start frame (the same offset for the pair's now and prev scene), the history
 moved rigidly with it; the objects keep their logged global poses, their future comes from the next 8 log frames.
+The scenes hold no camera images (NAVSIM renders the moved ego's view; this world cannot), so they serve scoring,
+not a camera model's predictions.
 This is what ``../shared/official_two_stage/synthetic_scenes.json`` describes for the official reference split.
 
 Written: the synthetic scene pickles in the official layout under ``<world>/<synthetic split>/
@@ -107,7 +109,12 @@ def build_synthetic_scene(frames: Sequence[Frame], map_name: str, start: Synthet
     )
     tokens = (*start.history_tokens, start.token)
     history = [
-        replace(frame, token=token, ego=replace(frame.ego, x=float(pose[0]), y=float(pose[1]), heading=float(pose[2])))
+        replace(
+            frame,
+            token=token,
+            ego=replace(frame.ego, x=float(pose[0]), y=float(pose[1]), heading=float(pose[2])),
+            cameras={},  # the world cannot render the moved ego's view: the scenes hold no images
+        )
         for frame, token, pose in zip(history_frames, tokens, history_poses, strict=True)
     ]
     # The future as a synthetic scene holds it (and as the reader gives it back): objects and lights only.
