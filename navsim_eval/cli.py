@@ -2,9 +2,14 @@
 
 Subcommands:
 
-* ``cache``        build a metric cache folder from scene files
-* ``score``        score a trajectory file against a metric cache and write the official CSV
-* ``conformance``  score the bundled conformance cases and compare with the official NAVSIM numbers
+* ``synth``        generate the synthetic world in the real NAVSIM formats
+* ``two-stage``    write a navhard-style two-stage split of a world on disk
+* ``inspect``      describe the scenes of OpenScene logs
+* ``cache``        build a metric cache folder from scenes (both stages of a two-stage split)
+* ``import-cache`` convert an official NAVSIM metric cache folder into ours
+* ``score``        score a trajectory file against a metric cache and write the official CSV (one or two stages)
+* ``submit``       write the leaderboard's submission.pkl from trajectory files (v1, or the v2 two-stage layout)
+* ``conformance``  compare with the official NAVSIM numbers: the bundled cases, or a whole pipeline folder
 
 Bad input ends with a one-line message naming the file or field and exit status 2 (no traceback).
 """
@@ -21,10 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from navsim_eval import __version__
-from navsim_eval.conformance import OFFICIAL_KEYS
 from navsim_eval.errors import NavsimEvalError
 from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
 
@@ -72,6 +74,31 @@ def cmd_synth(args: argparse.Namespace) -> int:
     print(
         f"use: --data-root {summary.data_root} --maps-root {summary.maps_root} --split "
         f"{summary.splits_dir / (summary.data_split + '_all.yaml')}"
+    )
+    return EXIT_OK
+
+
+def cmd_two_stage(args: argparse.Namespace) -> int:
+    from navsim_eval.synthetic.two_stage import TwoStageConfig, write_two_stage_split
+
+    try:
+        config = TwoStageConfig(
+            name=args.name, pairs=args.pairs, stride=args.stride, max_entries=args.max_entries, seed=args.seed
+        )
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    world = Path(args.world)
+    if not world.is_dir():
+        raise CliError(f"--world {world}: no such directory")
+    summary = write_two_stage_split(world, config)
+    synthetic = sum(len(entry.pairs) * 2 for entry in summary.entries)
+    print(f"wrote a two-stage split of {world}: {len(summary.entries)} stage-one scenes (with their predecessors)")
+    print(f"  split:     {summary.split_file} (reactive_all_mapping)")
+    print(f"  synthetic: {summary.synthetic_dir} ({synthetic} scenes, {config.pairs} pairs per entry)")
+    print(f"  human:     {world / (config.name + '_human.json')} (the logged future of every token)")
+    print(
+        f"use: navsim-eval cache --data-root {world} --maps-root {world / 'maps'} --split {summary.split_file} "
+        "--out CACHE_DIR"
     )
     return EXIT_OK
 
@@ -161,12 +188,11 @@ def _scene_loader(args: argparse.Namespace):
 
     from navsim_eval.data.loader import SceneLoader
     from navsim_eval.data.scene_filter import SceneFilter
-    from navsim_eval.data.splits import load_split, read_scene_filter
+    from navsim_eval.data.splits import read_scene_filter
 
     data_split, scene_filter = args.logs, SceneFilter(frame_interval=1)
     if args.split:
-        path = Path(args.split)
-        split = load_split(path.parent, path.stem)
+        split = _split_file(args.split)
         data_split, scene_filter = split.data_split, split.scene_filter
     elif args.scene_filter:
         scene_filter = read_scene_filter(args.scene_filter)
@@ -177,23 +203,38 @@ def _scene_loader(args: argparse.Namespace):
     return SceneLoader(args.data_root, data_split, scene_filter)
 
 
-def _iter_openscene_scenes(args: argparse.Namespace) -> Iterator[tuple[Path, str | None, Any]]:
-    """Scenes of OpenScene log pickles with their nuPlan maps; the PDM-Closed reference is planned per scene."""
-    from navsim_eval.data.paths import nuplan_maps_root
-    from navsim_eval.maps.locations import load_map
-    from navsim_eval.pdm.builder import build_metric_cache_from_map
+def _split_file(path_text: str):
+    """The split of a ``--split`` file (``<dir>/<name>.yaml`` next to ``<dir>/scene_filter/``)."""
+    from navsim_eval.data.splits import load_split
 
-    loader = _scene_loader(args)
+    path = Path(path_text)
+    return load_split(path.parent, path.stem)
+
+
+def _iter_openscene_scenes(args: argparse.Namespace) -> Iterator[tuple[Path, str | None, Any]]:
+    """Scenes of OpenScene log pickles with their nuPlan maps; the PDM-Closed reference is planned per scene.
+    A two-stage split caches both stages (its synthetic scenes from --synthetic-scenes)."""
+    from navsim_eval.data.paths import nuplan_maps_root
+    from navsim_eval.pdm.cache_build import loader_metric_caches, two_stage_metric_caches
+
     maps_root = nuplan_maps_root(args.maps_root)
-    for record in loader.report.skipped_logs + loader.report.skipped_scenes:
-        yield loader.log_dir / f"{record.log_name}.pkl", record.token, f"{record.kind}: {record.detail}"
-    for token in loader.tokens:
-        scene = loader[token]
-        path = loader.log_dir / f"{scene.log_name}.pkl"
-        try:
-            yield path, token, build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root))
-        except NavsimEvalError as error:
-            yield path, token, str(error)
+    split = _split_file(args.split) if args.split else None
+    if split is not None and split.two_stage is not None:
+        from navsim_eval.data.two_stage import load_two_stage_scenes
+
+        if args.tokens:
+            raise CliError("--tokens: not with a two-stage split (its mapping names the scenes of both stages)")
+        scenes = load_two_stage_scenes(split, args.data_root, args.synthetic_scenes)
+        print(
+            f"two-stage split {split.name}: {len(scenes.stage_one)} stage-one scenes, {len(scenes.stage_two)} "
+            f"synthetic scenes from {scenes.synthetic_dir}"
+        )
+        report = scenes.missing_report()
+        if report is not None:
+            yield scenes.synthetic_dir, None, report
+        yield from two_stage_metric_caches(scenes, maps_root)
+        return
+    yield from loader_metric_caches(_scene_loader(args), maps_root)
 
 
 SCENE_SOURCES = {
@@ -203,7 +244,7 @@ SCENE_SOURCES = {
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from navsim_eval.pdm.cache_io import MetricCacheStore
+    from navsim_eval.pdm.cache_build import write_metric_caches
 
     if bool(args.scenes) == bool(args.data_root):
         raise CliError("give either --scenes (neutral scene files) or --data-root with --logs / --split (OpenScene)")
@@ -211,21 +252,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out}: exists and is not a directory")
-    store = MetricCacheStore(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    skipped: list[tuple[Path, str]] = []
     started = time.perf_counter()
-    for path, token, result in source.iterate(args):
-        if isinstance(result, str):
-            skipped.append((path, result))
-        elif token in written:
-            skipped.append((path, f"duplicate token {token!r} (already read from {written[token]})"))
-        else:
-            store.add(result, write_index=False)
-            written[token] = path
-    if written:
-        store.write_index()
+    store, written, skipped = write_metric_caches(source.iterate(args), out)
     elapsed = time.perf_counter() - started
     origin = ", ".join(args.scenes) if args.scenes else str(args.data_root)
     print(f"read {len(written) + len(skipped)} scenes from {origin} ({source.description})")
@@ -240,37 +268,34 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return EXIT_FAILED if (skipped and args.strict) else EXIT_OK
 
 
+def cmd_import_cache(args: argparse.Namespace) -> int:
+    from navsim_eval.pdm.cache_build import write_metric_caches
+    from navsim_eval.pdm.official_cache import iter_official_caches
+
+    source, out = Path(args.official_dir), Path(args.out)
+    if not source.is_dir():
+        raise CliError(f"{source}: no such directory (an official metric cache folder)")
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out}: exists and is not a directory")
+    started = time.perf_counter()
+    store, written, skipped = write_metric_caches(iter_official_caches(source), out)
+    versions = sorted({v for token in list(written)[:1] for v in store[token].versions})
+    print(
+        f"converted {len(written)} official metric caches from {source} into {out} in "
+        f"{time.perf_counter() - started:.1f} s (PDM-Closed reference of {', '.join(versions) or 'no version'}: "
+        "score them with that --version)"
+    )
+    if skipped:
+        print(f"skipped {len(skipped)}:")
+        for path, reason in skipped[:MAX_LISTED]:
+            print(f"  {path}: {reason}")
+    if not written:
+        print(f"navsim-eval: error: no metric cache was converted from {source}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED if (skipped and args.strict) else EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------------- score
-
-
-def load_trajectories(path: Path) -> dict[str, np.ndarray]:
-    """Read ``{token: [8, 3] or [K, 8, 3]}`` from a JSON object or a ``.npz`` archive keyed by token."""
-    from navsim_eval.scene import validate_trajectory_array
-
-    if not path.is_file():
-        raise CliError(f"--trajectories {path}: no such file")
-    raw: dict[str, Any]
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                raw = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, EOFError) as error:
-            raise CliError(f"--trajectories {path}: not a readable .npz archive ({error})") from None
-    elif path.suffix == ".json":
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CliError(f"--trajectories {path}: not readable JSON ({error})") from None
-        if not isinstance(raw, dict):
-            raise CliError(f"--trajectories {path}: expected a JSON object {{token: [[x, y, heading] * 8]}}")
-    else:
-        raise CliError(f"--trajectories {path}: unsupported file type {path.suffix!r}; use .json or .npz")
-    if not raw:
-        raise CliError(f"--trajectories {path}: holds no trajectories")
-    trajectories = {}
-    for token, value in raw.items():
-        trajectories[str(token)] = validate_trajectory_array(value, name=f"{path}: token {token!r}")
-    return trajectories
 
 
 def _mean_valid(tables: Sequence[ScoreTable], name: str) -> float:
@@ -284,23 +309,67 @@ def _listed(items: Sequence[str]) -> str:
     return shown + (f", ... ({len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
 
 
+def _score_two_stage(args: argparse.Namespace, split, store, trajectories: dict) -> int:
+    """``score --split`` of a two-stage split: both stages with reactive traffic, the two-stage CSV."""
+    from navsim_eval.csv_io import write_two_stage_csv
+    from navsim_eval.data.two_stage import listed
+    from navsim_eval.pdm.two_stage import COMBINED, STAGE_ONE, STAGE_TWO, score_two_stage
+
+    if args.tokens:
+        raise CliError("--tokens: not with a two-stage split (its mapping names the scenes of both stages)")
+    started = time.perf_counter()
+    result = score_two_stage(store, trajectories, split.two_stage, workers=args.workers)
+    elapsed = time.perf_counter() - started
+    out = write_two_stage_csv(args.out, result)
+    ones = sum(row.stage == 1 for row in result.rows)
+    print(
+        f"scored two-stage split {split.name} in {elapsed:.1f} s: {ones} stage-one and {len(result.rows) - ones} "
+        f"synthetic scenes, reactive traffic; {result.entries_used} of {len(split.two_stage)} entries aggregated"
+    )
+    if result.missing:
+        reasons = {row.token: row.table.reasons[0] for row in result.rows if not row.valid}
+        print(
+            f"warning: {len(result.missing)} tokens of reactive_all_mapping could not be scored (their entries are "
+            "left out of the summary): " + listed([f"{t} ({reasons[t]})" for t in result.missing])
+        )
+    for name, label in ((STAGE_ONE, "stage one"), (STAGE_TWO, "stage two"), (COMBINED, "combined EPDMS")):
+        print(f"{label:<16} {result.summary[name]['score']:.4f}")
+    print(f"wrote {out}")
+    return EXIT_FAILED if (result.missing and args.strict) else EXIT_OK
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from navsim_eval.csv_io import write_candidates_csv, write_score_csv
     from navsim_eval.pdm.cache_io import INDEX_FILE, MetricCacheStore
+    from navsim_eval.pdm.scorer import ScorerConfig
     from navsim_eval.pool import score_many
+    from navsim_eval.trajectory_io import load_trajectories
 
-    try:
-        import navsim_eval.pdm.scorer  # noqa: F401  (fail with one line, not once per worker)
-    except ImportError as error:
-        raise CliError(f"the scorer cannot be imported ({error})") from None
     cache_dir = Path(args.cache)
     if not cache_dir.is_dir():
         raise CliError(f"--cache {cache_dir}: no such directory")
     store = MetricCacheStore(cache_dir)
     if len(store) == 0:
         raise CliError(f"--cache {cache_dir}: no metric caches found (no {INDEX_FILE} and no .mcache files)")
-    trajectories = load_trajectories(Path(args.trajectories))
+    trajectories = load_trajectories(args.trajectories)
+    split = _split_file(args.split) if args.split else None
+    if split is not None and split.two_stage is not None and args.version != "v2":
+        raise CliError(f"--split {args.split}: a two-stage split is scored in v2 (EPDMS), not {args.version}")
+    sample = next((t for t in trajectories if t in store), None)
+    if sample is not None:  # a cache imported from an official one serves one version: refuse the other up front
+        try:
+            store[sample].reference(args.version)
+        except NavsimEvalError as error:
+            raise CliError(f"--cache {cache_dir}: {error}") from None
+    config = ScorerConfig(traffic_agents=args.traffic_agents)
+    if split is not None and split.two_stage is not None:
+        return _score_two_stage(args, split, store, trajectories)
     tokens = list(trajectories)
+    if split is not None and split.scene_filter.tokens is not None:
+        tokens = [t for t in split.scene_filter.tokens if t in trajectories]
+        absent = [t for t in split.scene_filter.tokens if t not in trajectories]
+        if absent:
+            print(f"warning: {len(absent)} tokens of split {split.name} have no trajectory: {_listed(absent)}")
     if args.tokens:
         wanted = list(dict.fromkeys(args.tokens))
         missing_traj = [t for t in wanted if t not in trajectories]
@@ -310,10 +379,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         if not tokens:
             raise CliError("--tokens: none of the requested tokens has a trajectory")
     no_cache = [t for t in tokens if t not in store]
-    unused = [] if args.tokens else [t for t in store.tokens() if t not in trajectories]
+    unused = [] if (args.tokens or split) else [t for t in store.tokens() if t not in trajectories]
 
     started = time.perf_counter()
-    tables = score_many(((t, trajectories[t]) for t in tokens), store, version=args.version, workers=args.workers)
+    tables = score_many(
+        ((t, trajectories[t]) for t in tokens), store, version=args.version, workers=args.workers, config=config
+    )
     with_ec = 0
     if args.version == "v2":
         from navsim_eval.pdm.two_frame import apply_two_frame_comfort
@@ -357,50 +428,80 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_FAILED if (invalid and args.strict) else EXIT_OK
 
 
+# ----------------------------------------------------------------------------------------------- submit
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from navsim_eval.data.synthetic_scenes import is_synthetic_token
+    from navsim_eval.submission import TeamInfo, write_submission
+    from navsim_eval.trajectory_io import load_trajectories
+
+    split = _split_file(args.split) if args.split else None
+    two_stage = args.two_stage or (split is not None and split.two_stage is not None)
+    seeds = []
+    for path in args.trajectories:
+        plans = load_trajectories(path)
+        multi = [token for token, poses in plans.items() if poses.ndim == 3 and poses.shape[0] != 1]
+        if multi:
+            raise CliError(
+                f"--trajectories {path}: token {multi[0]} holds {plans[multi[0]].shape[0]} candidates; a submission "
+                "takes one trajectory [8, 3] per token (write one file per seed)"
+            )
+        seeds.append({token: poses.reshape(8, 3) for token, poses in plans.items()})
+    required_one = required_two = None
+    second: set[str] = set()
+    if split is not None and split.two_stage is not None:
+        required_one, required_two = split.stage_one_tokens(), split.stage_two_tokens()
+        second = set(required_two)
+    else:
+        if split is not None:
+            if split.scene_filter.tokens is None:
+                raise CliError(f"--split {args.split}: its scene filter lists no tokens; name them or submit without")
+            required_one = list(split.scene_filter.tokens)
+        if two_stage:
+            second = {token for seed in seeds for token in seed if is_synthetic_token(token)}
+    first_stage = [{t: p for t, p in seed.items() if not (two_stage and t in second)} for seed in seeds]
+    second_stage = [{t: p for t, p in seed.items() if t in second} for seed in seeds] if two_stage else None
+    team = TeamInfo(args.team_name, args.authors, args.email, args.institution, args.country)
+    path = write_submission(
+        args.out, team, first_stage, second_stage, required_tokens=required_one,
+        required_second_stage_tokens=required_two,
+    )  # fmt: skip
+    counts = f"{len(first_stage[0])} first-stage" + (f" + {len(second_stage[0])} second-stage" if two_stage else "")
+    print(f"wrote {path} ({'v2 two-stage' if two_stage else 'v1'} layout, {len(seeds)} seed(s), {counts} tokens)")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------------- conformance
 
 
-# Official result keys (see the conformance README) -> our column names.
-def official_reference(
-    official: dict, version: str, has_human: bool
-) -> tuple[str, dict[str, tuple[str, float]]] | None:
-    """The run to compare with and its numbers {official key: (our column, value)}.
+def _pipeline_conformance(args: argparse.Namespace) -> int:
+    """``conformance --pipeline DIR``: whole worlds cached and scored by us, compared with the official CSVs."""
+    from navsim_eval.pipeline_conformance import CACHE_SOURCES, format_report, run_pipeline_conformance
 
-    v2 uses the human-filtered run when the scene has a human plan.
-    """
-    result = official.get(version)
-    if not result:
-        return None
-    run = "agent"
-    if version == "v2" and has_human and result.get("agent_human_filtered"):
-        run = "agent_human_filtered"
-    entry = result.get(run)
-    if not entry:
-        return None
-    return run, {key: (ours, float(entry[key])) for key, ours in OFFICIAL_KEYS[version].items() if key in entry}
-
-
-def compare_case(
-    table: ScoreTable, expected: dict[str, tuple[str, float]], tolerance: float, knife_edge=lambda key: False
-) -> tuple[list[str], list[str]]:
-    """(mismatches, known last-bit knife edges) as 'name ours!=official' strings; no mismatch = pass."""
-    if not bool(table.valid[0]):
-        return [f"invalid: {table.reasons[0]}"], []
-    problems, edges = [], []
-    for key, (name, value) in expected.items():
-        ours = float(table.columns[name][0])
-        if not (abs(ours - value) <= tolerance or (math.isnan(ours) and math.isnan(value))):
-            (edges if knife_edge(key) else problems).append(f"{name} {ours:.6g}!={value:.6g}")
-    return problems, edges
+    versions = ["v1", "v2"] if args.version == "both" else [args.version]
+    report = run_pipeline_conformance(
+        args.pipeline,
+        versions,
+        args.tolerance,
+        workdir=args.workdir,
+        workers=args.workers or 1,
+        cache_source=CACHE_SOURCES[args.caches],
+    )
+    for line in format_report(report):
+        print(line)
+    return EXIT_OK if report.passed else EXIT_FAILED
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
+    if args.pipeline:
+        return _pipeline_conformance(args)
     import fnmatch
 
-    from navsim_eval.conformance import case_paths, default_conformance_dir, is_knife_edge, load_case
+    from navsim_eval.conformance import CHECK_OK, case_paths, check_case, default_conformance_dir, load_case
 
     try:
-        from navsim_eval.pdm.scorer import score
+        import navsim_eval.pdm.scorer  # noqa: F401  (fail with one line, not once per case)
     except ImportError as error:
         raise CliError(f"the scorer cannot be imported ({error})") from None
     directory = Path(args.dir) if args.dir else default_conformance_dir()
@@ -425,32 +526,16 @@ def cmd_conformance(args: argparse.Namespace) -> int:
             for v in versions:
                 counts[v][1] += 1
             continue
+        checks = check_case(case, versions, args.tolerance)
         cells, details = [], []
         for version in versions:
-            reference = official_reference(case.official, version, case.cache.human_trajectory is not None)
-            if reference is None:
-                cells.append("-   ")
-                continue
-            run, expected = reference
-            counts[version][1] += 1
-            edges: list[str] = []
-            try:
-                table = score(case.cache, case.agent_trajectory, version)
-                problems, edges = compare_case(
-                    table, expected, args.tolerance, lambda key, c=case, r=run: is_knife_edge(c, r, key)
-                )
-            except Exception as error:  # report and go on: this command is a health check
-                problems = [f"error {type(error).__name__}: {error}"]
-            if problems:
-                cells.append("FAIL")
-                details.append(f"{version}: " + ", ".join(problems))
-            elif edges:
-                cells.append("ok* ")
-                details.append(f"{version}: known last-bit knife edge ({', '.join(edges)})")
-                counts[version][0] += 1
-            else:
-                cells.append("ok  ")
-                counts[version][0] += 1
+            check = checks[version]
+            cells.append(f"{check.status:<4}")
+            if check.status != "-":
+                counts[version][1] += 1
+                counts[version][0] += check.status in CHECK_OK
+            if check.detail:
+                details.append(f"{version}: {check.detail}")
         print(f"{case.case_id:<{width}}  " + "  ".join(cells) + ("  " + "; ".join(details) if details else ""))
     elapsed = time.perf_counter() - started
     print()
@@ -488,6 +573,24 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--image-size", default="320x180", metavar="WxH", help="image size (default 320x180)")
     synth.add_argument("--data-split", default="synthetic", help="folder name under navsim_logs/ (default synthetic)")
     synth.set_defaults(handler=cmd_synth)
+
+    two_stage = sub.add_parser(
+        "two-stage",
+        help="write a navhard-style two-stage split of a world on disk",
+        description="From a world already on disk (navsim_logs/ + maps/, e.g. written by `navsim-eval synth`), "
+        "write a two-stage split: stage-one scenes (4 + 8 frames) with their predecessors, and per scene "
+        "synthetic follow-ups starting 4 s / 3.5 s later from the logged pose (pair 0) or from a perturbed one "
+        "(lon/lat up to 1 m, heading up to 0.06 rad), as NAVSIM synthetic scene pickles under "
+        "<world>/navhard_two_stage/synthetic_scene_pickles; the split file with reactive_all_mapping under "
+        "<world>/splits/; the logged future of every token as a trajectory file. Deterministic in --seed.",
+    )
+    two_stage.add_argument("--world", required=True, metavar="DIR", help="the world folder (navsim_logs/, maps/)")
+    two_stage.add_argument("--name", default="synthetic_two_stage", help="split name (default synthetic_two_stage)")
+    two_stage.add_argument("--pairs", type=int, default=3, help="synthetic (now, prev) pairs per scene (default 3)")
+    two_stage.add_argument("--stride", type=int, default=8, help="frames between stage-one scenes (default 8)")
+    two_stage.add_argument("--max-entries", type=int, metavar="N", help="at most N stage-one scenes")
+    two_stage.add_argument("--seed", type=int, default=0, help="random seed of the perturbations (default 0)")
+    two_stage.set_defaults(handler=cmd_two_stage)
 
     def add_scene_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -532,8 +635,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, metavar="CACHE_DIR",
         help="metric cache folder to create or add to (scenes with the same token are replaced)",
     )  # fmt: skip
+    cache.add_argument(
+        "--synthetic-scenes", metavar="DIR",
+        help="a two-stage split's synthetic scene pickles (default <data root>/navhard_two_stage/"
+        "synthetic_scene_pickles, where NAVSIM looks)",
+    )  # fmt: skip
     cache.add_argument("--strict", action="store_true", help="exit with status 1 if any file was skipped")
     cache.set_defaults(handler=cmd_cache)
+
+    import_cache = sub.add_parser(
+        "import-cache",
+        help="convert an official NAVSIM metric cache folder into ours",
+        description="Read an official metric cache folder (run_metric_caching.py of NAVSIM v1.1 or v2: "
+        "<log>/unknown/<token>/metric_cache.pkl, lzma pickles of navsim / nuPlan objects, read with an "
+        "allow-list of classes; metadata/*.csv may hold absolute paths of another machine) and write our "
+        "metric cache folder, so a cached navtrain / navtest is not cached again. The converted cache holds the "
+        "PDM-Closed reference of the version it was made with and scores that version only; reactive traffic "
+        "(two-stage splits) needs a cache built with `navsim-eval cache`.",
+    )
+    import_cache.add_argument("official_dir", metavar="OFFICIAL_DIR", help="the official metric cache folder")
+    import_cache.add_argument("--out", required=True, metavar="CACHE_DIR", help="our metric cache folder to write")
+    import_cache.add_argument("--strict", action="store_true", help="exit with status 1 if any file was skipped")
+    import_cache.set_defaults(handler=cmd_import_cache)
 
     score = sub.add_parser(
         "score",
@@ -556,6 +679,16 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     score.add_argument("--out", required=True, metavar="CSV", help="where to write the official CSV")
     score.add_argument(
+        "--split", metavar="SPLIT_FILE",
+        help="a NAVSIM split file: score its scenes; a two-stage split (with reactive_all_mapping, e.g. "
+        "navhard_two_stage) is scored in both stages with reactive traffic and written as the two-stage CSV",
+    )  # fmt: skip
+    score.add_argument(
+        "--traffic-agents", choices=("non_reactive", "reactive"), default="non_reactive",
+        help="v2 background traffic of a one-stage run: log replay (default, as the one-stage leaderboard) or "
+        "IDM vehicles reacting to the ego (two-stage splits always use reactive)",
+    )  # fmt: skip
+    score.add_argument(
         "--workers", type=int, default=0, metavar="N",
         help="worker processes (default 0 = every CPU, at most one per 32 scenes; 1 = score in this process)",
     )  # fmt: skip
@@ -570,11 +703,45 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--strict", action="store_true", help="exit with status 1 if any scene is invalid")
     score.set_defaults(handler=cmd_score)
 
+    submit = sub.add_parser(
+        "submit",
+        help="write submission.pkl for the NAVSIM leaderboard from trajectory files",
+        description="Write submission.pkl exactly as the leaderboard expects (team metadata and per-token "
+        "navsim.common.dataclasses.Trajectory objects, loadable under NumPy 1.x and 2.x) from trajectory files "
+        "of your own planner, one file per seed. With a two-stage --split (or --two-stage) the v2 layout with "
+        "first- and second-stage predictions. Every token the split names must have a trajectory, or nothing "
+        "is written.",
+    )
+    submit.add_argument(
+        "--trajectories", nargs="+", required=True, metavar="FILE",
+        help="one file per seed, as `navsim-eval score` reads them ({token: [[x, y, heading] x 8]}, .json or .npz)",
+    )  # fmt: skip
+    submit.add_argument(
+        "--split", metavar="SPLIT_FILE",
+        help="the split submitted to (navtest.yaml, navhard_two_stage.yaml): its tokens are required; a "
+        "two-stage split gives the v2 layout and says which tokens are second-stage",
+    )  # fmt: skip
+    submit.add_argument(
+        "--two-stage", action="store_true",
+        help="v2 two-stage layout without a two-stage split: 17-character (synthetic) tokens are second-stage",
+    )  # fmt: skip
+    submit.add_argument("--team-name", required=True, help="shown on the board; e.g. '<a href=REPO>Method</a>'")
+    submit.add_argument("--authors", required=True, help="shown on the board")
+    submit.add_argument("--email", required=True, help="contact (not shown publicly)")
+    submit.add_argument("--institution", required=True, help="shown on the board")
+    submit.add_argument("--country", required=True, help="written as 'country / region'")
+    submit.add_argument(
+        "--out", default="submission.pkl", metavar="FILE", help="where to write (must be named submission.pkl)"
+    )
+    submit.set_defaults(handler=cmd_submit)
+
     conformance = sub.add_parser(
         "conformance",
         help="check this installation against scenes scored by the official NAVSIM code",
         description="Score every conformance case and compare each sub-metric and the score with the official "
-        "v1.1 / v2 outputs stored in the case files. Exit status 1 if any case differs.",
+        "v1.1 / v2 outputs stored in the case files; or, with --pipeline, run whole worlds end to end (metric "
+        "caching with PDM-Closed, then scoring) and compare with the official CSVs. Exit status 1 if anything "
+        "differs.",
     )
     conformance.add_argument(
         "--dir", metavar="DIR",
@@ -584,6 +751,23 @@ def build_parser() -> argparse.ArgumentParser:
     conformance.add_argument(
         "--version", choices=("v1", "v2", "both"), default="both", help="which scorer to check (default both)"
     )
+    conformance.add_argument(
+        "--pipeline", metavar="DIR",
+        help="instead of the cases: a folder of worlds run through the official NAVSIM pipeline (worlds/, "
+        "trajectories/, official/scores_v1.csv and scores_v2.csv, e.g. ../shared/official_pipeline): cache every "
+        "world, score every kind of trajectory in each version and compare every sub-metric and the score",
+    )  # fmt: skip
+    conformance.add_argument(
+        "--workdir", metavar="DIR", help="with --pipeline: keep the metric caches here (default: a temporary folder)"
+    )
+    conformance.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="with --pipeline: scoring processes (default 1)"
+    )
+    conformance.add_argument(
+        "--caches", choices=("build", "official"), default="build",
+        help="with --pipeline: build the metric caches from the worlds (default), or convert the official ones "
+        "in official/metric_cache_files/<version> (what `navsim-eval import-cache` does)",
+    )  # fmt: skip
     conformance.add_argument(
         "--cases", nargs="+", metavar="PATTERN", help="only cases whose id matches one of these glob patterns"
     )

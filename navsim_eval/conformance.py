@@ -1,14 +1,17 @@
-"""Reader for the neutral PDM conformance cases (scenes scored by the official NAVSIM code).
+"""The neutral PDM conformance cases (scenes scored by the official NAVSIM code): reading and checking them.
 
 A case file holds ``input`` (a scene in a neutral JSON layout) and ``official.v1`` / ``official.v2`` (what the
 official scorers returned). This module turns the input into our :class:`MetricCache` so the same scorer that
-serves users is the one checked against the official numbers.
+serves users is the one checked against the official numbers (``check_case``; ``navsim-eval conformance``).
+The end-to-end check over a whole world run through the official pipeline is ``pipeline_conformance``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +20,9 @@ import numpy as np
 from navsim_eval.errors import InvalidSceneError
 from navsim_eval.maps.centerline import Centerline
 from navsim_eval.maps.drivable import DrivableMap
-from navsim_eval.pdm.metric_cache import MetricCache, SceneType
+from navsim_eval.pdm.metric_cache import SCORING_VERSIONS, MetricCache, SceneType
 from navsim_eval.pdm.observation import Observation
+from navsim_eval.pdm.results import ScoreTable
 from navsim_eval.scene import EgoState
 
 CONFORMANCE_DIR_ENV = "NAVSIM_EVAL_CONFORMANCE_DIR"
@@ -137,7 +141,8 @@ def metric_cache_from_neutral(spec: dict, token: str) -> MetricCache:
         red_lights=[
             [token for token in step if token in route] for step in spec.get("red_lights", {}).get("steps", [])
         ],
-        reference_poses=np.asarray(spec["pdm_closed_reference"]["poses"], dtype=np.float64),
+        # The case's stand-in reference serves both versions (the official run scored both against it).
+        references=dict.fromkeys(SCORING_VERSIONS, np.asarray(spec["pdm_closed_reference"]["poses"], dtype=np.float64)),
         past_ego_states=[_ego(s, s["time_us"]) for s in past] if past else None,
         human_trajectory=np.asarray(human["poses"], dtype=np.float64) if human else None,
         scene_type=SceneType.ORIGINAL,
@@ -158,3 +163,81 @@ def is_knife_edge(case: ConformanceCase, run: str, key: str) -> bool:
     Only listed entries qualify, and only while the case's geometry really is on the edge.
     """
     return (case.case_id, run, key) in KNIFE_EDGES and object_on_heading_ray(case)
+
+
+# ------------------------------------------------------------------------------------------------ checking a case
+
+CHECK_OK = ("ok", "ok*")  # statuses that count as a pass (ok* = only a known last-bit knife edge differs)
+
+
+@dataclass(frozen=True)
+class CaseCheck:
+    """One case scored in one version against the official run: ``ok``, ``ok*``, ``FAIL`` or ``-`` (no
+    official numbers), and what differed."""
+
+    status: str
+    detail: str = ""
+
+
+def official_reference(
+    official: dict, version: str, has_human: bool
+) -> tuple[str, dict[str, tuple[str, float]]] | None:
+    """The run to compare with and its numbers {official key: (our column, value)}.
+
+    v2 uses the human-filtered run when the scene has a human plan.
+    """
+    result = official.get(version)
+    if not result:
+        return None
+    run = "agent"
+    if version == "v2" and has_human and result.get("agent_human_filtered"):
+        run = "agent_human_filtered"
+    entry = result.get(run)
+    if not entry:
+        return None
+    return run, {key: (ours, float(entry[key])) for key, ours in OFFICIAL_KEYS[version].items() if key in entry}
+
+
+def compare_case(
+    table: ScoreTable,
+    expected: dict[str, tuple[str, float]],
+    tolerance: float,
+    knife_edge: Callable[[str], bool] = lambda key: False,
+) -> tuple[list[str], list[str]]:
+    """(mismatches, known last-bit knife edges) as 'name ours!=official' strings; no mismatch = pass."""
+    if not bool(table.valid[0]):
+        return [f"invalid: {table.reasons[0]}"], []
+    problems, edges = [], []
+    for key, (name, value) in expected.items():
+        ours = float(table.columns[name][0])
+        if not (abs(ours - value) <= tolerance or (math.isnan(ours) and math.isnan(value))):
+            (edges if knife_edge(key) else problems).append(f"{name} {ours:.6g}!={value:.6g}")
+    return problems, edges
+
+
+def check_case(case: ConformanceCase, versions: Sequence[str], tolerance: float) -> dict[str, CaseCheck]:
+    """Score a case's agent trajectory in each version and compare every official number within ``tolerance``.
+
+    A scorer error is reported as a failure of that version, not raised: this is a health check.
+    """
+    from navsim_eval.pdm.scorer import score  # the scorer imports the simulator; reading cases does not need it
+
+    checks = {}
+    for version in versions:
+        reference = official_reference(case.official, version, case.cache.human_trajectory is not None)
+        if reference is None:
+            checks[version] = CaseCheck("-")
+            continue
+        run, expected = reference
+        try:
+            table = score(case.cache, case.agent_trajectory, version)
+            problems, edges = compare_case(table, expected, tolerance, lambda key, r=run: is_knife_edge(case, r, key))
+        except Exception as error:  # report and go on
+            problems, edges = [f"error {type(error).__name__}: {error}"], []
+        if problems:
+            checks[version] = CaseCheck("FAIL", ", ".join(problems))
+        elif edges:
+            checks[version] = CaseCheck("ok*", f"known last-bit knife edge ({', '.join(edges)})")
+        else:
+            checks[version] = CaseCheck("ok")
+    return checks

@@ -1,4 +1,5 @@
-"""Score CSVs in NAVSIM's official layout (v1.1 ``run_pdm_score.py``, v2 ``run_pdm_score_one_stage.py``).
+"""Score CSVs in NAVSIM's official layouts (v1.1 ``run_pdm_score.py``, v2 ``run_pdm_score_one_stage.py``, and the
+v2 two-stage ``run_pdm_score.py`` of ``main``: :func:`write_two_stage_csv`).
 
 The official scripts write a pandas DataFrame with ``to_csv`` (index included), so a file looks like::
 
@@ -24,12 +25,15 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from navsim_eval.errors import NavsimEvalError
 from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
+
+if TYPE_CHECKING:
+    from navsim_eval.pdm.two_stage import TwoStageResult
 
 AVERAGE_TOKEN = {"v1": "average", "v2": "average_all_frames"}
 # Summary rows the official scripts append (one-stage and two-stage v2); the reader keeps them apart from scenes.
@@ -220,5 +224,33 @@ def read_score_csv(path: str | os.PathLike) -> ScoreCsv:
             summary[row["token"]] = row
         else:
             rows.append(row)
-    version = "v2" if "lane_keeping" in columns else "v1" if "comfort" in columns else None
+    version = "v2" if "lane_keeping" in columns or "lane_keeping_stage_one" in columns else None
+    version = version or ("v1" if "comfort" in columns else None)
     return ScoreCsv(path=path, columns=list(columns), rows=rows, summary=summary, version=version)
+
+
+def two_stage_columns() -> tuple[str, ...]:
+    """Column order of the official two-stage CSV (without the unnamed index column)."""
+    metrics = [name for name in METRIC_COLUMNS["v2"] if name != "score"]
+    return ("token", "valid", *(f"{m}_stage_one" for m in metrics), *(f"{m}_stage_two" for m in metrics), "score")
+
+
+def write_two_stage_csv(path: str | os.PathLike, result: TwoStageResult, index: bool = True) -> Path:
+    """Write the official two-stage CSV (``run_pdm_score.py`` of NAVSIM ``main``): per token its stage's
+    ``_stage_one`` or ``_stage_two`` columns and the score, then the three ``extended_pdm_score_*`` rows."""
+    columns = two_stage_columns()
+    metrics = [name for name in METRIC_COLUMNS["v2"] if name != "score"]
+    rows: list[dict[str, Any]] = []
+    for row in result.rows:
+        suffix = "_stage_one" if row.stage == 1 else "_stage_two"
+        line: dict[str, Any] = {"token": row.token, "valid": row.valid, "score": row.value("score")}
+        line.update({f"{m}{suffix}": row.value(m) for m in metrics})
+        rows.append(line)
+    for token, values in result.summary.items():
+        rows.append({"token": token, "valid": result.valid, **values})
+    header = ["", *columns] if index else list(columns)
+    body = (
+        [i, *(r.get(c, math.nan) for c in columns)] if index else [r.get(c, math.nan) for c in columns]
+        for i, r in enumerate(rows)
+    )
+    return _write_rows(Path(path), header, body)

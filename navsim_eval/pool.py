@@ -89,7 +89,8 @@ class _SceneScorer:
         if self.score_fn is None:
             from navsim_eval.pdm.scorer import SceneContext
 
-            context = SceneContext.build(cache, self.version)
+            traffic = getattr(self.config, "traffic_agents", "non_reactive") if self.version == "v2" else "non_reactive"
+            context = SceneContext.build(cache, self.version, traffic)
         self.contexts[token] = (cache, context)
         if len(self.contexts) > _MAX_CONTEXTS:
             self.contexts.popitem(last=False)

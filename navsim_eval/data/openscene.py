@@ -16,11 +16,7 @@ reconstruction: a log cannot run code or build arbitrary objects.
 
 from __future__ import annotations
 
-import collections
-import importlib
-import io
 import math
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from navsim_eval.errors import InvalidSceneError
+from navsim_eval.pickle_io import BASE_GLOBALS, CORRUPT_PICKLE_ERRORS, ForbiddenGlobalError, restricted_loads
 from navsim_eval.scene import Boxes, EgoState, Frame, ObjectType
 
 CAMERA_NAMES = ("CAM_F0", "CAM_L0", "CAM_L1", "CAM_L2", "CAM_R0", "CAM_R1", "CAM_R2", "CAM_B0")
@@ -53,74 +50,7 @@ MAP_NAME_ALIASES = {"las_vegas": "us-nv-las-vegas-strip"}
 _OBJECT_TYPES = {t.value: t for t in ObjectType}
 
 
-# ------------------------------------------------------------------------------------------------ restricted pickle
-
-
-def _numpy_global(submodule: str, name: str) -> Any:
-    """``numpy._core.<submodule>.<name>`` (numpy 2) or ``numpy.core.<submodule>.<name>`` (numpy 1)."""
-    for package in ("numpy._core", "numpy.core"):
-        try:
-            return getattr(importlib.import_module(f"{package}.{submodule}"), name)
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError(f"numpy has no {submodule}.{name}")  # pragma: no cover - every numpy >= 1.16 has them
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    allowed: dict[tuple[str, str], Any] = {}
-    for builtin in (set, frozenset, complex, bytes, bytearray, str, int, float, bool, tuple, list, dict):
-        # ``__builtin__`` is the Python 2 name that protocol <= 2 pickles (numpy's among them) use.
-        allowed["builtins", builtin.__name__] = builtin
-        allowed["__builtin__", builtin.__name__] = builtin
-    allowed["_codecs", "encode"] = _latin1_encode  # protocol <= 2 stores bytes as _codecs.encode(text, "latin1")
-    allowed["collections", "OrderedDict"] = collections.OrderedDict
-    allowed["numpy", "ndarray"] = np.ndarray
-    allowed["numpy", "dtype"] = np.dtype
-    for package in ("numpy.core", "numpy._core"):
-        allowed[f"{package}.multiarray", "_reconstruct"] = _numpy_global("multiarray", "_reconstruct")
-        allowed[f"{package}.multiarray", "scalar"] = _numpy_global("multiarray", "scalar")
-        allowed[f"{package}.numeric", "_frombuffer"] = _numpy_global("numeric", "_frombuffer")
-    return allowed
-
-
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    if encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not allowed")
-    return text.encode("latin1")
-
-
-class ForbiddenGlobalError(pickle.UnpicklingError):
-    """A pickle references a class or function outside the allowed builtins and numpy reconstruction."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only builtin containers/scalars and numpy array/scalar reconstruction; anything else is refused."""
-
-    _ALLOWED = _allowed_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self._ALLOWED[module, name]
-        except KeyError:
-            raise ForbiddenGlobalError(
-                f"refusing to load global {module}.{name} (only builtins and numpy arrays are allowed)"
-            ) from None
-
-
-def restricted_loads(data: bytes) -> Any:
-    """Unpickle ``data`` allowing only builtins and numpy arrays; raises :class:`ForbiddenGlobalError` otherwise."""
-    return _RestrictedUnpickler(io.BytesIO(data)).load()
-
-
-_CORRUPT_PICKLE_ERRORS = (
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    TypeError,
-    AttributeError,
-    LookupError,
-    RecursionError,
-)
+# ------------------------------------------------------------------------------------------------ pickle
 
 
 def load_log_pickle(path: str | Path) -> list[dict[str, Any]]:
@@ -135,10 +65,10 @@ def load_log_pickle(path: str | Path) -> list[dict[str, Any]]:
     except OSError as error:
         raise InvalidSceneError(f"{path}: cannot read log pickle ({error.strerror or error})") from None
     try:
-        frames = restricted_loads(data)
+        frames = restricted_loads(data, BASE_GLOBALS, "a log holds only builtins and numpy arrays")
     except ForbiddenGlobalError as error:
         raise InvalidSceneError(f"{path}: not an OpenScene log pickle: {error}") from None
-    except _CORRUPT_PICKLE_ERRORS as error:
+    except CORRUPT_PICKLE_ERRORS as error:
         raise InvalidSceneError(f"{path}: truncated or corrupt log pickle ({type(error).__name__}: {error})") from None
     if not isinstance(frames, list):
         raise InvalidSceneError(f"{path}: expected a list of frame dicts, got {type(frames).__name__}")

@@ -21,9 +21,6 @@ by one ulp). :func:`canonical_frames` gives the canonical form of generated fram
 from __future__ import annotations
 
 import functools
-import os
-import pickle
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +37,7 @@ from navsim_eval.data.openscene import (
 )
 from navsim_eval.data.paths import log_pickle_path
 from navsim_eval.errors import InvalidSceneError
+from navsim_eval.pickle_io import write_pickle
 from navsim_eval.scene import Frame
 
 _NUDGES = 4  # ulps tried on each side when a corrected inverse still rounds differently
@@ -356,7 +354,10 @@ def write_log(
     cameras: Mapping[str, Camera] | None = None,
     validate: bool = True,
 ) -> Path:
-    """Write one log pickle (a list of frame dicts, ``HIGHEST_PROTOCOL``) atomically; returns the path.
+    """Write one log pickle (a list of frame dicts) atomically; returns the path.
+
+    The pickle loads under NumPy 1.x and 2.x alike (:func:`navsim_eval.pickle_io.write_pickle`: no ``numpy._core``
+    module paths), so the official devkit reads it whichever NumPy wrote it.
 
     ``Frame`` items need ``log_name`` and ``map_location`` (default ``log_name`` = the file stem); consecutive
     ``Frame`` items get ``sample_prev`` / ``sample_next`` links. With ``validate`` every dict is decoded first, so
@@ -375,16 +376,7 @@ def write_log(
     if validate:
         for i, data in enumerate(dicts):
             decode_frame(data, source=str(path), index=i, require_annotations=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(dicts, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_pickle(path, dicts)
 
 
 def write_split_log(

@@ -6,6 +6,9 @@ A split file names its scene filter and data folder::
       - scene_filter: navtest
     data_split: test
 
+A two-stage split (NAVSIM v2: navhard_two_stage, warmup_two_stage, ...) also lists ``reactive_all_mapping``: per
+stage-one scene ``[stage-one token, its predecessor 0.5 s earlier, [[now, prev] synthetic token pairs]]``.
+
 A scene-filter file is a Hydra ``SceneFilter`` config (``_target_``, ``_convert_``, frame counts, ``has_route``,
 ``max_scenes``, and ``log_names`` / ``tokens`` lists of quoted strings, ``null`` for "all").
 
@@ -118,13 +121,57 @@ def write_scene_filter(path: str | Path, scene_filter: SceneFilter) -> Path:
 
 
 @dataclass(frozen=True)
+class TwoStageEntry:
+    """One stage-one scene of a two-stage split and its synthetic follow-ups (``reactive_all_mapping``)."""
+
+    stage_one: str  # the scene at t0
+    previous: str  # the scene 0.5 s earlier (its pair for two-frame extended comfort)
+    pairs: tuple[tuple[str, str], ...]  # (now, prev) synthetic scenes starting about 4 s / 3.5 s later
+
+    @property
+    def synthetic_tokens(self) -> list[str]:
+        return [token for pair in self.pairs for token in pair]
+
+
+@dataclass(frozen=True)
 class Split:
-    """A train/test split: its name, the data folder it reads (``navsim_logs/<data_split>``) and its filter."""
+    """A train/test split: its name, the data folder it reads (``navsim_logs/<data_split>``) and its filter;
+    ``two_stage`` holds the ``reactive_all_mapping`` of a two-stage split (None for one-stage splits)."""
 
     name: str
     data_split: str
     scene_filter: SceneFilter
     scene_filter_name: str
+    two_stage: tuple[TwoStageEntry, ...] | None = None
+
+    def stage_one_tokens(self) -> list[str]:
+        """The stage-one and predecessor tokens of the mapping, in mapping order (each once)."""
+        entries = self.two_stage or ()
+        return list(dict.fromkeys(token for e in entries for token in (e.stage_one, e.previous)))
+
+    def stage_two_tokens(self) -> list[str]:
+        """The synthetic tokens of the mapping, in mapping order (each once)."""
+        return list(dict.fromkeys(token for e in self.two_stage or () for token in e.synthetic_tokens))
+
+
+def _two_stage_mapping(value: Any, source: str) -> tuple[TwoStageEntry, ...]:
+    """Parse ``reactive_all_mapping``; a token must be a (quoted) string."""
+    if not isinstance(value, list):
+        raise SceneFilterError(f"{source}: reactive_all_mapping must be a list, got {type(value).__name__}")
+    entries = []
+    for i, item in enumerate(value):
+        where = f"{source}: reactive_all_mapping[{i}]"
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[2], list)):
+            raise SceneFilterError(f"{where}: expected [stage-one token, previous token, [[now, prev], ...]]")
+        pairs = item[2]
+        if not all(isinstance(pair, list) and len(pair) == 2 for pair in pairs):
+            raise SceneFilterError(f"{where}: each synthetic entry must be a [now, prev] pair of tokens")
+        tokens = [item[0], item[1], *(token for pair in pairs for token in pair)]
+        bad = [token for token in tokens if not isinstance(token, str)]
+        if bad:
+            raise SceneFilterError(f"{where}: tokens must be strings (quote them in YAML), found {bad[0]!r}")
+        entries.append(TwoStageEntry(item[0], item[1], tuple((a, b) for a, b in pairs)))
+    return tuple(entries)
 
 
 def _split_file_fields(data: dict[str, Any], source: str) -> tuple[str, str]:
@@ -155,9 +202,12 @@ def load_split(config_dir: str | Path, name: str) -> Split:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SceneFilterError(f"{path}: cannot read split file ({error.strerror or error})") from None
-    filter_name, data_split = _split_file_fields(parse_split_yaml(text, str(path)), str(path))
+    data = parse_split_yaml(text, str(path))
+    filter_name, data_split = _split_file_fields(data, str(path))
     scene_filter = read_scene_filter(config_dir / SCENE_FILTER_DIR / f"{filter_name}.yaml")
-    return Split(name, data_split, scene_filter, filter_name)
+    mapping = data.get("reactive_all_mapping")
+    two_stage = None if mapping is None else _two_stage_mapping(mapping, str(path))
+    return Split(name, data_split, scene_filter, filter_name, two_stage)
 
 
 def write_split(config_dir: str | Path, split: Split) -> Path:
@@ -165,4 +215,13 @@ def write_split(config_dir: str | Path, split: Split) -> Path:
     config_dir = Path(config_dir)
     write_scene_filter(config_dir / SCENE_FILTER_DIR / f"{split.scene_filter_name}.yaml", split.scene_filter)
     text = f"defaults:\n  - scene_filter: {split.scene_filter_name}\n\ndata_split: {split.data_split}\n"
+    if split.two_stage is not None:
+        text += "reactive_all_mapping:\n"
+        for entry in split.two_stage:
+            text += f"  - - {_quote(entry.stage_one)}\n    - {_quote(entry.previous)}\n"
+            if not entry.pairs:
+                text += "    - []\n"
+            for i, (now, previous) in enumerate(entry.pairs):
+                lead = "    - - - " if i == 0 else "      - - "
+                text += f"{lead}{_quote(now)}\n{' ' * (len(lead) - 2)}- {_quote(previous)}\n"
     return atomic_write_text(config_dir / f"{split.name}.yaml", text)

@@ -45,11 +45,13 @@ from navsim_eval.atomic import atomic_write_bytes
 from navsim_eval.errors import CacheFileError, NavsimEvalError
 from navsim_eval.maps.centerline import Centerline
 from navsim_eval.maps.drivable import DrivableMap, MapLayer
+from navsim_eval.pdm.idm_traffic import IdmAgentSetup, ReactiveTraffic
 from navsim_eval.pdm.metric_cache import MetricCache, SceneType
 from navsim_eval.pdm.observation import Observation
 from navsim_eval.scene import EgoState
 
-FORMAT_VERSION = 1
+# 2: one PDM-Closed reference per scoring version (v1.1 and v2 rank the proposals differently)
+FORMAT_VERSION = 2
 CACHE_SUFFIX = ".mcache"
 INDEX_FILE = "metadata.json"
 INDEX_FORMAT = "navsim_eval.metric_cache_index"
@@ -67,8 +69,8 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,150}")
 STORED_FIELDS = frozenset(
     {
         "token", "ego", "drivable_map", "route_lane_ids", "centerline", "observation", "red_lights",
-        "reference_poses", "past_ego_states", "human_trajectory", "observation_v2", "scene_type", "log_name",
-        "metadata",
+        "references", "past_ego_states", "human_trajectory", "observation_v2", "scene_type", "log_name",
+        "metadata", "current_objects", "reactive_traffic",
     }
 )  # fmt: skip
 _EGO_FIELDS = ("x", "y", "heading", "vx", "vy", "ax", "ay")
@@ -105,11 +107,15 @@ def encode_metric_cache(cache: MetricCache) -> bytes:
         "object_tokens_v2": None if cache.observation_v2 is None else list(cache.observation_v2.tokens),
         "past_ego_time_us": None,
         "has_human_trajectory": cache.human_trajectory is not None,
+        "reference_versions": list(cache.references),
+        "current_object_tokens": None if cache.current_objects is None else list(cache.current_objects.tokens),
+        "has_reactive_traffic": cache.reactive_traffic is not None,
         "metadata": cache.metadata,
         "writer": f"navsim_eval {__version__}",
     }
     arrays["ego"] = _ego_array([cache.ego])[0]
-    arrays["reference_poses"] = cache.reference_poses
+    for version, poses in cache.references.items():
+        arrays[f"reference_{version}"] = poses
     arrays["centerline"] = cache.centerline.poses
     geometry_type, coords, offsets = shapely.to_ragged_array(cache.drivable_map.polygons, include_z=False)
     if geometry_type != shapely.GeometryType.POLYGON:
@@ -123,6 +129,10 @@ def encode_metric_cache(cache: MetricCache) -> bytes:
         header["past_ego_time_us"] = [int(s.time_us) for s in cache.past_ego_states]
     if cache.human_trajectory is not None:
         arrays["human_trajectory"] = cache.human_trajectory
+    if cache.current_objects is not None:
+        _put_observation(arrays, "current", cache.current_objects)
+    if cache.reactive_traffic is not None:
+        _put_reactive_traffic(arrays, cache.reactive_traffic)
 
     blob, specs = _pack_arrays(arrays)
     header["arrays"] = specs
@@ -141,6 +151,34 @@ def encode_metric_cache(cache: MetricCache) -> bytes:
 def _put_observation(arrays: dict[str, np.ndarray], prefix: str, observation: Observation) -> None:
     arrays[f"{prefix}_types"], arrays[f"{prefix}_present"] = observation.types, observation.present
     arrays[f"{prefix}_boxes"], arrays[f"{prefix}_velocity"] = observation.boxes, observation.velocity
+
+
+def _put_reactive_traffic(arrays: dict[str, np.ndarray], traffic: ReactiveTraffic) -> None:
+    agents = traffic.agents
+    arrays["idm_columns"] = np.array([a.column for a in agents], dtype=np.int64)
+    arrays["idm_box_poses"] = np.array([a.box_pose for a in agents], dtype=np.float64).reshape(-1, 3)
+    arrays["idm_states"] = np.array(
+        [[a.progress, a.velocity, a.target_velocity] for a in agents], dtype=np.float64
+    ).reshape(-1, 3)
+    arrays["idm_path_offsets"] = np.cumsum([0] + [len(a.path) for a in agents]).astype(np.int64)
+    arrays["idm_paths"] = np.concatenate([a.path for a in agents]) if agents else np.zeros((0, 4))
+    arrays["idm_kept_if_free"] = traffic.kept_if_free
+
+
+def _get_reactive_traffic(arrays: dict[str, np.ndarray]) -> ReactiveTraffic:
+    offsets = arrays["idm_path_offsets"]
+    agents = [
+        IdmAgentSetup(
+            column=int(column),
+            path=arrays["idm_paths"][offsets[i] : offsets[i + 1]],
+            box_pose=arrays["idm_box_poses"][i],
+            progress=float(arrays["idm_states"][i, 0]),
+            velocity=float(arrays["idm_states"][i, 1]),
+            target_velocity=float(arrays["idm_states"][i, 2]),
+        )
+        for i, column in enumerate(arrays["idm_columns"])
+    ]
+    return ReactiveTraffic(agents, arrays["idm_kept_if_free"].astype(bool))
 
 
 def _ego_array(states: Iterable[EgoState]) -> np.ndarray:
@@ -200,6 +238,17 @@ def decode_metric_cache(data: bytes, source: str = "<bytes>") -> MetricCache:
         raise CacheFileError(f"{source}: malformed cache contents ({type(error).__name__}: {error})") from None
 
 
+def _format_version_problem(version: object) -> str:
+    """Why a cache of another format version cannot be read, and what to do."""
+    if isinstance(version, int) and version < FORMAT_VERSION:
+        detail = ", one PDM-Closed reference for both versions" if version == 1 else ""
+        return (
+            f"metric cache written by an older navsim_eval (format {version}{detail}; this one reads format "
+            f"{FORMAT_VERSION}); rebuild it with `navsim-eval cache` (or `navsim-eval import-cache`)"
+        )
+    return f"metric cache format {version!r}, this navsim_eval reads format {FORMAT_VERSION}: upgrade navsim_eval"
+
+
 def _checked_payload(data: bytes, source: str) -> memoryview:
     if len(data) < _PREFIX.size:
         if data[: len(_MAGIC)] != _MAGIC[: len(data)]:
@@ -209,10 +258,7 @@ def _checked_payload(data: bytes, source: str) -> memoryview:
     if magic != _MAGIC:
         raise CacheFileError(f"{source}: not a navsim_eval metric cache file (unknown magic bytes)")
     if version != FORMAT_VERSION:
-        raise CacheFileError(
-            f"{source}: metric cache format version {version}, this navsim_eval reads version {FORMAT_VERSION}; "
-            "rebuild the cache with `navsim-eval cache`"
-        )
+        raise CacheFileError(f"{source}: {_format_version_problem(version)}")
     if codec != _CODEC_ZLIB:
         raise CacheFileError(f"{source}: unknown compression codec {codec}")
     actual = len(data) - _PREFIX.size
@@ -278,13 +324,17 @@ def _build_cache(header: dict, arrays: dict[str, np.ndarray]) -> MetricCache:
         centerline=Centerline(arrays["centerline"]),
         observation=_get_observation(arrays, "object", header["object_tokens"]),
         red_lights=[list(step) for step in header["red_lights"]],
-        reference_poses=arrays["reference_poses"],
+        references={version: arrays[f"reference_{version}"] for version in header["reference_versions"]},
         past_ego_states=past,
         human_trajectory=arrays["human_trajectory"] if header["has_human_trajectory"] else None,
         observation_v2=None if tokens_v2 is None else _get_observation(arrays, "object_v2", tokens_v2),
         scene_type=SceneType(header["scene_type"]),
         log_name=header["log_name"],
         metadata=header["metadata"],
+        current_objects=None
+        if header["current_object_tokens"] is None
+        else _get_observation(arrays, "current", header["current_object_tokens"]),
+        reactive_traffic=_get_reactive_traffic(arrays) if header["has_reactive_traffic"] else None,
     )
 
 
@@ -459,10 +509,7 @@ def _read_index(path: Path) -> dict[str, str]:
     if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or not isinstance(data.get("entries"), dict):
         raise CacheFileError(f"{path}: not a navsim_eval metric cache index (expected format {INDEX_FORMAT!r})")
     if data.get("format_version") != FORMAT_VERSION:
-        raise CacheFileError(
-            f"{path}: metric cache format version {data.get('format_version')}, this navsim_eval reads version "
-            f"{FORMAT_VERSION}; rebuild the cache with `navsim-eval cache`"
-        )
+        raise CacheFileError(f"{path}: {_format_version_problem(data.get('format_version'))}")
     entries = {}
     for token, relative in data["entries"].items():
         rel = Path(str(relative))

@@ -241,22 +241,27 @@ def forecast_observation(
     observation: Observation,
     num_steps: int = FORECAST_STEPS,
     vehicle: VehicleParameters = PACIFICA,
+    drop_collided: bool = False,
 ) -> Observation:
     """The planner's object forecast as an :class:`Observation` (what a PDM-Closed ``select`` must score against).
 
     Step ``t`` holds the boxes at ``0.2 * (t // 2)`` s (the forecast's 0.2 s resolution), headings and velocities
     of t0 (``unique_objects``); red lights are not objects here: pass the t0 red lane connectors for every step.
+    ``drop_collided`` leaves out the objects overlapping the ego at t0 (the observation's ``collided_track_ids``,
+    which the official scorer skips in NC and TTC from the first step on).
     """
     forecast = build_forecast(ego, observation, None, [], vehicle)
-    columns = forecast.object_index
+    keep = ~forecast.collided if drop_collided else np.ones(len(forecast.tokens), dtype=bool)
+    columns = forecast.object_index[keep]
     steps = np.arange(num_steps) // OBSERVATION_SAMPLE_RES
     if steps.max(initial=0) >= len(forecast.polygons):
         raise InvalidSceneError(f"forecast_observation: at most {FORECAST_STEPS + 1} steps, got {num_steps}")
     boxes = np.repeat(observation.boxes[0, columns][None], num_steps, axis=0)
-    boxes[:, :, :2] = forecast.centers[steps]
+    boxes[:, :, :2] = forecast.centers[steps][:, keep]
     velocity = np.repeat(observation.velocity[0, columns][None], num_steps, axis=0)
     present = np.ones((num_steps, len(columns)), dtype=bool)
-    return Observation(list(forecast.tokens), observation.types[columns], present, boxes, velocity)
+    tokens = [token for token, kept in zip(forecast.tokens, keep, strict=True) if kept]
+    return Observation(tokens, observation.types[columns], present, boxes, velocity)
 
 
 def _leading_agents(
@@ -352,6 +357,11 @@ def plan_pdm_closed(
 ) -> np.ndarray:
     """PDM-Closed reference: the proposal [41, 3] that ``select(proposals [15, 41, 3])`` picks."""
     proposals = pdm_closed_proposals(ego, centerline, observation, drivable_map, red_light_tokens, speed_limit_mps)
+    return pick_proposal(proposals, select)
+
+
+def pick_proposal(proposals: np.ndarray, select: Callable[[np.ndarray], int]) -> np.ndarray:
+    """The proposal [41, 3] that ``select(proposals [P, 41, 3]) -> index`` picks (given a copy), index checked."""
     choice = select(proposals.copy())
     try:
         index = operator.index(choice)

@@ -8,7 +8,7 @@ scored alone with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import shapely
@@ -44,6 +44,7 @@ from navsim_eval.sim.state import StateIndex
 from navsim_eval.vehicle import PACIFICA
 
 VERSIONS = ("v1", "v2")
+TRAFFIC_AGENTS = ("non_reactive", "reactive")
 DT = 0.1
 V2_TTC_STEPS = NUM_SCORING_STEPS - 9  # v2 has no observation past 4 s, so TTC stops 0.9 s early
 
@@ -62,6 +63,15 @@ class ScorerConfig:
     progress_distance_threshold: float = 5.0  # metres; below it every proposal gets EP 1
     human_penalty_filter: bool = True  # v2: metrics the human fails are not held against the agent
     human_filter_pre_fix: bool = False  # v2: emulate navsim before 2025-09-29 (filter changed only the columns)
+    # v2 background traffic: "non_reactive" = log replay (one-stage default), "reactive" = IDM vehicles that react
+    # to each trajectory (two-stage scoring, both stages; see idm_traffic.py)
+    traffic_agents: str = "non_reactive"
+
+    def __post_init__(self) -> None:
+        if self.traffic_agents not in TRAFFIC_AGENTS:
+            raise ValueError(
+                f"ScorerConfig.traffic_agents must be one of {TRAFFIC_AGENTS}, got {self.traffic_agents!r}"
+            )
 
 
 @dataclass
@@ -119,10 +129,16 @@ class SceneContext:
     reference_simulated: np.ndarray | None = None  # [41, 11], simulated with the first candidates
     reference_metrics: ProposalMetrics | None = None
     human_metrics: dict | None = None
+    traffic_agents: str = "non_reactive"
 
     @classmethod
-    def build(cls, cache: MetricCache, version: str) -> SceneContext:
+    def build(cls, cache: MetricCache, version: str, traffic_agents: str = "non_reactive") -> SceneContext:
+        """The shared part of scoring ``cache`` in ``version``; with reactive traffic each trajectory gets its own
+        observation (:meth:`reacting_to`)."""
         _check_version(version)
+        reference_poses = cache.reference(version)  # refuses a version the cache was not made for
+        if traffic_agents == "reactive":
+            _check_reactive(cache, version)
         if version == "v1":
             if cache.observation.num_steps < V1_OBSERVATION_STEPS:
                 raise InvalidSceneError(
@@ -135,7 +151,7 @@ class SceneContext:
             observation, removed = log_replay_observation(cache)
             red_lights = red_light_polygons(cache)
             history = history_states(cache.past_ego_states) if cache.past_ego_states else None
-        reference = reference_states_from_poses(cache.ego, cache.reference_poses)[0]
+        reference = reference_states_from_poses(cache.ego, reference_poses)[0]
         return cls(
             cache,
             version,
@@ -148,6 +164,35 @@ class SceneContext:
             removed,
             history,
             reference,
+            traffic_agents=traffic_agents,
+        )
+
+    def reacting_to(self, ego_states: np.ndarray) -> SceneContext:
+        """This context with the reactive traffic around the ego driving ``ego_states`` [41, 11]; the simulated
+        reference is shared, its metrics are not (they are scored against that traffic)."""
+        from navsim_eval.pdm.idm_traffic import reactive_observation
+
+        cache = self.cache
+        later = cache.observation_v2 if cache.observation_v2 is not None else cache.observation
+        observation = reactive_observation(ego_states, cache.current_objects, later, cache.reactive_traffic)
+        return replace(
+            self,
+            observation=observation,
+            objects=ObjectGeometry.from_observation(observation),
+            removed_tokens=[],
+            reference_metrics=None,
+        )
+
+
+def _check_reactive(cache: MetricCache, version: str) -> None:
+    if version != "v2":
+        raise InvalidSceneError(
+            f"metric cache {cache.token}: reactive traffic exists in v2 scoring only, not {version}"
+        )
+    if cache.reactive_traffic is None or cache.current_objects is None:
+        raise InvalidSceneError(
+            f"metric cache {cache.token}: holds no reactive-traffic set-up (it needs the map at caching time: build "
+            "the cache with `navsim-eval cache` from logs and maps)"
         )
 
 
@@ -367,7 +412,8 @@ def human_only_columns(context: SceneContext, config: ScorerConfig) -> dict[str,
     if context.human_metrics is None:
         sampled = agent_reference_states(cache.ego, cache.human_trajectory[None])
         simulated = simulate(cache.ego.to_array(), sampled)
-        metrics = evaluate_proposals(context, simulated, with_history=False)
+        scene = context.reacting_to(simulated[0]) if context.traffic_agents == "reactive" else context
+        metrics = evaluate_proposals(scene, simulated, with_history=False)
         ep = normalised_progress(
             metrics.progress_raw, metrics.multiplier("v2"), None, None, "v2", config.progress_distance_threshold
         )
@@ -418,6 +464,31 @@ def score_simulated(
     return columns, metrics, scored
 
 
+def _score_kept(
+    context: SceneContext, simulated: np.ndarray, config: ScorerConfig
+) -> tuple[dict[str, np.ndarray], ProposalMetrics, dict[str, np.ndarray]]:
+    """:func:`score_simulated` for every candidate together, or, with reactive traffic, each against its own."""
+    if context.traffic_agents != "reactive":
+        return score_simulated(context, simulated, config)
+    if config.human_penalty_filter:
+        human_only_columns(context, config)  # once per scene, shared by the candidates' contexts
+    parts = [score_simulated(context.reacting_to(states), states[None], config) for states in simulated]
+    columns = {name: np.concatenate([part[0][name] for part in parts]) for name in parts[0][0]}
+    scored = {name: np.concatenate([part[2][name] for part in parts]) for name in parts[0][2]}
+    metrics = ProposalMetrics(
+        **{item.name: _concatenate([getattr(part[1], item.name) for part in parts]) for item in fields(ProposalMetrics)}
+    )
+    return columns, metrics, scored
+
+
+def _concatenate(values: list):
+    if isinstance(values[0], EgoAreas):
+        return EgoAreas(**{f.name: np.concatenate([getattr(v, f.name) for v in values]) for f in fields(EgoAreas)})
+    if isinstance(values[0], np.ndarray):
+        return np.concatenate(values)
+    return [item for value in values for item in value]
+
+
 def score(
     cache: MetricCache,
     trajectories: np.ndarray,
@@ -438,8 +509,10 @@ def score(
         validate_trajectory_array(array, name=f"trajectories for scene {cache.token}")
     if array.shape[0] == 0:
         raise InvalidTrajectoryError(f"trajectories for scene {cache.token}: empty batch (K = 0)")
-    if context is None or context.cache is not cache or context.version != version:
-        context = SceneContext.build(cache, version)
+    config = config or ScorerConfig()
+    traffic = config.traffic_agents if version == "v2" else "non_reactive"
+    if context is None or context.cache is not cache or context.version != version or context.traffic_agents != traffic:
+        context = SceneContext.build(cache, version, traffic)
     finite = np.isfinite(array).all(axis=(1, 2))
     reasons = ["" if ok else "trajectory contains NaN or infinite poses" for ok in finite]
     num = len(array)
@@ -464,7 +537,7 @@ def score(
         keep = index[~diverged]
         simulated = simulated[~diverged]
         if len(keep):
-            scored, metrics, aggregated = score_simulated(context, simulated, config)
+            scored, metrics, aggregated = _score_kept(context, simulated, config)
             for name in names:
                 columns[name][keep] = scored[name]
                 if name != "score":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import shapely
@@ -13,6 +15,7 @@ from navsim_eval.maps.centerline import Centerline
 from navsim_eval.maps.drivable import DrivableMap, MapLayer
 from navsim_eval.pdm.metric_cache import MetricCache
 from navsim_eval.pdm.observation import Observation
+from navsim_eval.pdm.scorer import score
 from navsim_eval.scene import EgoState, ObjectType, Trajectory
 from navsim_eval.vehicle import PACIFICA
 
@@ -126,12 +129,35 @@ def test_metric_cache_requires_a_route_and_a_full_reference():
         centerline=cache.centerline,
         observation=cache.observation,
         red_lights=[],
-        reference_poses=cache.reference_poses,
+        references=cache.references,
     )
     with pytest.raises(InvalidSceneError, match="has no route"):
         MetricCache(route_lane_ids=(), **fields)
-    with pytest.raises(InvalidSceneError, match="reference_poses"):
-        MetricCache(route_lane_ids=("x",), **{**fields, "reference_poses": np.zeros((40, 3))})
+    with pytest.raises(InvalidSceneError, match="the v2 reference poses must be finite \\[41, 3\\], got \\[40, 3\\]"):
+        MetricCache(route_lane_ids=("x",), **{**fields, "references": {"v2": np.zeros((40, 3))}})
+    with pytest.raises(InvalidSceneError, match="references must map some of"):
+        MetricCache(route_lane_ids=("x",), **{**fields, "references": {"v3": cache.references["v1"]}})
+    with pytest.raises(InvalidSceneError, match="references must map some of"):
+        MetricCache(route_lane_ids=("x",), **{**fields, "references": {}})
+
+
+def test_a_cache_without_a_version_reference_refuses_that_version_in_one_line():
+    cache = load_case(case_paths(default_conformance_dir())[0]).cache
+    cache = dataclasses.replace(
+        cache,
+        references={"v2": cache.references["v2"]},
+        metadata={"imported_from": "an official NAVSIM v2 metric cache"},
+    )
+    assert cache.versions == ("v2",)
+    np.testing.assert_array_equal(cache.reference("v2"), cache.references["v2"])
+    with pytest.raises(InvalidSceneError) as error:
+        cache.reference("v1")
+    message = str(error.value)
+    assert "\n" not in message
+    assert "holds no v1 PDM-Closed reference (imported from an official NAVSIM v2 metric cache)" in message
+    assert "--version v2" in message
+    with pytest.raises(InvalidSceneError, match="holds no v1 PDM-Closed reference"):
+        score(cache, np.zeros((8, 3)), "v1")
 
 
 def test_a_polygon_that_is_not_a_polygon_is_rejected():

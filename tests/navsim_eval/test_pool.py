@@ -38,7 +38,7 @@ def fake_score(cache: MetricCache, trajectories: np.ndarray, version: str) -> Sc
         os._exit(3)
     num = len(plans)
     columns = {name: np.ones(num) for name in METRIC_COLUMNS[version]}
-    columns["score"] = plans[:, -1, 0] / 100.0 + cache.reference_poses[0, 0]
+    columns["score"] = plans[:, -1, 0] / 100.0 + cache.references["v1"][0, 0]
     return ScoreTable(
         token=cache.token,
         version=version,
@@ -94,7 +94,7 @@ def _check(tables: list[ScoreTable], store: MetricCacheStore) -> None:
     assert valid == [True, False, False, False, True, False, True]
     for table, (token, plan) in zip(tables, items, strict=True):
         if table.valid.all():
-            expected = np.atleast_2d(plan[..., -1, 0]).ravel() / 100.0 + store[token].reference_poses[0, 0]
+            expected = np.atleast_2d(plan[..., -1, 0]).ravel() / 100.0 + store[token].references["v1"][0, 0]
             np.testing.assert_array_equal(table.score, expected)
         else:
             assert np.all(table.score == 0.0) and all(table.reasons)

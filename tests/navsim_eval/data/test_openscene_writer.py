@@ -142,3 +142,17 @@ def test_write_split_log_uses_the_openscene_layout(tmp_path):
     path = write_split_log(tmp_path, "mini", "2021.05.12.22.00.38_veh-35_01008_01518", make_frames(2), map_location=MAP)
     assert path == tmp_path / "navsim_logs" / "mini" / "2021.05.12.22.00.38_veh-35_01008_01518.pkl"
     assert read_log(path)[0].log_name == "2021.05.12.22.00.38_veh-35_01008_01518"
+
+
+def test_written_logs_load_under_numpy_1_and_2_alike(tmp_path):
+    """NumPy 2 would name numpy._core in the pickle, which the official devkit's NumPy 1.x cannot import."""
+    from navsim_eval.pickle_io import pickle_globals
+
+    frames = make_frames(3)
+    dicts = [encode_frame(f, log_name="log_a", map_location=MAP, frame_idx=i) for i, f in enumerate(frames)]
+    dicts[0]["extra_scalar"] = np.float64(0.25)  # numpy scalars are portable too
+    path = write_log(tmp_path / "log_a.pkl", dicts, validate=False)
+    names = pickle_globals(path.read_bytes())
+    assert names and not [n for n in names if n[0].startswith("numpy._core")], names
+    assert {module.split(".")[0] for module, _ in names} <= {"numpy", "builtins"}
+    assert load_log_pickle(path)[0]["extra_scalar"] == 0.25

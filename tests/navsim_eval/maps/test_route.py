@@ -117,7 +117,7 @@ def test_scene_map_inputs_feed_the_metric_cache_builder(road):
         scene, inputs.drivable_map, inputs.route_lane_ids, inputs.centerline, speed_limit_mps=inputs.speed_limit_mps
     )
     assert cache.route_lane_ids == tuple(inputs.route_lane_ids) and cache.drivable_map is inputs.drivable_map
-    assert np.all(np.diff(cache.reference_poses[:, 0]) >= 0)  # PDM-Closed drives along the centerline
+    assert np.all(np.diff(cache.references["v1"][:, 0]) >= 0)  # PDM-Closed drives along the centerline
 
 
 @dataclass(frozen=True, eq=False)

@@ -72,9 +72,13 @@ def test_round_trip_with_pdm_closed_reference():
     # Reference = proposal 14 of PDM-Closed planned from the t0 objects and the t0 red lights.
     current = observation_from_frames([scene.current_frame], 1)
     proposals = pdm_closed_proposals(cache.ego, CENTERLINE, current, drivable, ["lc"], None)
+    assert len(picked) == 2  # planned once, picked once per scoring version
     np.testing.assert_array_equal(picked[0], proposals)
-    np.testing.assert_array_equal(cache.reference_poses, proposals[14])
-    assert np.all(cache.reference_poses[:, 0] + 4.049 < 50.0)  # stops before the red connector
+    np.testing.assert_array_equal(picked[1], proposals)
+    assert list(cache.references) == ["v1", "v2"]
+    np.testing.assert_array_equal(cache.references["v1"], proposals[14])
+    np.testing.assert_array_equal(cache.references["v2"], proposals[14])
+    assert np.all(cache.references["v1"][:, 0] + 4.049 < 50.0)  # stops before the red connector
 
     # History and human future.
     assert [s.time_us for s in cache.past_ego_states] == [1_000_500_000, 1_001_000_000, 1_001_500_000, 1_002_000_000]
@@ -87,8 +91,9 @@ def test_given_reference_is_used_and_v2_observation_length():
     reference = np.zeros((41, 3))
     reference[:, 0] = np.linspace(20.0, 40.0, 41)
     cache = build_metric_cache(make_scene(num_future=8), make_map(), ROUTE, CENTERLINE, reference_poses=reference)
-    np.testing.assert_array_equal(cache.reference_poses, reference)
-    assert cache.observation.num_steps == 41  # 4 s of frames: a v2-only cache
+    assert cache.versions == ("v2",)  # 4 s of frames: a v2-only cache
+    np.testing.assert_array_equal(cache.reference("v2"), reference)
+    assert cache.observation.num_steps == 41
     assert cache.observation_v2 is None
 
 
@@ -100,11 +105,12 @@ def test_full_scene_gets_both_observations():
 
 def test_default_selection_plans_a_reference_on_the_route():
     cache = build_metric_cache(make_scene(), make_map(), ROUTE, CENTERLINE)
-    assert cache.reference_poses.shape == (41, 3)
-    assert np.all(np.isfinite(cache.reference_poses))
-    # The reference moves forward along the route from (near) the current ego pose.
-    assert cache.reference_poses[-1, 0] > cache.reference_poses[0, 0]
-    assert abs(cache.reference_poses[0, 0] - cache.ego.x) < 1.0
+    assert cache.versions == ("v1", "v2")
+    for reference in cache.references.values():
+        assert reference.shape == (41, 3) and np.all(np.isfinite(reference))
+        # The reference moves forward along the route from (near) the current ego pose.
+        assert reference[-1, 0] > reference[0, 0]
+        assert abs(reference[0, 0] - cache.ego.x) < 1.0
 
 
 def test_route_lane_connector_ids():

@@ -28,6 +28,7 @@ from navsim_eval.pdm.cache_io import (
     read_metric_cache,
     write_metric_cache,
 )
+from navsim_eval.pdm.idm_traffic import IdmAgentSetup, ReactiveTraffic
 from navsim_eval.pdm.metric_cache import MetricCache, SceneType
 from navsim_eval.scene import EgoState
 
@@ -65,7 +66,17 @@ def _odd_cache() -> MetricCache:
         observation_v2=base.observation.truncated(41),
         scene_type=SceneType.SYNTHETIC,
         metadata={"map_name": "us-nv-las-vegas-strip", "nested": {"a": [1, 2.5, None]}},
-    )
+        current_objects=base.observation.truncated(1),
+        reactive_traffic=ReactiveTraffic(
+            agents=[
+                IdmAgentSetup(0, np.array([[0.0, 1.0, 2.0, 0.1], [1.5, 2.5, 2.0, -0.0]]), np.array([1.0, 2.0, 0.1]),
+                              0.25, 1 / 3, 10.0),
+                IdmAgentSetup(0, np.array([[0.0, 5.0, 5.0, 3.0], [2.0, 7.0, 5.0, 3.1], [4.0, 9.0, 5.0, 3.14]]),
+                              np.array([5.0, 5.0, 3.0]), 0.0, 0.0, 13.9),
+            ],
+            kept_if_free=np.array([True] + [False] * (len(base.observation.truncated(1).tokens) - 1)),
+        ),
+    )  # fmt: skip
 
 
 def _bits(array: np.ndarray) -> tuple:
@@ -95,7 +106,11 @@ def assert_identical(a: MetricCache, b: MetricCache) -> None:
     check("red_lights", a.red_lights == b.red_lights)
     check("metadata", a.metadata == b.metadata)
     check("ego", _ego_bits(a.ego) == _ego_bits(b.ego))
-    check("reference_poses", _bits(a.reference_poses) == _bits(b.reference_poses))
+    check(
+        "references",
+        list(a.references) == list(b.references)
+        and all(_bits(a.references[v]) == _bits(b.references[v]) for v in a.references),
+    )
     check("centerline", _bits(a.centerline.poses) == _bits(b.centerline.poses))
     am, bm = a.drivable_map, b.drivable_map
     same_map = am.tokens == bm.tokens and am.layers == bm.layers and len(am.polygons) == len(bm.polygons)
@@ -122,6 +137,26 @@ def assert_identical(a: MetricCache, b: MetricCache) -> None:
         check("human_trajectory", b.human_trajectory is None)
     else:
         check("human_trajectory", _bits(a.human_trajectory) == _bits(b.human_trajectory))
+    if a.current_objects is None:
+        check("current_objects", b.current_objects is None)
+    else:
+        ao, bo = a.current_objects, b.current_objects
+        same_objects = all(_bits(getattr(ao, n)) == _bits(getattr(bo, n)) for n in arrays)
+        check("current_objects", ao.tokens == bo.tokens and same_objects)
+    if a.reactive_traffic is None:
+        check("reactive_traffic", b.reactive_traffic is None)
+    else:
+        at, bt = a.reactive_traffic, b.reactive_traffic
+        same = len(at.agents) == len(bt.agents) and _bits(at.kept_if_free) == _bits(bt.kept_if_free)
+        for x, y in zip(at.agents, bt.agents, strict=True):
+            same &= (x.column, x.progress, x.velocity, x.target_velocity) == (
+                y.column,
+                y.progress,
+                y.velocity,
+                y.target_velocity,
+            )
+            same &= _bits(x.path) == _bits(y.path) and _bits(x.box_pose) == _bits(y.box_pose)
+        check("reactive_traffic", bool(same))
     assert checked == {f.name for f in dataclasses.fields(MetricCache)}, "assert_identical misses a field"
 
 
@@ -155,7 +190,7 @@ def test_optional_fields_and_variants_survive(caches: list[MetricCache]) -> None
 def test_loaded_arrays_are_writable(caches: list[MetricCache]) -> None:
     loaded = decode_metric_cache(encode_metric_cache(caches[0]))
     loaded.observation.boxes[0, 0, 0] = 1.0
-    loaded.reference_poses[0, 0] = 1.0
+    loaded.references["v1"][0, 0] = 1.0
 
 
 def test_unserialisable_metadata_is_rejected(caches: list[MetricCache]) -> None:
@@ -198,14 +233,39 @@ def test_trailing_bytes_are_detected(caches: list[MetricCache], tmp_path: Path) 
         read_metric_cache(path)
 
 
-def test_wrong_format_version(caches: list[MetricCache], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("version", "match"),
+    [
+        (
+            cache_io.FORMAT_VERSION + 1,
+            f"metric cache format {cache_io.FORMAT_VERSION + 1}, this navsim_eval reads format "
+            f"{cache_io.FORMAT_VERSION}: upgrade navsim_eval",
+        ),
+        (
+            1,
+            r"written by an older navsim_eval \(format 1, one PDM-Closed reference for both versions.*"
+            r"`navsim-eval cache`",
+        ),
+    ],
+)
+def test_wrong_format_version(caches: list[MetricCache], tmp_path: Path, version: int, match: str) -> None:
     path = write_metric_cache(tmp_path, caches[0])
     data = bytearray(path.read_bytes())
-    struct.pack_into("<I", data, 8, cache_io.FORMAT_VERSION + 1)
+    struct.pack_into("<I", data, 8, version)
     path.write_bytes(bytes(data))
-    with pytest.raises(CacheFileError, match=f"format version {cache_io.FORMAT_VERSION + 1}") as info:
+    with pytest.raises(CacheFileError, match=match) as info:
         read_metric_cache(path)
-    assert str(path) in str(info.value)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_index_of_an_older_format_is_refused_in_one_line(caches: list[MetricCache], tmp_path: Path) -> None:
+    store = build_metric_cache_store(tmp_path, caches[:1], fsync=False)
+    index = store.root / cache_io.INDEX_FILE
+    data = json.loads(index.read_text())
+    data["format_version"] = 1
+    index.write_text(json.dumps(data))
+    with pytest.raises(CacheFileError, match=r"metadata\.json: metric cache written by an older navsim_eval"):
+        MetricCacheStore(tmp_path)
 
 
 def test_foreign_file_is_rejected(tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ def test_states_match_official(case, version):
     table = score(case.cache, case.agent_trajectory, version, context=context)
     problems = _compare_states(
         official["reference_states_sampled"]["pdm_closed"],
-        reference_states_from_poses(case.cache.ego, case.cache.reference_poses)[0],
+        reference_states_from_poses(case.cache.ego, case.cache.reference("v1"))[0],
         "sampled pdm_closed",
     )
     problems += _compare_states(

@@ -53,7 +53,7 @@ def test_sampled_and_simulated_states_match_official(path):
     ego = case.cache.ego
     sampled = np.concatenate(
         [
-            reference_states_from_poses(ego, case.cache.reference_poses),
+            reference_states_from_poses(ego, case.cache.reference("v1")),
             agent_reference_states(ego, case.agent_trajectory),
         ]
     )

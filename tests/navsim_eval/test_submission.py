@@ -1,5 +1,5 @@
 """submission.pkl: unpickled with stand-ins of the official classes at the official module paths, every field
-checked; our reader; leaderboard requirements enforced at write time."""
+checked; loadable under NumPy 1.x; our reader; leaderboard requirements enforced at write time."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from vla_drive.eval.submission import SubmissionError, TeamInfo, official_classes, read_submission, write_submission
+from navsim_eval.pickle_io import pickle_globals
+from navsim_eval.submission import SubmissionError, TeamInfo, read_submission, write_submission
 
 TEAM = TeamInfo('<a href="https://example.org/repo">VLA-DIPOLE</a>', "A. Author, B. Author", "a@example.org",
                 "Example University", "Germany")  # fmt: skip
@@ -52,7 +53,7 @@ def _install_official_stand_ins(monkeypatch):
         parts = module_path.split(".")
         for depth in range(1, len(parts) + 1):
             monkeypatch.setitem(sys.modules, ".".join(parts[:depth]), types.ModuleType(".".join(parts[:depth])))
-        cls.__module__ = module_path
+        cls.__module__, cls.__qualname__ = module_path, name
         setattr(sys.modules[module_path], name, cls)
     return Trajectory, TrajectorySampling
 
@@ -104,7 +105,7 @@ def test_reader_loads_v1_and_refuses_foreign_globals(tmp_path):
     evil = tmp_path / "evil" / "submission.pkl"
     evil.parent.mkdir()
     evil.write_bytes(b"cos\nsystem\n(S'echo owned'\ntR.")
-    with pytest.raises(SubmissionError, match=r"refusing to load os\.system"):
+    with pytest.raises(SubmissionError, match=r"refusing to load global os\.system \(a submission holds only"):
         read_submission(evil)
     with pytest.raises(SubmissionError, match="no such file"):
         read_submission(tmp_path / "missing" / "submission.pkl")
@@ -125,33 +126,60 @@ def test_leaderboard_requirements_are_enforced_at_write_time(tmp_path):
     assert not target.exists(), "nothing is written when a check fails"
 
 
-def test_existing_modules_and_attributes_are_put_back_even_when_writing_fails(tmp_path, monkeypatch):
-    module = types.ModuleType("navsim.common.dataclasses")
-    sentinel = object()
-    module.Trajectory = sentinel
-    for name in ("navsim", "navsim.common"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setitem(sys.modules, "navsim.common.dataclasses", module)
-    write_submission(tmp_path / "submission.pkl", TEAM, [_predictions(["a1"])])
-    assert module.Trajectory is sentinel and "nuplan" not in sys.modules
-    with pytest.raises(SubmissionError):
-        write_submission(tmp_path / "submission.pkl", TEAM, [{"a1": np.full((8, 3), np.nan)}])
-    assert module.Trajectory is sentinel and "nuplan" not in sys.modules
-    from vla_drive.eval import submission
-
-    assert submission.Trajectory.__module__ == submission.__name__
+def test_writing_touches_no_module_and_names_only_numpy_1_and_official_paths(tmp_path):
+    modules = set(sys.modules)
+    path = write_submission(tmp_path / "submission.pkl", TEAM, [_predictions(["a1"])])
+    assert set(sys.modules) == modules
+    names = set(pickle_globals(path.read_bytes()))
+    assert ("navsim.common.dataclasses", "Trajectory") in names
+    assert ("nuplan.planning.simulation.trajectory.trajectory_sampling", "TrajectorySampling") in names
+    assert not [n for n in names if n[0].startswith("numpy._core")], names
+    assert {m.split(".")[0] for m, _ in names} <= {"numpy", "navsim", "nuplan", "builtins"}
 
 
-def test_reader_accepts_protocol_5_files_of_plain_arrays(tmp_path):
-    from vla_drive.eval.submission import Trajectory, TrajectorySampling
-
+def test_reader_accepts_official_protocol_5_files(tmp_path, monkeypatch):
+    """What the official script writes: its own classes pickled by the C pickler, protocol 5."""
+    trajectory_cls, sampling_cls = _install_official_stand_ins(monkeypatch)
     poses = np.arange(24, dtype=np.float32).reshape(8, 3)
-    content = {**TEAM.as_dict(), "predictions": [{"t1": Trajectory(poses, TrajectorySampling(8, 4.0, 0.5))}]}
+    content = {**TEAM.as_dict(), "predictions": [{"t1": trajectory_cls(poses, sampling_cls(8, 4.0, 0.5))}]}
     path = tmp_path / "submission.pkl"
-    with official_classes():
-        path.write_bytes(pickle.dumps(content, protocol=5))
+    path.write_bytes(pickle.dumps(content, protocol=5))
     np.testing.assert_array_equal(read_submission(path).first_stage[0]["t1"], poses)
     content["predictions"] = [{"t1": "not a trajectory"}]
     path.write_bytes(pickle.dumps(content, protocol=5))
     with pytest.raises(SubmissionError, match="holds no Trajectory"):
         read_submission(path)
+    path.write_bytes(b"\x80\x04garbage")
+    with pytest.raises(SubmissionError, match="not a readable submission pickle"):
+        read_submission(path)
+
+
+def test_submit_command_writes_both_layouts_from_trajectory_files(tmp_path, capsys):
+    import json
+
+    from navsim_eval.cli import main
+
+    first = {"a1b2c3d4e5f60718": np.zeros((8, 3)).tolist(), "0011223344556677": np.ones((8, 3)).tolist()}
+    synthetic = {"0123456789abcdef0": np.full((8, 3), 0.5).tolist()}
+    seed0, seed1 = tmp_path / "seed0.json", tmp_path / "seed1.json"
+    seed0.write_text(json.dumps({**first, **synthetic}))
+    seed1.write_text(json.dumps({**first, **synthetic}))
+    team = ["--team-name", "T", "--authors", "A", "--email", "a@b.c", "--institution", "I", "--country", "C"]
+    out = tmp_path / "v2" / "submission.pkl"
+    assert main(["submit", "--trajectories", str(seed0), str(seed1), "--two-stage", *team, "--out", str(out)]) == 0
+    assert "v2 two-stage layout, 2 seed(s), 2 first-stage + 1 second-stage tokens" in capsys.readouterr().out
+    submission = read_submission(out)
+    assert submission.version == "v2" and len(submission.first_stage) == 2
+    assert sorted(submission.first_stage[0]) == sorted(first) and list(submission.second_stage[1]) == list(synthetic)
+    np.testing.assert_array_equal(submission.second_stage[0]["0123456789abcdef0"], np.full((8, 3), 0.5, np.float32))
+
+    v1 = tmp_path / "v1" / "submission.pkl"
+    assert main(["submit", "--trajectories", str(seed0), *team, "--out", str(v1)]) == 0
+    assert read_submission(v1).version == "v1" and len(read_submission(v1).first_stage[0]) == 3
+
+    candidates = tmp_path / "k.json"
+    candidates.write_text(json.dumps({"a1b2c3d4e5f60718": np.zeros((2, 8, 3)).tolist()}))
+    assert main(["submit", "--trajectories", str(candidates), *team, "--out", str(v1)]) == 2
+    assert "holds 2 candidates; a submission takes one trajectory [8, 3] per token" in capsys.readouterr().err
+    assert main(["submit", "--trajectories", str(seed0), *team, "--out", str(tmp_path / "preds.pkl")]) == 2
+    assert "named submission.pkl" in capsys.readouterr().err
