@@ -4,7 +4,8 @@ The backbone runs once per scene; the head draws K trajectories from the repeate
 the dichotomous branches (eps = (1 + omega) eps_pos - omega eps_neg, both branches in one batched forward per step).
 A model is saved as an HF-style directory:
 
-    vla_config.json        format version, the model config (backbone, head, cameras, chosen guidance omega)
+    vla_config.json        format version, the model config (backbone, head, cameras, chosen guidance omega) and
+                           the sha256 of every weight file (checked at load: a truncated or corrupt copy is named)
     backbone/              the VLM (full weights, or a LoRA adapter over its base) and its processor
     head.safetensors       the trajectory head, its pos / neg adapters included
     normalizer.json        the trajectory normaliser fitted on the training split
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -46,11 +48,13 @@ from vla_drive.model.types import (
     SampleOut,
 )
 
-FORMAT_VERSION = 2  # 2: sample_steps lives in head (format 1 kept a second copy next to it; still read)
+FORMAT_VERSION = 3  # 3: weight checksums; 2: sample_steps lives in head (format 1 kept a second copy; still read)
 MODEL_CONFIG_FILE = "vla_config.json"
 HEAD_FILE = "head.safetensors"
 NORMALIZER_FILE = "normalizer.json"
 BACKBONE_DIR = "backbone"
+CHECKSUMS_KEY = "checksums"  # in vla_config.json: relative path -> sha256 of each weight file
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
 class VLAModelError(ValueError):
@@ -269,7 +273,12 @@ class DrivingVLA(nn.Module):
             state = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
             save_file(state, str(staging / HEAD_FILE))
             self.normalizer.save(staging / NORMALIZER_FILE)
-            meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict(), "versions": _versions()}
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "config": self.config.to_dict(),
+                "versions": _versions(),
+                CHECKSUMS_KEY: weight_checksums(staging),  # read back from disk: what a later load must find
+            }
             (staging / MODEL_CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
             replace_directory(staging, directory)
         except BaseException:
@@ -279,18 +288,32 @@ class DrivingVLA(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], trainable: str | None = None) -> DrivingVLA:
-        """Load a directory written by :meth:`save_pretrained` (the backbone's processor included)."""
+        """Load a directory written by :meth:`save_pretrained` (the backbone's processor included).
+
+        Every weight file is checked against the checksum recorded at save time first, so a truncated or corrupt
+        copy fails with one line naming the file instead of loading silently."""
         directory = Path(directory)
         config = read_model_config(directory)
         for required in (BACKBONE_DIR, HEAD_FILE, NORMALIZER_FILE):
             if not (directory / required).exists():
-                raise VLAModelError(f"{directory}: missing {required}")
-        backbone = VLMBackbone.from_pretrained(directory / BACKBONE_DIR, trainable=trainable)
+                raise VLAModelError(f"{directory / required}: missing from the model directory")
+        verify_checksums(directory, _read_meta(directory / MODEL_CONFIG_FILE).get(CHECKSUMS_KEY) or {})
+        try:
+            backbone = VLMBackbone.from_pretrained(directory / BACKBONE_DIR, trainable=trainable)
+        except (OSError, RuntimeError, SafetensorError) as error:  # an unchecked (older format) damaged file
+            raise VLAModelError(f"{directory / BACKBONE_DIR}: cannot load the backbone ({_first_line(error)})") from None
         head = TrajectoryHead(config.head)
-        missing, unexpected = head.load_state_dict(load_file(str(directory / HEAD_FILE)), strict=False)
+        try:
+            state = load_file(str(directory / HEAD_FILE))
+        except (OSError, SafetensorError) as error:
+            raise VLAModelError(f"{directory / HEAD_FILE}: unreadable head weights ({_first_line(error)})") from None
+        missing, unexpected = head.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise VLAModelError(f"{directory / HEAD_FILE}: missing {missing}, unexpected {unexpected} head weights")
-        normalizer = TrajectoryNormalizer.load(directory / NORMALIZER_FILE)
+        try:
+            normalizer = TrajectoryNormalizer.load(directory / NORMALIZER_FILE)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise VLAModelError(f"{directory / NORMALIZER_FILE}: {_first_line(error)}") from None
         return cls(replace(config, trainable=backbone.trainable), backbone, head, normalizer)
 
     def merge_lora(self) -> DrivingVLA:
@@ -308,7 +331,7 @@ def read_model_config(directory: str | os.PathLike[str]) -> VLAConfig:
     config_path = directory / MODEL_CONFIG_FILE
     if not config_path.is_file():
         raise VLAModelError(f"{directory}: not a DrivingVLA directory (no {MODEL_CONFIG_FILE})")
-    meta = json.loads(config_path.read_text())
+    meta = _read_meta(config_path)
     version = meta.get("format_version")
     if version not in READABLE_FORMATS:
         raise VLAModelError(
@@ -316,10 +339,69 @@ def read_model_config(directory: str | os.PathLike[str]) -> VLAConfig:
             f"{', '.join(map(str, READABLE_FORMATS))}; the model was saved by "
             f"{meta.get('versions', {}).get('vla_drive', 'another version')}"
         )
-    return VLAConfig.from_dict(_upgrade_config(meta["config"], version), str(config_path))
+    if not isinstance(meta.get("config"), dict):
+        raise VLAModelError(f"{config_path}: no 'config' mapping; the file is damaged")
+    try:
+        return VLAConfig.from_dict(_upgrade_config(meta["config"], version), str(config_path))
+    except VLAModelError:
+        raise
+    except (TypeError, ValueError, AttributeError) as error:
+        raise VLAModelError(f"{config_path}: the model config is damaged ({_first_line(error)})") from None
 
 
-READABLE_FORMATS = (1, FORMAT_VERSION)
+def _read_meta(config_path: Path) -> dict[str, Any]:
+    """The parsed ``vla_config.json``; a damaged file is named."""
+    try:
+        meta = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise VLAModelError(f"{config_path}: unreadable model config ({_first_line(error)})") from None
+    if not isinstance(meta, dict):
+        raise VLAModelError(f"{config_path}: expected a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def weight_checksums(directory: str | os.PathLike[str]) -> dict[str, str]:
+    """sha256 of every weight file of a model directory (safetensors / bin / pt files and the normaliser), by
+    path relative to it. The metadata (vla_config.json, a stored omega, eval results) is not covered, so it may
+    change without invalidating the weights."""
+    directory = Path(directory)
+    files = [
+        path
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and (path.suffix in _WEIGHT_SUFFIXES or path.name == NORMALIZER_FILE)
+    ]
+    return {path.relative_to(directory).as_posix(): _sha256(path) for path in files}
+
+
+def verify_checksums(directory: str | os.PathLike[str], checksums: dict[str, str]) -> None:
+    """Raise :class:`VLAModelError` naming the first weight file that is missing or differs from its checksum."""
+    directory = Path(directory)
+    for relative, expected in sorted(checksums.items()):
+        path = directory / relative
+        if not path.is_file():
+            raise VLAModelError(f"{path}: missing (the model was saved with it); copy the model directory again")
+        found = _sha256(path)
+        if found != expected:
+            raise VLAModelError(
+                f"{path}: checksum mismatch, the file is truncated or corrupt (sha256 {found[:12]}..., saved "
+                f"{str(expected)[:12]}...); copy the model directory again"
+            )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+READABLE_FORMATS = (1, 2, FORMAT_VERSION)
 
 
 def _upgrade_config(data: dict[str, Any], version: int) -> dict[str, Any]:
@@ -351,8 +433,8 @@ def store_guidance_omega(directory: str | os.PathLike[str], omega: float) -> Pat
     weights and anything else in the directory (e.g. eval / sweep outputs) stay as they are."""
     config = read_model_config(directory)  # checks the directory and its format version
     path = Path(directory) / MODEL_CONFIG_FILE
-    meta = json.loads(path.read_text())
-    meta["format_version"] = FORMAT_VERSION  # the config is rewritten in the current format
+    meta = _read_meta(path)
+    meta["format_version"] = FORMAT_VERSION  # the config is rewritten in the current format (checksums kept)
     meta["config"] = replace(config, guidance_omega=float(omega)).to_dict()
     return atomic_write_text(path, json.dumps(meta, indent=2, default=_json_default))
 
