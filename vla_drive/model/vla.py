@@ -301,7 +301,8 @@ class DrivingVLA(nn.Module):
         try:
             backbone = VLMBackbone.from_pretrained(directory / BACKBONE_DIR, trainable=trainable)
         except (OSError, RuntimeError, SafetensorError) as error:  # an unchecked (older format) damaged file
-            raise VLAModelError(f"{directory / BACKBONE_DIR}: cannot load the backbone ({_first_line(error)})") from None
+            where = directory / BACKBONE_DIR
+            raise VLAModelError(f"{where}: cannot load the backbone ({_first_line(error)})") from None
         head = TrajectoryHead(config.head)
         try:
             state = load_file(str(directory / HEAD_FILE))
