@@ -335,7 +335,10 @@ class ImageSizing:
     def fit(self, image: Image.Image, camera: int = 0) -> Image.Image:
         """``image`` at the size :meth:`target_size` gives (unchanged when it already has it)."""
         size = self.target_size(image.width, image.height, camera)
-        return image if image.size == size else image.resize(size, Image.Resampling.BICUBIC)
+        if image.size == size:
+            return image
+        budgeted = self.budget(camera) is not None or self.min_pixels is not None
+        return image.resize(size, Image.Resampling.BICUBIC if budgeted else Image.Resampling.BILINEAR)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -61,6 +61,10 @@ class VLAModelError(ValueError):
     """A model directory or configuration that cannot be used, with the file and field named."""
 
 
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+BACKBONE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
 @dataclass
 class VLAConfig:
     """Everything that defines a DrivingVLA besides its weights: the ``model`` section of an experiment config,
@@ -71,10 +75,35 @@ class VLAConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)  # the backbone's LoRA when trainable is lora
     hidden_layers: tuple[int, ...] = field(default=(-1,), metadata={"nonempty": True})  # backbone states read
     gradient_checkpointing: bool = False  # activation checkpointing in a training backbone
+    dtype: str = field(default="auto", metadata={"choices": BACKBONE_DTYPES})  # backbone weights; auto: as saved
+    attn_implementation: str | None = field(default=None, metadata={"choices": ATTN_IMPLEMENTATIONS})  # None: HF's
+    trust_remote_code: bool = False  # run a checkpoint's own model code (config.json auto_map)
     cameras: tuple[str, ...] = field(default=("CAM_F0",), metadata={"items": CAMERA_NAMES})  # images per scene
+    max_pixels: tuple[int, ...] = ()  # pixel (token) budget per camera image: one for all or one per camera
+    min_pixels: int | None = field(default=None, metadata={"min": 1})  # floor of every camera image's pixels
+    history_frames: int = field(default=0, metadata={"choices": (0, 1, 2, 3)})  # past camera frames per camera
     include_history: bool = False  # the past ego poses in the prompt
+    ego_status: bool = True  # velocity and acceleration in the head input and the prompt (the command always)
     head: HeadConfig = field(default_factory=HeadConfig)  # the diffusion trajectory head
     guidance_omega: float = field(default=0.0, metadata={"min": 0})  # inference guidance (a sweep stores it)
+
+    def __post_init__(self) -> None:
+        if self.max_pixels and len(self.max_pixels) not in (1, len(self.cameras)):
+            raise VLAModelError(
+                f"model.max_pixels: expected one budget for every camera or one per camera ({len(self.cameras)}: "
+                f"{list(self.cameras)}), got {list(self.max_pixels)}"
+            )
+        if any(int(p) < 1 for p in self.max_pixels):
+            raise VLAModelError(f"model.max_pixels: expected pixel counts >= 1, got {list(self.max_pixels)}")
+        if self.min_pixels is not None and any(int(p) < self.min_pixels for p in self.max_pixels):
+            raise VLAModelError(
+                f"model.min_pixels: expected at most every max_pixels {list(self.max_pixels)}, got {self.min_pixels}"
+            )
+
+    @property
+    def torch_dtype(self) -> torch.dtype | str:
+        """The backbone's dtype as transformers takes it ("auto": the checkpoint's own)."""
+        return self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -82,6 +111,7 @@ class VLAConfig:
         out["head"] = self.head.to_dict()
         out["hidden_layers"] = list(self.hidden_layers)
         out["cameras"] = list(self.cameras)
+        out["max_pixels"] = list(self.max_pixels)
         return out
 
     @classmethod
@@ -98,7 +128,7 @@ class VLAConfig:
                 values["head"] = HeadConfig.from_dict(values["head"])
         except (TypeError, ValueError) as error:
             raise VLAModelError(f"{source}: {error}") from None
-        for name in ("hidden_layers", "cameras"):
+        for name in ("hidden_layers", "cameras", "max_pixels"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -123,6 +153,7 @@ class DrivingVLA(nn.Module):
         self.backbone = backbone
         self.head = head
         self.normalizer = normalizer or TrajectoryNormalizer.identity()
+        self.image_sizing = backbone.image_sizing(config.max_pixels, config.min_pixels)  # per-camera budgets
 
     # ------------------------------------------------------------------------------------------------ building
 
@@ -135,6 +166,9 @@ class DrivingVLA(nn.Module):
             lora=config.lora,
             hidden_layers=config.hidden_layers,
             gradient_checkpointing=config.gradient_checkpointing,
+            torch_dtype=config.torch_dtype,
+            attn_implementation=config.attn_implementation,
+            trust_remote_code=config.trust_remote_code,
         )
         if config.head.cond_dim not in (None, backbone.hidden_size):
             raise VLAModelError(
@@ -287,19 +321,36 @@ class DrivingVLA(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], trainable: str | None = None) -> DrivingVLA:
-        """Load a directory written by :meth:`save_pretrained` (the backbone's processor included).
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike[str],
+        trainable: str | None = None,
+        *,
+        dtype: str | None = None,
+        attn_implementation: str | None = None,
+    ) -> DrivingVLA:
+        """Load a directory written by :meth:`save_pretrained` (the backbone's processor included); ``dtype`` and
+        ``attn_implementation`` override the saved backbone settings (e.g. a model trained with flash attention
+        evaluated on a CPU).
 
         Every weight file is checked against the checksum recorded at save time first, so a truncated or corrupt
         copy fails with one line naming the file instead of loading silently."""
         directory = Path(directory)
         config = read_model_config(directory)
+        overrides = {"dtype": dtype, "attn_implementation": attn_implementation}
+        config = replace(config, **{name: value for name, value in overrides.items() if value is not None})
         for required in (BACKBONE_DIR, HEAD_FILE, NORMALIZER_FILE):
             if not (directory / required).exists():
                 raise VLAModelError(f"{directory / required}: missing from the model directory")
         verify_checksums(directory, _read_meta(directory / MODEL_CONFIG_FILE).get(CHECKSUMS_KEY) or {})
         try:
-            backbone = VLMBackbone.from_pretrained(directory / BACKBONE_DIR, trainable=trainable)
+            backbone = VLMBackbone.from_pretrained(
+                directory / BACKBONE_DIR,
+                trainable=trainable,
+                torch_dtype=config.torch_dtype,
+                attn_implementation=config.attn_implementation,
+                trust_remote_code=config.trust_remote_code,
+            )
         except (OSError, RuntimeError, SafetensorError) as error:  # an unchecked (older format) damaged file
             where = directory / BACKBONE_DIR
             raise VLAModelError(f"{where}: cannot load the backbone ({_first_line(error)})") from None

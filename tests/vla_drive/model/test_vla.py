@@ -176,3 +176,28 @@ def test_a_format_2_directory_without_checksums_still_loads(loader, tmp_path):
     (directory / MODEL_CONFIG_FILE).write_text(json.dumps(meta))
     loaded = DrivingVLA.from_pretrained(directory)
     np.testing.assert_array_equal(loaded.predict(samples[:1], 1, 2, seed=0), model.predict(samples[:1], 1, 2, seed=0))
+
+
+def test_backbone_settings_and_input_switches_survive_save_and_load(loader, tmp_path):
+    config = VLAConfig(
+        dtype="bfloat16",
+        attn_implementation="eager",
+        max_pixels=(28 * 28 * 3,),
+        history_frames=1,
+        ego_status=False,
+        head=HeadConfig(hidden_size=64, depth=2, num_heads=4),
+    )
+    model = DrivingVLA.build(config, seed=0)
+    assert model.backbone.dtype == torch.bfloat16
+    assert model.backbone.config.text_config._attn_implementation == "eager"
+    samples = [SceneDataset.for_model(loader, model)[i] for i in range(2)]
+    assert len(samples[0].images) == 2 and samples[0].images[0].size == (56, 28)
+    batch = model.collate(samples)
+    assert not batch.ego[:, :4].any() and batch.ego[:, 4:].any(), "no velocity / acceleration, the command stays"
+    before = model.predict(samples, 1, 2, seed=0)
+    model.save_pretrained(tmp_path / "model")
+    loaded = DrivingVLA.from_pretrained(tmp_path / "model")
+    assert loaded.config == model.config and loaded.backbone.dtype == torch.bfloat16
+    np.testing.assert_array_equal(loaded.predict(samples, 1, 2, seed=0), before)
+    on_cpu = DrivingVLA.from_pretrained(tmp_path / "model", dtype="float32", attn_implementation="sdpa")
+    assert on_cpu.backbone.dtype == torch.float32 and on_cpu.config.attn_implementation == "sdpa"
