@@ -33,6 +33,7 @@ from vla_drive.model.processor import (
     read_json,
     resolve_source,
     save_processor,
+    visual_token_count,
 )
 
 TrainableMode = Literal["frozen", "lora", "full"]
@@ -296,10 +297,7 @@ class VLMBackbone(nn.Module):
 
     def visual_tokens(self, image: Image.Image) -> int:
         """How many language-model tokens the processor makes of one image (as given, no further resizing)."""
-        from vla_drive.model.processor import image_placeholder
-
-        inputs = self.prepare([[image]], [image_placeholder(self.processor) + " go"])
-        return int((inputs["input_ids"] == self._image_token_id).sum())
+        return visual_token_count(self.processor, image)
 
     # -------------------------------------------------------------------------------------------- training mode
 

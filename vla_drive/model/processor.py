@@ -393,6 +393,14 @@ def prepare_inputs(processor: Any, images: Sequence[Sequence[Image.Image]], text
     return batch
 
 
+def visual_token_count(processor: Any, image: Image.Image) -> int:
+    """How many language-model tokens ``processor`` makes of one image (its placeholder, expanded)."""
+    placeholder = image_placeholder(processor)
+    token_id = processor.tokenizer.convert_tokens_to_ids(placeholder)
+    inputs = prepare_inputs(processor, [[image]], [placeholder + " go"])
+    return int((inputs["input_ids"] == token_id).sum())
+
+
 def collate(samples: Sequence[DrivingSample], backbone: Any) -> Batch:
     """Pad a list of samples into a :class:`Batch`; ``backbone`` is a VLMBackbone or a bare processor."""
     if not samples:
