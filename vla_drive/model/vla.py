@@ -4,8 +4,10 @@ The backbone runs once per scene; the head draws K trajectories from the repeate
 the dichotomous branches (eps = (1 + omega) eps_pos - omega eps_neg, both branches in one batched forward per step).
 A model is saved as an HF-style directory:
 
-    vla_config.json        format version, the model config (backbone, head, cameras, chosen guidance omega) and
-                           the sha256 of every weight file (checked at load: a truncated or corrupt copy is named)
+    vla_config.json        format version, the model config (backbone, head, cameras, chosen guidance omega), how
+                           it was trained, and the sha256 of every weight file (checked at load: a truncated or
+                           corrupt copy is named)
+    README.md              the model card (vla_drive.model.card), with evaluations.json once evaluated
     backbone/              the VLM (full weights, or a LoRA adapter over its base) and its processor
     head.safetensors       the trajectory head, its pos / neg adapters included
     normalizer.json        the trajectory normaliser fitted on the training split
@@ -32,6 +34,7 @@ from torch import Tensor, nn
 from navsim_eval.atomic import atomic_write_text, replace_directory
 from navsim_eval.data.openscene import CAMERA_NAMES
 from vla_drive.model.backbone import TRAINABLE_MODES, LoraSettings, VLMBackbone
+from vla_drive.model.card import write_model_card
 from vla_drive.model.diffusion import Generators
 from vla_drive.model.head import HeadConfig, TrajectoryHead
 from vla_drive.model.normalizer import TrajectoryNormalizer
@@ -154,6 +157,7 @@ class DrivingVLA(nn.Module):
         self.head = head
         self.normalizer = normalizer or TrajectoryNormalizer.identity()
         self.image_sizing = backbone.image_sizing(config.max_pixels, config.min_pixels)  # per-camera budgets
+        self.training: dict[str, Any] = {}  # how it was trained (algorithm, steps, split): saved, shown on the card
 
     # ------------------------------------------------------------------------------------------------ building
 
@@ -311,9 +315,11 @@ class DrivingVLA(nn.Module):
                 "format_version": FORMAT_VERSION,
                 "config": self.config.to_dict(),
                 "versions": _versions(),
+                "training": self.training,
                 CHECKSUMS_KEY: weight_checksums(staging),  # read back from disk: what a later load must find
             }
             (staging / MODEL_CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+            write_model_card(staging, directory.parent.name if directory.name == "model" else directory.name)
             replace_directory(staging, directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -342,7 +348,8 @@ class DrivingVLA(nn.Module):
         for required in (BACKBONE_DIR, HEAD_FILE, NORMALIZER_FILE):
             if not (directory / required).exists():
                 raise VLAModelError(f"{directory / required}: missing from the model directory")
-        verify_checksums(directory, _read_meta(directory / MODEL_CONFIG_FILE).get(CHECKSUMS_KEY) or {})
+        meta = _read_meta(directory / MODEL_CONFIG_FILE)
+        verify_checksums(directory, meta.get(CHECKSUMS_KEY) or {})
         try:
             backbone = VLMBackbone.from_pretrained(
                 directory / BACKBONE_DIR,
@@ -366,7 +373,9 @@ class DrivingVLA(nn.Module):
             normalizer = TrajectoryNormalizer.load(directory / NORMALIZER_FILE)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise VLAModelError(f"{directory / NORMALIZER_FILE}: {_first_line(error)}") from None
-        return cls(replace(config, trainable=backbone.trainable), backbone, head, normalizer)
+        model = cls(replace(config, trainable=backbone.trainable), backbone, head, normalizer)
+        model.training = dict(meta.get("training") or {})
+        return model
 
     def merge_lora(self) -> DrivingVLA:
         """Fold the backbone's LoRA into its weights for export (the head keeps its pos / neg branches, which
@@ -488,7 +497,9 @@ def store_guidance_omega(directory: str | os.PathLike[str], omega: float) -> Pat
     meta = _read_meta(path)
     meta["format_version"] = FORMAT_VERSION  # the config is rewritten in the current format (checksums kept)
     meta["config"] = replace(config, guidance_omega=float(omega)).to_dict()
-    return atomic_write_text(path, json.dumps(meta, indent=2, default=_json_default))
+    atomic_write_text(path, json.dumps(meta, indent=2, default=_json_default))
+    write_model_card(directory)
+    return path
 
 
 def _versions() -> dict[str, str]:
