@@ -180,3 +180,18 @@ def test_without_navsim_the_module_imports_and_the_agent_says_what_to_install():
     assert not navsim_agent.NAVSIM_AVAILABLE
     with pytest.raises(ImportError, match="needs the official navsim"):
         navsim_agent.VLADriveAgent(model_dir="anything")
+
+
+def test_the_shipped_hydra_config_matches_the_agent_and_the_docs():
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    config = yaml.safe_load((root / "configs" / "navsim" / "agent" / "vla_drive.yaml").read_text())
+    assert config.pop("_target_") == "vla_drive.navsim_agent.VLADriveAgent" and config.pop("_convert_") == "all"
+    parameters = inspect.signature(navsim_agent._AgentLogic._setup).parameters
+    assert set(config) - {"requires_scene"} == set(parameters) - {"self"}, "every agent argument, nothing else"
+    assert config["model_dir"] == "???" and config["requires_scene"] is True
+    assert "configs/navsim/agent/vla_drive.yaml" in (root / "docs" / "evaluation.md").read_text()

@@ -157,7 +157,7 @@ class DrivingVLA(nn.Module):
         self.head = head
         self.normalizer = normalizer or TrajectoryNormalizer.identity()
         self.image_sizing = backbone.image_sizing(config.max_pixels, config.min_pixels)  # per-camera budgets
-        self.training: dict[str, Any] = {}  # how it was trained (algorithm, steps, split): saved, shown on the card
+        self.training_record: dict[str, Any] = {}  # algorithm, steps, split: saved, shown on the card
 
     # ------------------------------------------------------------------------------------------------ building
 
@@ -315,7 +315,7 @@ class DrivingVLA(nn.Module):
                 "format_version": FORMAT_VERSION,
                 "config": self.config.to_dict(),
                 "versions": _versions(),
-                "training": self.training,
+                "training": self.training_record,
                 CHECKSUMS_KEY: weight_checksums(staging),  # read back from disk: what a later load must find
             }
             (staging / MODEL_CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
@@ -374,7 +374,7 @@ class DrivingVLA(nn.Module):
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise VLAModelError(f"{directory / NORMALIZER_FILE}: {_first_line(error)}") from None
         model = cls(replace(config, trainable=backbone.trainable), backbone, head, normalizer)
-        model.training = dict(meta.get("training") or {})
+        model.training_record = dict(meta.get("training") or {})
         return model
 
     def merge_lora(self) -> DrivingVLA:

@@ -164,12 +164,12 @@ def save_final_model(trainer: Trainer, model: DrivingVLA, output_dir: Path) -> P
 
             def build() -> DrivingVLA:
                 built = DrivingVLA.build(config, normalizer)
-                built.training = record
+                built.training_record = record
                 return built
 
             consolidate(checkpoint, build, target)
     elif is_main():
-        model.training = record
+        model.training_record = record
         model.save_pretrained(target)
     barrier()
     return target

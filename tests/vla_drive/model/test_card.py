@@ -32,7 +32,7 @@ def saved(tmp_path_factory):
         head=HeadConfig(hidden_size=32, depth=1, num_heads=2),
     )
     model = DrivingVLA.build(config)
-    model.training = {"experiment": "demo-dipole", "algorithm": "dipole", "steps": 300, "train_split": "navtrain"}
+    model.training_record = dict(experiment="demo-dipole", algorithm="dipole", steps=300, train_split="navtrain")
     return model.save_pretrained(tmp_path_factory.mktemp("card") / "run" / "model")
 
 
@@ -87,7 +87,7 @@ def test_evaluations_and_the_sweep_update_the_card(saved, tmp_path):
 
 def test_a_re_save_starts_a_fresh_record_and_keeps_the_training(saved, tmp_path):
     model = DrivingVLA.from_pretrained(saved)
-    assert model.training["algorithm"] == "dipole"
+    assert model.training_record["algorithm"] == "dipole"
     directory = model.save_pretrained(tmp_path / "again")
     assert not (directory / EVALUATIONS_FILE).exists()
     assert json.loads((directory / MODEL_CONFIG_FILE).read_text())["training"]["steps"] == 300
