@@ -138,6 +138,8 @@ def merge_shards(
     _check_version(settings)
     split, meta = read_shards(Path(out_dir) / PREDICTIONS_DIR, data_root)
     model_name = str(meta.get("model", ""))
+    if model_dir is None and model_name and (Path(model_name) / "vla_config.json").is_file():
+        model_dir = model_name  # the model the shards were predicted with: its card gets the result
     scoring = replace(settings, seed=int(meta["seed"]), max_scenes=meta.get("max_scenes"))
     return score_split(split, maps_root, Path(out_dir), scoring, metric_cache, model_name, progress, model_dir)
 

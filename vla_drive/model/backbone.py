@@ -387,7 +387,9 @@ class VLMBackbone(nn.Module):
             adapter.task_type = adapter.task_type or LORA_TASK_TYPE
             if self.source is not None:  # the hub id or the directory given, never a machine's cache path
                 adapter.base_model_name_or_path = self.source
-            self.model.save_pretrained(directory)
+            # peft's "auto" would ask the hub whether the base's vocabulary changed (a wait on an unreachable
+            # network); embeddings are saved exactly when LoRA adapts them
+            self.model.save_pretrained(directory, save_embedding_layers=_lora_on_embeddings(self.model))
             if include_base or (include_base is None and self.source is None):
                 state = {
                     name.replace(".base_layer.", "."): tensor
@@ -554,6 +556,12 @@ def _load_lora_checkpoint(directory: str, saved: Mapping[str, Any], mode: str, l
         raise BackboneError(f"{directory}: the LoRA base model cannot be found: {error}") from None
     base = _load_hf_model(resolved.location, loading)
     return PeftModel.from_pretrained(base, directory, is_trainable=mode == "lora"), resolved.name
+
+
+def _lora_on_embeddings(model: nn.Module) -> bool:
+    from peft.tuners.lora import Embedding as LoraEmbedding
+
+    return any(isinstance(module, LoraEmbedding) for module in model.modules())
 
 
 def _add_lora(model: nn.Module, settings: LoraSettings, target: str | tuple[str, ...], family: str) -> Any:

@@ -92,7 +92,7 @@ def resolve_source(name_or_path: str | Path, local_files_only: bool | None = Non
     text = str(name_or_path)
     path = Path(text).expanduser()
     if path.is_dir():
-        return ModelSource(str(path), str(path.resolve()))
+        return ModelSource(str(path.resolve()), str(path.resolve()))
     if path.exists():
         raise ModelSourceError(f"{path} is a file; expected a checkpoint directory (config.json + weights) or hub id")
     looks_like_path = isinstance(name_or_path, Path) or text.startswith(("/", ".", "~")) or text.count("/") > 1

@@ -65,6 +65,7 @@ def test_shards_merge_into_the_unsharded_csv_byte_for_byte(setup, unsharded, tmp
     code = main(["eval", "--merge", str(out), "--maps-root", str(world.maps_root), "--workers", "1"])
     assert code == 2 and "shard(s) [1] of 2 are missing" in capsys.readouterr().err
     assert main(_eval_args(setup, "--out", str(out), "--shard", "1/2")) == 0
+    (model_dir / "evaluations.json").unlink()  # written by the unsharded run: the merge must write it again
     code = main(["eval", "--merge", str(out), "--maps-root", str(world.maps_root), "--workers", "1", "--worst", "1"])
     assert code == 0
     assert (out / "v1_scores.csv").read_bytes() == (unsharded / "v1_scores.csv").read_bytes()

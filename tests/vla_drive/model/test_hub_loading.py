@@ -37,8 +37,12 @@ def network(monkeypatch: pytest.MonkeyPatch):
         attempts.append(address)
         raise OSError(f"network unreachable ({address})")
 
+    def no_dns(host: object, *args: object, **kwargs: object) -> None:
+        attempts.append(host)
+        raise OSError(f"no DNS ({host})")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(OSError("no DNS")))
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     return attempts
@@ -122,6 +126,7 @@ def test_a_lora_adapter_names_the_hub_id_and_loads_from_a_moved_cache_with_plain
     moved = tmp_path / "elsewhere" / "hf_cache"  # another machine: the cache lives somewhere else
     shutil.move(cache, moved)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(moved))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # that machine's user says offline
     base = AutoModelForImageTextToText.from_pretrained(
         adapter["base_model_name_or_path"], cache_dir=moved, local_files_only=True
     )
