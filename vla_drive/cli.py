@@ -1,4 +1,4 @@
-"""The ``vla-drive`` command: train, sweep, eval, submit, export and the demo."""
+"""The ``vla-drive`` command: train, sweep, eval, submit, export, push and the demo."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import errno
 import logging
 import sys
 from pathlib import Path
+
+from vla_drive.model.vla import ATTN_IMPLEMENTATIONS, BACKBONE_DTYPES
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -28,35 +30,41 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from navsim_eval.data.loader import SceneLoader
     from navsim_eval.data.paths import nuplan_maps_root, openscene_data_root
     from vla_drive.data.dataset import SceneDataset
+    from vla_drive.eval.outputs import default_metric_cache, default_output
+    from vla_drive.eval.progress import StageProgress
     from vla_drive.eval.scoring import SceneScorer
-    from vla_drive.eval.sweep import DEFAULT_OMEGAS, best_omega, sweep_guidance, write_sweep
-    from vla_drive.model.vla import DrivingVLA, store_guidance_omega
+    from vla_drive.eval.sweep import DEFAULT_OMEGAS, best_omega, store_sweep, sweep_guidance, write_sweep
 
     split_file = Path(args.split)
     loader = SceneLoader.from_split_file(split_file, openscene_data_root(args.data_root), args.max_scenes)
-    model = DrivingVLA.from_pretrained(args.model)
+    model = _load_model(args)
     dataset = SceneDataset.for_model(loader, model)
-    out = Path(args.out or Path(args.model) / "sweep")
-    scorer = SceneScorer.from_scenes(loader, nuplan_maps_root(args.maps_root), out / "metric_cache", args.version)
+    out = Path(args.out or default_output(args.model, "sweep"))
+    progress = StageProgress()
+    caches = args.metric_cache or default_metric_cache(out, split_file)
+    maps_root = nuplan_maps_root(args.maps_root)
+    scorer = SceneScorer.from_scenes(loader, maps_root, caches, args.version, progress=progress)
     omegas = args.omegas or DEFAULT_OMEGAS
-    rows = sweep_guidance(model, dataset, scorer, omegas, steps=args.steps, seed=args.seed)
+    rows = sweep_guidance(model, dataset, scorer, omegas, steps=args.steps, seed=args.seed, progress=progress)
     files = write_sweep(rows, out, title=f"{Path(args.model).name} on {split_file.stem} ({args.version})")
-    chosen = best_omega(rows)
     print(files["markdown"].read_text())
     if not args.no_store:
-        store_guidance_omega(args.model, chosen)
-        print(f"stored guidance_omega={chosen:g} in {args.model}")
-    print(f"wrote {files['csv']}, {files['markdown']}, {files['plot']}")
+        chosen = store_sweep(args.model, rows, split_file.stem, args.version)
+        print(f"stored guidance_omega={chosen:g} in {args.model} (and the sweep on its model card)")
+    with _result_logger(args, out, "sweep") as log:
+        for index, row in enumerate(rows):
+            log.log(index, row, prefix="sweep/")
+        log.log_images(0, {"sweep/plot": files["plot"]})
+    print(f"wrote {files['csv']}, {files['markdown']}, {files['plot']} (best omega {best_omega(rows):g})")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from navsim_eval.data.paths import nuplan_maps_root, openscene_data_root
-    from vla_drive.eval.leaderboard import EvalSettings, evaluate_split
-    from vla_drive.model.vla import DrivingVLA
+    from vla_drive.eval.leaderboard import PREDICTIONS_DIR, EvalSettings, evaluate_split, merge_shards, predict_shard
+    from vla_drive.eval.outputs import default_metric_cache, default_output
+    from vla_drive.eval.progress import StageProgress
 
-    model = DrivingVLA.from_pretrained(args.model)
-    out = args.out or str(Path(args.model) / "eval" / Path(args.split).stem)
     settings = EvalSettings(
         version=args.version,
         omega=args.omega,
@@ -67,23 +75,71 @@ def cmd_eval(args: argparse.Namespace) -> int:
         worst=args.worst,
         max_scenes=args.max_scenes,
     )
-    result = evaluate_split(
-        model,
-        args.split,
-        openscene_data_root(args.data_root),
-        nuplan_maps_root(args.maps_root),
-        out,
-        settings,
-        metric_cache=args.metric_cache,
-        model_name=str(args.model),
-        progress=_progress_printer(),
+    progress = StageProgress()
+    if args.merge:
+        out = Path(args.merge)
+        caches = args.metric_cache or (default_metric_cache(out, args.split) if args.split else None)
+        data_root = openscene_data_root(args.data_root) if args.data_root else None
+        result = merge_shards(
+            out,
+            nuplan_maps_root(args.maps_root),
+            settings,
+            data_root=data_root,
+            metric_cache=caches,
+            progress=progress,
+            model_dir=args.model,
+        )
+        return _report_eval(args, result)
+    _require(args, "eval", ("model", "split"))
+    shard, launched = _shard(args)
+    model = _load_model(args, local_rank=launched[2] if launched else 0)
+    out = Path(args.out or default_output(args.model, "eval", args.split))
+    data_root = openscene_data_root(args.data_root)
+    caches = args.metric_cache or default_metric_cache(out, args.split)
+    if shard is None:
+        result = evaluate_split(
+            model,
+            args.split,
+            data_root,
+            nuplan_maps_root(args.maps_root),
+            out,
+            settings,
+            metric_cache=caches,
+            model_name=str(args.model),
+            progress=progress,
+            model_dir=args.model,
+        )
+        return _report_eval(args, result)
+    folder = predict_shard(
+        model, args.split, data_root, out / PREDICTIONS_DIR, settings, shard, str(args.model), progress
     )
+    if launched is None:
+        print(
+            f"shard {shard[0]}/{shard[1]} predicted into {folder}; once every shard is done: "
+            f"vla-drive eval --merge {out} --model {args.model} --split {args.split}"
+        )
+        return 0
+    if not _wait_for_every_rank():
+        return 0  # not rank 0: the merge is rank 0's
+    result = merge_shards(
+        out, nuplan_maps_root(args.maps_root), settings, metric_cache=caches, progress=progress, model_dir=args.model
+    )
+    return _report_eval(args, result)
+
+
+def _report_eval(args: argparse.Namespace, result) -> int:
     print(result.summary.read_text())
+    with _result_logger(args, result.out_dir, "eval") as log:
+        log.log(0, {**result.metrics, "scored": result.scored}, prefix="eval/")
+        log.log_images(0, {f"eval/worst/{plot.stem}": plot for plot in result.plots})
     print(f"wrote {result.csv}, {result.summary} and {len(result.plots)} plots in {result.out_dir / 'worst'}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import shutil
+
+    from vla_drive.model.card import EVALUATIONS_FILE, write_model_card
     from vla_drive.model.vla import MODEL_CONFIG_FILE, DrivingVLA
 
     source, out = Path(args.model).resolve(), Path(args.out).resolve()
@@ -98,10 +154,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     model = DrivingVLA.from_pretrained(args.model)
     merged = model.backbone.trainable == "lora"
-    model.merge_lora().save_pretrained(out)
+    out = model.merge_lora().save_pretrained(out)
+    if (Path(args.model) / EVALUATIONS_FILE).is_file():  # the same model: its results travel with it
+        shutil.copyfile(Path(args.model) / EVALUATIONS_FILE, out / EVALUATIONS_FILE)
+        write_model_card(out)
     print(
         f"wrote {out} ({'backbone LoRA merged' if merged else 'no backbone LoRA to merge'}; "
-        f"guidance omega {model.config.guidance_omega:g}); load it with DrivingVLA.from_pretrained"
+        f"guidance omega {model.config.guidance_omega:g}; model card {out / 'README.md'}); load it with "
+        "DrivingVLA.from_pretrained"
     )
     return 0
 
@@ -110,32 +170,69 @@ class ExportError(ValueError):
     """An export target that would lose files."""
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from vla_drive.eval.publish import plan_push, push_model
+
+    if args.dry_run:
+        plan = plan_push(args.model, args.repo_id)
+        print(plan.describe())
+        print("\n--- README.md (model card) ---\n" + plan.card)
+        print("dry run: nothing was uploaded")
+        return 0
+    url = push_model(args.model, args.repo_id, private=args.private, commit_message=args.commit_message)
+    print(f"pushed {args.model} to {args.repo_id}: {url}")
+    return 0
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from navsim_eval.data.paths import openscene_data_root
-    from vla_drive.eval.leaderboard import EvalSettings, predict_split
+    from vla_drive.eval.leaderboard import EvalSettings, predict_shard, predict_split, read_shards
+    from vla_drive.eval.outputs import default_output
+    from vla_drive.eval.progress import StageProgress
     from vla_drive.eval.submission import TeamInfo, write_submission
-    from vla_drive.model.vla import DrivingVLA
 
-    model = DrivingVLA.from_pretrained(args.model)
-    out = Path(args.out)
+    _require(args, "submit", ("split",) if args.merge else ("model", "split"))
+    if args.merge and not (args.out or args.model):
+        raise _UsageError("submit --merge: pass --out (the folder the shards were predicted into) or --model")
+    shard, launched = _shard(args)
+    model = None if args.merge else _load_model(args, local_rank=launched[2] if launched else 0)
+    out = Path(args.out or default_output(args.model or ".", "submission"))
     data_root = openscene_data_root(args.data_root)
     stages = [("first", args.split)] + ([("second", args.second_stage_split)] if args.second_stage_split else [])
-    predictions: dict[str, list] = {}
+    progress = StageProgress()
+    jobs = [
+        (stage, split, seed, out / "predictions" / f"{stage}_stage" / f"seed{seed}")
+        for stage, split in stages
+        for seed in args.seeds
+    ]
+
+    def settings(seed: int) -> EvalSettings:
+        return EvalSettings(omega=args.omega, steps=args.steps, seed=seed, batch_size=args.batch_size)
+
+    if shard is not None:  # this process predicts its shard of every stage and seed
+        for _, split, seed, folder in jobs:
+            predict_shard(model, split, data_root, folder, settings(seed), shard, str(args.model), progress)
+        if launched is None:
+            print(f"shard {shard[0]}/{shard[1]} predicted under {out}; once every shard is done, run this command "
+                  "with --merge instead of --shard")  # fmt: skip
+            return 0
+        if not _wait_for_every_rank():
+            return 0  # not rank 0: rank 0 writes the submission
+    predictions: dict[str, list] = {stage: [] for stage, _ in stages}
     required: dict[str, list[str]] = {}
-    for stage, split in stages:
-        predictions[stage] = []
-        for seed in args.seeds:
-            settings = EvalSettings(omega=args.omega, steps=args.steps, seed=seed, batch_size=args.batch_size)
-            folder = out / "predictions" / f"{stage}_stage" / f"seed{seed}"
-            result = predict_split(model, split, data_root, folder, settings, str(args.model), _progress_printer())
-            predictions[stage].append(result.predictions)
-            required[stage] = result.required_tokens
-            if result.missing:
-                shown = ", ".join(f"{t} ({why})" for t, why in list(result.missing.items())[:5])
-                print(
-                    f"{stage} stage, seed {seed}: {len(result.missing)} scenes could not be predicted: {shown}",
-                    file=sys.stderr,
-                )
+    for stage, split, seed, folder in jobs:
+        if args.merge or shard is not None:
+            result, _ = read_shards(folder, data_root if args.data_root else None)
+        else:
+            result = predict_split(model, split, data_root, folder, settings(seed), str(args.model), progress)
+        predictions[stage].append(result.predictions)
+        required[stage] = result.required_tokens
+        if result.missing:
+            shown = ", ".join(f"{t} ({why})" for t, why in list(result.missing.items())[:5])
+            print(
+                f"{stage} stage, seed {seed}: {len(result.missing)} scenes could not be predicted: {shown}",
+                file=sys.stderr,
+            )
     team = TeamInfo(args.team_name, args.authors, args.email, args.institution, args.country)
     path = write_submission(
         out / "submission.pkl",
@@ -163,32 +260,116 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_printer():
-    """A progress callback (stage, done, total) that redraws one line per stage on a terminal."""
-    state = {"stage": None}
-
-    def show(stage: str, done: int, total: int) -> None:
-        end = "\n" if done >= total else ""
-        if stage != state["stage"] and state["stage"] is not None:
-            print(file=sys.stderr)
-        state["stage"] = stage if done < total else None
-        print(f"\r{stage}: {done}/{total}", end=end, file=sys.stderr, flush=True)
-
-    return show
+def _require(args: argparse.Namespace, command: str, names: tuple[str, ...]) -> None:
+    missing = [f"--{name.replace('_', '-')}" for name in names if not getattr(args, name)]
+    if missing:
+        raise _UsageError(f"{' and '.join(missing)} required")
 
 
-def _add_model_and_split(parser: argparse.ArgumentParser, split_help: str, scoring: bool) -> None:
+class _UsageError(ValueError):
+    """A command line that cannot run as given (reported in one line, exit 2)."""
+
+
+def _shard(args: argparse.Namespace) -> tuple[tuple[int, int] | None, tuple[int, int, int] | None]:
+    """This process's shard of the prediction work: ``--shard i/n`` (a SLURM array, separate jobs), or the rank of
+    a launcher (torchrun / accelerate launch set RANK and WORLD_SIZE); and (rank, ranks, local rank) when launched."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    launched = None
+    if world > 1:
+        launched = (int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if getattr(args, "shard", None):
+        if launched is not None:
+            raise _UsageError("--shard with a launcher: the ranks are the shards already (drop --shard)")
+        text = args.shard
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise _UsageError(f"--shard {text!r}: expected i/n, e.g. 0/4 ($SLURM_ARRAY_TASK_ID/4)") from None
+        if not 0 <= index < count:
+            raise _UsageError(f"--shard {text!r}: expected 0 <= i < n")
+        return (index, count), None
+    return (launched[:2] if launched else None), launched
+
+
+def _wait_for_every_rank() -> bool:
+    """Barrier of the launched ranks (gloo, from the launcher's environment); True on rank 0, which goes on."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=timedelta(hours=6))
+    dist.barrier()
+    main = dist.get_rank() == 0
+    dist.destroy_process_group()
+    return main
+
+
+def _load_model(args: argparse.Namespace, local_rank: int = 0):
+    """The model of ``--model`` on ``--device`` (default: this rank's GPU when there is one, else the CPU), with
+    ``--dtype`` / ``--attn-implementation`` overriding its saved backbone settings."""
+    import torch
+
+    from vla_drive.model.vla import DrivingVLA
+
+    model = DrivingVLA.from_pretrained(
+        args.model, dtype=getattr(args, "dtype", None), attn_implementation=getattr(args, "attn_implementation", None)
+    )
+    device = getattr(args, "device", None) or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    return model.to(device)
+
+
+def _result_logger(args: argparse.Namespace, out: Path, name: str):
+    """A RunLogger for a command's results (scalars and plots) in ``out``: TensorBoard and W&B per ``--loggers``."""
+    from vla_drive.train.logging import RunLogger
+
+    loggers = tuple(getattr(args, "loggers", None) or ())
+    return RunLogger(
+        out, loggers=loggers, total_steps=0, progress=False, run_name=f"{name}-{out.name}", enabled=bool(loggers)
+    )
+
+
+def _add_model_and_split(
+    parser: argparse.ArgumentParser, split_help: str, scoring: bool, mergeable: bool = False
+) -> None:
     """The options every command that predicts a split shares (and, with ``scoring``, those of commands that also
-    score it)."""
-    parser.add_argument("--model", required=True, help="a DrivingVLA directory")
-    parser.add_argument("--split", required=True, help=split_help)
+    score it; with ``mergeable``, the sharding options, and --model / --split are then optional with --merge)."""
+    parser.add_argument("--model", required=not mergeable, help="a DrivingVLA directory")
+    parser.add_argument("--split", required=not mergeable, help=split_help)
     parser.add_argument("--data-root", help="OpenScene data root (default $OPENSCENE_DATA_ROOT)")
     parser.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    parser.add_argument("--device", help="where the model runs (default: this rank's GPU if there is one, else cpu)")
+    parser.add_argument("--dtype", choices=BACKBONE_DTYPES, help="backbone dtype (default: the model's)")
+    parser.add_argument(
+        "--attn-implementation", choices=ATTN_IMPLEMENTATIONS, help="backbone attention (default: the model's)"
+    )
     if scoring:
         parser.add_argument("--maps-root", help="nuPlan maps root (default $NUPLAN_MAPS_ROOT)")
         parser.add_argument("--version", choices=("v1", "v2"), default="v1", help="PDMS (v1, default) or EPDMS (v2)")
         parser.add_argument("--seed", type=int, default=0, help="sampling seed (with each scene's token)")
         parser.add_argument("--max-scenes", type=int, help="only the first N scenes of the split")
+        parser.add_argument(
+            "--metric-cache",
+            help="metric-cache folder to read and extend (default $NAVSIM_EXP_ROOT/vla_drive/metric_cache/<split>, "
+            "else <out>/metric_cache)",
+        )
+        parser.add_argument(
+            "--loggers",
+            nargs="*",
+            choices=("tensorboard", "wandb"),
+            default=["tensorboard"],
+            help="also log the results and plots to TensorBoard (<out>/tensorboard) and / or W&B (default "
+            "tensorboard; none: --loggers with no value)",
+        )
+    if mergeable:
+        parser.add_argument(
+            "--shard",
+            metavar="I/N",
+            help="predict only shard I of N (e.g. $SLURM_ARRAY_TASK_ID/N); under torchrun / accelerate launch the "
+            "ranks are the shards without it",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_and_split(sweep, "a NAVSIM split file (e.g. .../synthetic_test.yaml)", scoring=True)
     sweep.add_argument("--omegas", nargs="+", type=float, help="default 0 0.5 1 1.5 2 3 5")
-    sweep.add_argument("--out", help="output folder (default <model>/sweep)")
+    sweep.add_argument(
+        "--out", help="output folder (default $NAVSIM_EXP_ROOT/vla_drive/<model>/sweep, else <model>/sweep)"
+    )
     sweep.add_argument("--no-store", action="store_true", help="do not write the chosen omega into the model")
     sweep.set_defaults(handler=cmd_sweep)
     evaluate = sub.add_parser(
@@ -227,16 +410,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="predict a split and score it like the leaderboard (official CSV, summary, BEV plots)",
         description="Predict one trajectory per scene (the model's chosen omega unless --omega), score it with "
         "navsim_eval (PDMS v1.1 or EPDMS v2) in a process pool, and write <version>_scores.csv in the official "
-        "layout with the average row, summary.md and BEV plots of the worst scenes. Predictions are saved batch by "
-        "batch: run the same command again to resume an interrupted evaluation.",
+        "layout with the average row, summary.md and BEV plots of the worst scenes, and record the result on the "
+        "model card. Predictions are saved batch by batch: run the same command again to resume an interrupted "
+        "evaluation. Under torchrun / accelerate launch every rank predicts its shard and rank 0 scores; with "
+        "--shard I/N separate jobs (a SLURM array) predict, and --merge OUT scores them.",
     )
-    _add_model_and_split(evaluate, "a NAVSIM split file (e.g. navtest.yaml)", scoring=True)
-    evaluate.add_argument("--metric-cache", help="metric-cache folder to read and extend (default <out>/metric_cache)")
+    _add_model_and_split(evaluate, "a NAVSIM split file (e.g. navtest.yaml)", scoring=True, mergeable=True)
+    evaluate.add_argument("--merge", metavar="OUT", help="score the shards predicted into OUT (its predictions/)")
     evaluate.add_argument("--omega", type=float, help="guidance omega (default: the model's chosen one)")
     evaluate.add_argument("--batch-size", type=int, default=16, help="scenes per forward pass")
-    evaluate.add_argument("--workers", type=int, default=0, help="scoring processes (default 0 = every CPU)")
+    evaluate.add_argument("--workers", type=int, default=0, help="metric-cache and scoring processes (0 = every CPU)")
     evaluate.add_argument("--worst", type=int, default=6, help="BEV plots of this many lowest-scoring scenes")
-    evaluate.add_argument("--out", help="output folder (default <model>/eval/<split>)")
+    evaluate.add_argument(
+        "--out",
+        help="output folder (default $NAVSIM_EXP_ROOT/vla_drive/<model>/eval/<split>, else <model>/eval/<split>)",
+    )
     evaluate.set_defaults(handler=cmd_eval)
     export = sub.add_parser(
         "export",
@@ -249,15 +437,30 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="the directory to write (a new or empty folder, or an export)")
     export.add_argument("--overwrite", action="store_true", help="replace --out even if it holds other files")
     export.set_defaults(handler=cmd_export)
+    push = sub.add_parser(
+        "push",
+        help="upload a model directory to the Hugging Face hub",
+        description="Check a DrivingVLA directory (its weight checksums), regenerate its model card and upload the "
+        "model (config, backbone, head, normaliser, card, evaluation record; not eval / sweep outputs) in one "
+        "commit through the huggingface_hub API, with your own token (HF_TOKEN or `hf auth login`).",
+    )
+    push.add_argument("--model", required=True, help="a DrivingVLA directory (e.g. an export)")
+    push.add_argument("--repo-id", required=True, help="<user or organisation>/<name> on the hub")
+    push.add_argument("--dry-run", action="store_true", help="list the files and print the card; upload nothing")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--commit-message", help="default 'Upload <name> with vla-drive'")
+    push.set_defaults(handler=cmd_push)
     submit = sub.add_parser(
         "submit",
         help="write submission.pkl for the NAVSIM leaderboard (no navsim install needed)",
         description="Predict every scene of the test split (one trajectory per scene and seed, resumable) and "
         "write submission.pkl exactly as the leaderboard expects: team metadata and per-token "
         "navsim.common.dataclasses.Trajectory objects; with --second-stage-split the v2 two-stage layout. Every "
-        "token of the split must be predicted, or nothing is written.",
+        "token of the split must be predicted, or nothing is written. Sharded like eval: ranks of a launcher, or "
+        "--shard I/N jobs followed by the same command with --merge.",
     )
-    _add_model_and_split(submit, "the split file (navtest.yaml; the first stage for v2)", scoring=False)
+    _add_model_and_split(submit, "the split file (navtest.yaml; the first stage for v2)", scoring=False, mergeable=True)
+    submit.add_argument("--merge", action="store_true", help="write the submission from the shards predicted in --out")
     submit.add_argument("--second-stage-split", help="v2: the split file of the second-stage scenes")
     submit.add_argument("--team-name", required=True, help="shown on the board; e.g. '<a href=REPO>Method</a>'")
     submit.add_argument("--authors", required=True, help="shown on the board")
@@ -273,7 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--omega", type=float, help="guidance omega (default: the model's chosen one)")
     submit.add_argument("--batch-size", type=int, default=16, help="scenes per forward pass")
-    submit.add_argument("--out", default="submission", help="output folder (default ./submission)")
+    submit.add_argument(
+        "--out", help="output folder (default $NAVSIM_EXP_ROOT/vla_drive/<model>/submission, else ./submission)"
+    )
     submit.set_defaults(handler=cmd_submit)
     demo = sub.add_parser(
         "demo",
@@ -301,7 +506,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from vla_drive.config import ConfigError
     from vla_drive.data.feature_cache import FeatureCacheError
     from vla_drive.eval.predictions import PredictionError
+    from vla_drive.eval.publish import PushError
     from vla_drive.eval.submission import SubmissionError
+    from vla_drive.model.card import ModelCardError
     from vla_drive.model.processor import ModelSourceError
     from vla_drive.model.types import DrivingSampleError
     from vla_drive.model.vla import VLAModelError
@@ -316,6 +523,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         FeatureCacheError,
         ModelSourceError,
         PredictionError,
+        PushError,
+        ModelCardError,
+        _UsageError,
         SubmissionError,
         VLAModelError,
         CheckpointError,

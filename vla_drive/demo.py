@@ -52,11 +52,14 @@ def run_demo(
     say: Say = print,
 ) -> DemoResult:
     """Run every stage into ``out_dir``; returns the report's path and the headline numbers."""
+    import os
+
     from vla_drive.eval.leaderboard import EvalSettings, evaluate_split
     from vla_drive.eval.sweep import DEFAULT_OMEGAS
     from vla_drive.train.rl import train_rl
     from vla_drive.train.stages import ensure_synthetic_world, train_imitation
 
+    os.environ.setdefault("WANDB_MODE", "offline")  # the demo never reaches W&B's servers unless the user says so
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -113,6 +116,7 @@ def run_demo(
                 settings,
                 metric_cache=out / "eval" / "metric_cache",
                 model_name=name,
+                model_dir=directory,
             )
     with _stage("report", seconds, say, "6/6 writing the report"):
         report = _write_report(
@@ -178,8 +182,8 @@ def _sweep(model_dir: Path, paths, grid, sweep_dir: Path, workers: int):
     from navsim_eval.data.loader import SceneLoader
     from vla_drive.data.dataset import SceneDataset
     from vla_drive.eval.scoring import SceneScorer
-    from vla_drive.eval.sweep import best_omega, sweep_guidance, write_sweep
-    from vla_drive.model.vla import DrivingVLA, store_guidance_omega
+    from vla_drive.eval.sweep import store_sweep, sweep_guidance, write_sweep
+    from vla_drive.model.vla import DrivingVLA
 
     loader = SceneLoader.from_split_file(paths.val_split, paths.data_root)
     model = DrivingVLA.from_pretrained(model_dir)
@@ -187,8 +191,7 @@ def _sweep(model_dir: Path, paths, grid, sweep_dir: Path, workers: int):
     scorer = SceneScorer.from_scenes(loader, paths.maps_root, sweep_dir / "metric_cache")
     rows = sweep_guidance(model, dataset, scorer, grid)
     write_sweep(rows, sweep_dir, title="DIPOLE on the held-out synthetic test split (PDMS v1)")
-    chosen = best_omega(rows)
-    store_guidance_omega(model_dir, chosen)
+    chosen = store_sweep(model_dir, rows, Path(paths.val_split).stem, "v1")
     return rows, chosen
 
 

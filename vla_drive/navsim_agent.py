@@ -63,11 +63,11 @@ class _AgentLogic:
         self.model = DrivingVLA.from_pretrained(self.model_dir).to(device).eval()
 
     def get_sensor_config(self):
-        """The model's cameras at the current frame, no LiDAR."""
+        """The model's cameras at the current frame (and its history frames), no LiDAR."""
         config = {name: False for name in _SENSOR_NAMES}
-        cameras = self._cameras()
+        cameras, history = self._cameras()
         for camera in cameras:
-            config[camera.lower()] = [NUM_HISTORY_FRAMES - 1]
+            config[camera.lower()] = list(range(NUM_HISTORY_FRAMES - 1 - history, NUM_HISTORY_FRAMES))
         return _navsim().SensorConfig(**config)
 
     def compute_trajectory(self, agent_input, scene=None):
@@ -87,12 +87,15 @@ class _AgentLogic:
         )
         return official.Trajectory(poses, sampling)
 
-    def _cameras(self) -> tuple[str, ...]:
+    def _cameras(self) -> tuple[tuple[str, ...], int]:
+        """The model's cameras and how many past frames of each it reads."""
         if self.model is not None:
-            return tuple(self.model.config.cameras)
-        from vla_drive.model.vla import read_model_config
+            config = self.model.config
+        else:
+            from vla_drive.model.vla import read_model_config
 
-        return tuple(read_model_config(self.model_dir).cameras)
+            config = read_model_config(self.model_dir)
+        return tuple(config.cameras), config.history_frames
 
 
 NUM_HISTORY_FRAMES = 4
@@ -100,17 +103,24 @@ _SENSOR_NAMES = ("cam_f0", "cam_l0", "cam_l1", "cam_l2", "cam_r0", "cam_r1", "ca
 
 
 def agent_input_to_sample(agent_input: Any, model) -> Any:
-    """A :class:`DrivingSample` from a navsim AgentInput (current-frame images, ego status, past poses)."""
+    """A :class:`DrivingSample` from a navsim AgentInput (images of the current and history frames the model reads,
+    ego status, past poses)."""
     from vla_drive.data.dataset import sample_from_parts
 
     statuses = agent_input.ego_statuses
     current = statuses[CURRENT_FRAME]
+    history = model.config.history_frames
     images = []
     for camera in model.config.cameras:
-        image = getattr(agent_input.cameras[CURRENT_FRAME], camera.lower()).image
-        if image is None:
-            raise ValueError(f"AgentInput has no {camera} image at the current frame: include it in the sensor config")
-        images.append(Image.fromarray(np.asarray(image, dtype=np.uint8)))
+        for frames_ago in range(history, -1, -1):
+            frame = len(agent_input.cameras) - 1 - frames_ago
+            image = getattr(agent_input.cameras[frame], camera.lower()).image if frame >= 0 else None
+            if image is None:
+                raise ValueError(
+                    f"AgentInput has no {camera} image {frames_ago} frames before the current one: include it in the "
+                    "sensor config (get_sensor_config asks for it)"
+                )
+            images.append(Image.fromarray(np.asarray(image, dtype=np.uint8)))
     past = None
     if model.config.include_history and len(statuses) > 1:
         past = np.array([np.asarray(s.ego_pose, dtype=np.float64) for s in statuses[:CURRENT_FRAME]])
@@ -123,7 +133,9 @@ def agent_input_to_sample(agent_input: Any, model) -> Any:
         model.backbone.processor,
         model.config.cameras,
         past,
-        model.backbone.image_size,
+        model.image_sizing,
+        history,
+        model.config.ego_status,
     )
 
 

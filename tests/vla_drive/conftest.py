@@ -1,7 +1,11 @@
 """Model tests use tiny networks: one intra-op thread is fastest, and robust when the machine is busy."""
 
+import os
+
 import pytest
 import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")  # the suite never reaches W&B's servers
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -234,6 +234,9 @@ def test_wrong_types_name_the_field_and_the_expectation():
         ("model.head.sampler=dpm", "model.head.sampler: expected one of ddpm, ddim, dpmpp_2m, euler, got 'dpm'"),
         ("train.loggers=[jsonl,wand]", "train.loggers[1]: expected one of jsonl, tensorboard, wandb, got 'wand'"),
         ("model.cameras=[CAM_X0]", "model.cameras[0]: expected one of CAM_F0, CAM_L0"),
+        ("model.dtype=bf16", "model.dtype: expected one of auto, float32, bfloat16, float16, got 'bf16'"),
+        ("model.attn_implementation=flash", "model.attn_implementation: expected one of sdpa, eager, flash_attention"),
+        ("model.history_frames=4", "model.history_frames: expected one of 0, 1, 2, 3, got 4"),
     ],
 )
 def test_enumerations(override, expected):
@@ -288,6 +291,12 @@ def test_ranges(override, expected):
             "train.grad_accumulation: expected a divisor of algorithm.update_epochs x 1 minibatches (3), got 2",
         ),
         (["train.loggers=[wandb]", "train.wandb_project="], "train.wandb_project: expected a project name"),
+        (
+            ["model.cameras=[CAM_F0,CAM_L0,CAM_R0]", "model.max_pixels=[1000,2000]"],
+            "model.max_pixels: expected one budget for every camera or one per camera (3",
+        ),
+        (["model.max_pixels=[0]"], "model.max_pixels: expected pixel counts >= 1, got [0]"),
+        (["model.max_pixels=[900]", "model.min_pixels=1000"], "model.min_pixels: expected at most every max_pixels"),
     ],
 )
 def test_rules_between_fields(overrides, expected):
@@ -514,3 +523,24 @@ def test_save_run_config_writes_config_and_versions(tmp_path):
     assert versions == json.loads(json.dumps(run_metadata()))
     for package in ("python", "torch", "transformers", "peft", "accelerate", "numpy", "vla_drive"):
         assert isinstance(versions[package], str), package
+
+
+def test_backbone_and_input_settings_of_the_model_section(tmp_path):
+    config = load_config(
+        "debug",
+        [
+            "model.dtype=bfloat16",
+            "model.attn_implementation=eager",
+            "model.trust_remote_code=true",
+            "model.cameras=[CAM_F0,CAM_L0]",
+            "model.max_pixels=[50176,12544]",
+            "model.min_pixels=3136",
+            "model.history_frames=3",
+            "model.ego_status=false",
+        ],
+    )
+    model = config.model
+    assert (model.dtype, model.attn_implementation, model.trust_remote_code) == ("bfloat16", "eager", True)
+    assert model.max_pixels == (50176, 12544) and model.min_pixels == 3136
+    assert model.history_frames == 3 and model.ego_status is False
+    assert load_config(save_config(config, tmp_path / "run.yaml")) == config

@@ -99,8 +99,9 @@ def scene_and_model(tmp_path_factory):
     return loader[0], dataset[0], model, model.save_pretrained(root / "model")
 
 
-def _agent_input(scene):
-    """What navsim's SceneLoader hands an agent: 4 history frames, poses local to the current one, images."""
+def _agent_input(scene, image_frames: int = 1):
+    """What navsim's SceneLoader hands an agent: 4 history frames, poses local to the current one, the images of the
+    last ``image_frames`` frames (what the sensor config asked for)."""
     history = scene.frames[: scene.num_history]
     local = absolute_to_relative_poses(scene.current_frame.ego.pose, np.array([f.ego.pose for f in history]))
     statuses, cameras = [], []
@@ -113,7 +114,8 @@ def _agent_input(scene):
                 driving_command=np.asarray(frame.driving_command, dtype=np.int64),
             )
         )
-        image = np.array(Image.open(frame.cameras["CAM_F0"]).convert("RGB")) if frame is history[-1] else None
+        wanted = frame in history[len(history) - image_frames :]
+        image = np.array(Image.open(frame.cameras["CAM_F0"]).convert("RGB")) if wanted else None
         cameras.append(types.SimpleNamespace(cam_f0=types.SimpleNamespace(image=image)))
     return types.SimpleNamespace(ego_statuses=statuses, cameras=cameras, lidars=[None] * len(history))
 
@@ -150,7 +152,46 @@ def test_agent_computes_the_models_trajectory_from_an_agent_input(official, scen
     np.testing.assert_allclose(without_scene.poses, model.predict([by_inputs], 1, 3, seed=7)[0, 0], atol=1e-5)
 
 
+def test_agent_reads_history_frames_without_ego_status_under_a_pixel_budget(official, scene_and_model, tmp_path):
+    module, _, _ = official
+    scene, _, model, _ = scene_and_model
+    config = dataclasses.replace(model.config, history_frames=2, ego_status=False, max_pixels=(28 * 28 * 3,))
+    ablated = type(model)(config, model.backbone, model.head, model.normalizer)
+    model_dir = ablated.save_pretrained(tmp_path / "ablated")
+    agent = module.VLADriveAgent(model_dir=str(model_dir), steps=3, seed=7, device="cpu")
+    assert agent.get_sensor_config().cam_f0 == [1, 2, 3]
+    agent.initialize()
+    from vla_drive.data.dataset import SceneDataset
+
+    sample = SceneDataset.for_model([scene], agent.model)[0]
+    assert len(sample.images) == 3 and sample.images[0].size == (56, 28)  # 2 visual tokens within 3, aspect kept
+    assert "front camera 1 s ago: " in sample.prompt and "front camera now: " in sample.prompt
+    assert "Ego speed" not in sample.prompt and not sample.ego_status[:4].any() and sample.ego_status[4:].any()
+    built = module.agent_input_to_sample(_agent_input(scene, image_frames=3), agent.model)
+    assert built.prompt == sample.prompt
+    np.testing.assert_array_equal(built.ego_status, sample.ego_status)
+    for ours, theirs in zip(built.images, sample.images, strict=True):
+        assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+    with pytest.raises(ValueError, match="CAM_F0 image 2 frames before the current one"):
+        module.agent_input_to_sample(_agent_input(scene, image_frames=1), agent.model)
+
+
 def test_without_navsim_the_module_imports_and_the_agent_says_what_to_install():
     assert not navsim_agent.NAVSIM_AVAILABLE
     with pytest.raises(ImportError, match="needs the official navsim"):
         navsim_agent.VLADriveAgent(model_dir="anything")
+
+
+def test_the_shipped_hydra_config_matches_the_agent_and_the_docs():
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    config = yaml.safe_load((root / "configs" / "navsim" / "agent" / "vla_drive.yaml").read_text())
+    assert config.pop("_target_") == "vla_drive.navsim_agent.VLADriveAgent" and config.pop("_convert_") == "all"
+    parameters = inspect.signature(navsim_agent._AgentLogic._setup).parameters
+    assert set(config) - {"requires_scene"} == set(parameters) - {"self"}, "every agent argument, nothing else"
+    assert config["model_dir"] == "???" and config["requires_scene"] is True
+    assert "configs/navsim/agent/vla_drive.yaml" in (root / "docs" / "evaluation.md").read_text()

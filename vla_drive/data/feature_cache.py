@@ -54,8 +54,7 @@ def cache_key(backbone, dataset: SceneDataset) -> tuple[str, dict]:
         "layer_combine": backbone.layer_combine,
         "image_size": backbone.image_size,
         "weights": _fingerprint(backbone),
-        "cameras": list(dataset.cameras),
-        "include_history": dataset.include_history,
+        **dataset.settings(),
         "tokens": list(dataset.tokens),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24], inputs

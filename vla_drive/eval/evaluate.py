@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vla_drive.eval.predictions import predict_scenes
@@ -18,7 +19,11 @@ def evaluate_model(
     omega: float | None = None,
     seed: int = 0,
     batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
-    """Mean PDMS (or EPDMS) and sub-metrics of the model's trajectories on the scenes the scorer knows."""
-    predictions = predict_scenes(model, dataset, steps=steps, omega=omega, seed=seed, batch_size=batch_size).first()
+    """Mean PDMS (or EPDMS) and sub-metrics of the model's trajectories on the scenes the scorer knows
+    (``progress(n)`` is told how many scenes each predicted batch covered)."""
+    predictions = predict_scenes(
+        model, dataset, steps=steps, omega=omega, seed=seed, batch_size=batch_size, progress=progress
+    ).first()
     return summarize(scorer.score_plans(predictions))

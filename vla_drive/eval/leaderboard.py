@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,9 @@ from navsim_eval.pdm.two_frame import apply_two_frame_comfort
 from navsim_eval.pool import ScoringPool
 from vla_drive.data.dataset import SceneDataset
 from vla_drive.eval.bev import drove_the_wrong_way, failing_metrics, plot_scene
-from vla_drive.eval.predictions import PredictionStore, predict_scenes
+from vla_drive.eval.predictions import PredictionError, PredictionStore, ScenePredictions, predict_scenes
 from vla_drive.eval.scoring import build_metric_caches
+from vla_drive.model.card import ModelCardError, record_evaluation
 from vla_drive.model.vla import DrivingVLA, model_fingerprint
 
 LOG = logging.getLogger(__name__)
@@ -68,6 +70,11 @@ class EvalResult:
     missing: dict[str, str] = field(default_factory=dict)  # token -> why it has no score
 
 
+PREDICTIONS_DIR = "predictions"
+_SHARD_DIR = re.compile(r"^shard-(\d+)-of-(\d+)$")
+_SCORE_CHUNK = 64  # scenes scored between two progress reports
+
+
 def evaluate_split(
     model: DrivingVLA,
     split_file: str | os.PathLike[str],
@@ -79,30 +86,151 @@ def evaluate_split(
     metric_cache: str | os.PathLike[str] | None = None,
     model_name: str = "",
     progress: Progress | None = None,
+    model_dir: str | os.PathLike[str] | None = None,
 ) -> EvalResult:
-    """Evaluate ``model`` (a DrivingVLA) on a NAVSIM split file; see the module doc for what is written."""
+    """Evaluate ``model`` (a DrivingVLA) on a NAVSIM split file; see the module doc for what is written. With
+    ``model_dir`` (the model's saved directory) the result is also recorded on its model card."""
     settings = settings or EvalSettings()
-    if settings.version not in METRIC_COLUMNS:
-        raise ValueError(f"eval: unknown score version {settings.version!r}; expected one of {sorted(METRIC_COLUMNS)}")
+    _check_version(settings)
     out = Path(out_dir)
-    split_file = Path(split_file)
-    split = predict_split(model, split_file, data_root, out / "predictions", settings, model_name, progress)
-    loader, predictions, missing = split.loader, split.predictions, dict(split.missing)
+    split = predict_split(model, split_file, data_root, out / PREDICTIONS_DIR, settings, model_name, progress)
+    return score_split(split, maps_root, out, settings, metric_cache, model_name, progress, model_dir)
 
+
+def shard_folder(predictions: str | os.PathLike[str], shard: tuple[int, int]) -> Path:
+    """Where shard ``(i, n)`` keeps its predictions, inside the prediction folder of the unsharded run."""
+    return Path(predictions) / f"shard-{shard[0]}-of-{shard[1]}"
+
+
+def predict_shard(
+    model: DrivingVLA,
+    split_file: str | os.PathLike[str],
+    data_root: str | os.PathLike[str],
+    predictions: str | os.PathLike[str],
+    settings: EvalSettings,
+    shard: tuple[int, int],
+    model_name: str = "",
+    progress: Progress | None = None,
+) -> Path:
+    """Predict shard ``(i, n)`` of a split (batch b goes to shard b mod n, as predict_scenes shards ranks) into its
+    own resumable folder under the prediction folder ``predictions``; :func:`read_shards` collects them."""
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: expected 0 <= i < n")
+    folder = shard_folder(predictions, shard)
+    predict_split(model, split_file, data_root, folder, settings, model_name, progress, shard=shard)
+    return folder
+
+
+def merge_shards(
+    out_dir: str | os.PathLike[str],
+    maps_root: str | os.PathLike[str],
+    settings: EvalSettings | None = None,
+    *,
+    data_root: str | os.PathLike[str] | None = None,
+    metric_cache: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    model_dir: str | os.PathLike[str] | None = None,
+) -> EvalResult:
+    """Score the shards of ``<out_dir>/predictions`` (all of one split into n, made with the same settings) and
+    write the same files an unsharded evaluation writes; the CSV is byte for byte the unsharded one. ``settings``
+    gives the scoring (version, workers, plots); the prediction settings come from the shards."""
+    settings = settings or EvalSettings()
+    _check_version(settings)
+    split, meta = read_shards(Path(out_dir) / PREDICTIONS_DIR, data_root)
+    model_name = str(meta.get("model", ""))
+    if model_dir is None and model_name and (Path(model_name) / "vla_config.json").is_file():
+        model_dir = model_name  # the model the shards were predicted with: its card gets the result
+    scoring = replace(settings, seed=int(meta["seed"]), max_scenes=meta.get("max_scenes"))
+    return score_split(split, maps_root, Path(out_dir), scoring, metric_cache, model_name, progress, model_dir)
+
+
+def read_shards(
+    predictions: str | os.PathLike[str], data_root: str | os.PathLike[str] | None = None
+) -> tuple[SplitPredictions, dict]:
+    """The predictions of every shard in a prediction folder, checked complete and consistent, and their
+    settings; ``data_root`` overrides the one the shards recorded (data moved since)."""
+    root = Path(predictions)
+    found = {}
+    for folder in sorted(root.glob("shard-*-of-*")) if root.is_dir() else []:
+        match = _SHARD_DIR.match(folder.name)
+        if match and folder.is_dir():
+            found[(int(match.group(1)), int(match.group(2)))] = folder
+    if not found:
+        raise PredictionError(
+            f"{root}: no shard folders (shard-<i>-of-<n>); predict them first with vla-drive eval --shard i/n"
+        )
+    counts = sorted({n for _, n in found})
+    if len(counts) > 1:
+        raise PredictionError(f"{root}: shards of {' and '.join(map(str, counts))}-way splits; remove the stale ones")
+    count = counts[0]
+    absent = [i for i in range(count) if (i, count) not in found]
+    if absent:
+        raise PredictionError(f"{root}: shard(s) {absent} of {count} are missing; run vla-drive eval --shard i/{count}")
+    stores = [PredictionStore.existing(found[(i, count)]) for i in range(count)]
+    reference = {k: v for k, v in stores[0].settings.items() if k != "shard"}
+    for store in stores[1:]:
+        other = {k: v for k, v in store.settings.items() if k != "shard"}
+        if other != reference:
+            keys = sorted(k for k in set(other) | set(reference) if other.get(k) != reference.get(k))
+            raise PredictionError(
+                f"{store.directory}: made with other settings than {stores[0].directory.name} ({', '.join(keys)}); "
+                "predict every shard with the same command"
+            )
+    meta = reference
+    loader = SceneLoader.from_split_file(meta["split"], data_root or meta["data_root"], meta.get("max_scenes"))
+    missing = _unloaded(loader)
+    batch_size = int(meta["batch_size"])
+    predictions = ScenePredictions()
+    for index in range(-(-len(loader.tokens) // batch_size)):
+        store = stores[index % count]
+        if not store.done(index):
+            raise PredictionError(
+                f"{store.directory}: batch {index} is not predicted yet; run that shard's command again to finish it"
+            )
+        predictions.update(ScenePredictions(*store.read(index)))
+    missing.update(predictions.failed)
+    split = SplitPredictions(
+        loader,
+        predictions.first(),
+        _required_tokens(loader, missing, meta.get("max_scenes")),
+        missing,
+        float(meta["omega"]),
+        int(meta["steps"]),
+        Path(meta["split"]),
+    )
+    return split, meta
+
+
+def score_split(
+    split: SplitPredictions,
+    maps_root: str | os.PathLike[str],
+    out: Path,
+    settings: EvalSettings,
+    metric_cache: str | os.PathLike[str] | None = None,
+    model_name: str = "",
+    progress: Progress | None = None,
+    model_dir: str | os.PathLike[str] | None = None,
+) -> EvalResult:
+    """Metric caches, scores, the official CSV, summary, BEV plots and metrics.json of predicted scenes."""
+    loader, predictions, missing = split.loader, split.predictions, dict(split.missing)
     caches_root = Path(metric_cache) if metric_cache else out / "metric_cache"
-    no_cache = build_metric_caches(loader, maps_root, caches_root, progress=progress)
+    no_cache = build_metric_caches(loader, maps_root, caches_root, progress=progress, workers=settings.workers)
     missing.update(no_cache)
     store_view = MetricCacheStore(caches_root)
     tokens = [t for t in loader.tokens if t in predictions and t in store_view]
     missing.update(
         {t: "no metric cache" for t in loader.tokens if t in predictions and t not in store_view and t not in missing}
     )
+    tables = []
     with ScoringPool(caches_root, settings.version, workers=settings.workers) as pool:
-        tables = pool.score([(t, predictions[t][None]) for t in tokens])
+        for start in range(0, len(tokens), _SCORE_CHUNK):
+            chunk = tokens[start : start + _SCORE_CHUNK]
+            tables += pool.score([(t, predictions[t][None]) for t in chunk])
+            if progress is not None:
+                progress("score", len(tables), len(tokens))
     if settings.version == "v2":  # EC of each scene against the plan of the scene 0.5 s before it in its log
         apply_two_frame_comfort(tables)
-    if progress is not None:
-        progress("score", len(tables), len(tables))
 
     csv_path = write_score_csv(out / f"{settings.version}_scores.csv", tables, settings.version)
     average = official_rows(tables, settings.version)[-1] if tables else {}
@@ -120,11 +248,37 @@ def evaluate_split(
         split.omega,
         split.steps,
         model_name,
-        split_file.stem,
+        split.split_file.stem,
         plots,
     )
     atomic_write_text(out / "metrics.json", json.dumps({**metrics, "scored": len(tables), "missing": len(missing)}))
-    return EvalResult(out, csv_path, summary, plots, metrics, len(tables), missing)
+    result = EvalResult(out, csv_path, summary, plots, metrics, len(tables), missing)
+    if model_dir is not None:
+        _record_on_card(Path(model_dir), split, settings, result)
+    return result
+
+
+def _record_on_card(model_dir: Path, split: SplitPredictions, settings: EvalSettings, result: EvalResult) -> None:
+    """Add the result to the model's evaluation record and card (a read-only model directory only warns)."""
+    try:
+        record_evaluation(
+            model_dir,
+            split=split.split_file.stem,
+            version=settings.version,
+            metrics=result.metrics,
+            scenes=result.scored,
+            missing=sum(not token.startswith("log:") for token in result.missing),
+            omega=split.omega,
+            steps=split.steps,
+            seed=settings.seed,
+        )
+    except (OSError, ModelCardError) as error:
+        LOG.warning("the result is not recorded on the model card of %s: %s", model_dir, error)
+
+
+def _check_version(settings: EvalSettings) -> None:
+    if settings.version not in METRIC_COLUMNS:
+        raise ValueError(f"eval: unknown score version {settings.version!r}; expected one of {sorted(METRIC_COLUMNS)}")
 
 
 @dataclass
@@ -137,6 +291,7 @@ class SplitPredictions:
     missing: dict[str, str]  # token -> why it has no prediction
     omega: float  # the guidance the predictions used (the model's chosen one unless the settings said otherwise)
     steps: int  # the denoising steps they used
+    split_file: Path = field(default_factory=Path)
 
 
 def predict_split(
@@ -147,35 +302,38 @@ def predict_split(
     settings: EvalSettings,
     model_name: str = "",
     progress: Progress | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> SplitPredictions:
-    """Predict every loadable scene of a split into the resumable prediction ``folder`` (see predictions.py)."""
+    """Predict every loadable scene of a split (or the batches of ``shard``) into the resumable prediction
+    ``folder`` (see predictions.py)."""
     split_file = Path(split_file)
     loader = SceneLoader.from_split_file(split_file, data_root, settings.max_scenes)
     missing = _unloaded(loader)
     omega = model.config.guidance_omega if settings.omega is None else float(settings.omega)
     steps = settings.steps or model.config.head.sample_steps
     dataset = SceneDataset.for_model(loader, model)
-    store = PredictionStore(
-        folder,
-        {
-            "model": model_name,
-            "model_fingerprint": model_fingerprint(model),
-            "split": str(split_file.resolve()),
-            "data_root": str(Path(data_root).resolve()),
-            "omega": omega,
-            "steps": steps,
-            "seed": settings.seed,
-            "batch_size": settings.batch_size,
-            "max_scenes": settings.max_scenes,
-        },
-    )
+    store_settings = {
+        "model": model_name,
+        "model_fingerprint": model_fingerprint(model),
+        "split": str(split_file.resolve()),
+        "data_root": str(Path(data_root).resolve()),
+        "omega": omega,
+        "steps": steps,
+        "seed": settings.seed,
+        "batch_size": settings.batch_size,
+        "max_scenes": settings.max_scenes,
+    }
+    if shard[1] > 1:
+        store_settings["shard"] = list(shard)
+    store = PredictionStore(folder, store_settings)
+    mine = sum(min(settings.batch_size, len(dataset) - start) for start in _batches(len(dataset), settings, shard))
     done = 0
 
     def predicted(count: int) -> None:
         nonlocal done
         done += count
         if progress is not None:
-            progress("predict", done, len(dataset))
+            progress("predict" if shard[1] == 1 else f"predict shard {shard[0]}/{shard[1]}", done, mine)
 
     result = predict_scenes(
         model,
@@ -186,12 +344,22 @@ def predict_split(
         batch_size=settings.batch_size,
         store=store,
         progress=predicted,
+        shard=shard,
     )
     missing.update(result.failed)
+    required = _required_tokens(loader, missing, settings.max_scenes)
+    return SplitPredictions(loader, result.first(), required, missing, omega, steps, split_file)
+
+
+def _batches(count: int, settings: EvalSettings, shard: tuple[int, int]) -> list[int]:
+    """The first scene of every batch that ``shard`` predicts."""
+    return list(range(0, count, settings.batch_size))[shard[0] :: shard[1]]
+
+
+def _required_tokens(loader: SceneLoader, missing: dict[str, str], max_scenes: int | None) -> list[str]:
     scene_filter = loader.scene_filter
-    listed = list(scene_filter.tokens) if scene_filter.tokens and not settings.max_scenes else list(loader.tokens)
-    required = listed + [t for t in missing if not t.startswith("log:") and t not in listed]
-    return SplitPredictions(loader, result.first(), required, missing, omega, steps)
+    listed = list(scene_filter.tokens) if scene_filter.tokens and not max_scenes else list(loader.tokens)
+    return listed + [t for t in missing if not t.startswith("log:") and t not in listed]
 
 
 def _unloaded(loader: SceneLoader) -> dict[str, str]:

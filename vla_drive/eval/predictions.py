@@ -60,6 +60,20 @@ class PredictionStore:
             self.directory.mkdir(parents=True, exist_ok=True)
             atomic_write_text(meta, json.dumps(self.settings, indent=1))
 
+    @classmethod
+    def existing(cls, directory: str | os.PathLike[str]) -> PredictionStore:
+        """A finished or interrupted store opened to read (its settings as stored; nothing is cleared)."""
+        store = cls.__new__(cls)
+        store.directory = Path(directory)
+        meta = store.directory / META_FILE
+        try:
+            store.settings = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise PredictionError(f"{meta}: not a readable prediction folder ({error})") from None
+        if not isinstance(store.settings, dict) or store.settings.get("format") != STORE_FORMAT:
+            raise PredictionError(f"{meta}: prediction folder of another format (expected {STORE_FORMAT})")
+        return store
+
     def part(self, index: int) -> Path:
         return self.directory / f"part-{index:06d}.npz"
 

@@ -7,8 +7,12 @@ only simulates and scores.
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +21,12 @@ from navsim_eval.data.loader import SceneLoader
 from navsim_eval.errors import NavsimEvalError
 from navsim_eval.maps.locations import load_map
 from navsim_eval.pdm.builder import build_metric_cache_from_map
-from navsim_eval.pdm.cache_io import MetricCacheStore
+from navsim_eval.pdm.cache_io import MetricCacheStore, relative_cache_path, write_metric_cache
 from navsim_eval.pdm.metric_cache import MetricCache
 from navsim_eval.pdm.results import METRIC_COLUMNS, ScoreTable
 from navsim_eval.pdm.scorer import SceneContext, ScorerConfig, score
 from navsim_eval.pdm.two_frame import apply_two_frame_comfort
+from navsim_eval.pool import default_workers
 from navsim_eval.scene import Scene
 
 Scenes = SceneLoader | Sequence[Scene]
@@ -93,29 +98,114 @@ def build_metric_caches(
     maps_root: str | os.PathLike[str] | None,
     root: str | os.PathLike[str],
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> dict[str, str]:
     """Write the metric cache of every scene (a SceneLoader, or a sequence of scenes) that the store at ``root``
     lacks; return the scenes that get none (token -> reason). Caches already there are reused, so a second run (or
-    a store built by ``navsim-eval cache``) costs nothing."""
+    a store built by ``navsim-eval cache``) costs nothing.
+
+    ``workers`` > 1 builds them in that many processes (0: every CPU, at most one per 32 scenes to build): each
+    worker runs navsim_eval's per-scene builder and writes its files; this process writes the index once."""
     store = MetricCacheStore(root)
-    failed: dict[str, str] = {}
     tokens = _tokens(scenes)
+    todo = [token for token in tokens if token not in store]
     by_token = None if hasattr(scenes, "tokens") else {scene.token: scene for scene in scenes}
-    for done, token in enumerate(tokens, 1):
-        if token not in store:
-            try:
-                scene = scenes[token] if by_token is None else by_token[token]
-                store.add(build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root)), write_index=False)
-            except ValueError as error:  # navsim_eval's errors and malformed scenes alike: never fatal
+    Path(root).mkdir(parents=True, exist_ok=True)
+    workers = default_workers() if workers == 0 else workers
+    workers = max(1, min(workers, -(-len(todo) // _MIN_SCENES_PER_WORKER)))
+    built: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    done = len(tokens) - len(todo)
+    if progress is not None and tokens:
+        progress("metric caches", done, len(tokens))
+
+    def scene_of(token: str) -> Scene:
+        return scenes[token] if by_token is None else by_token[token]
+
+    def finished(results: Sequence[tuple[str, str | None, str]]) -> None:
+        nonlocal done
+        for token, relative, error in results:
+            if relative is None:
                 failed[token] = f"no metric cache: {error}"
+            else:
+                built[token] = relative
+        done += len(results)
         if progress is not None:
             progress("metric caches", done, len(tokens))
-    Path(root).mkdir(parents=True, exist_ok=True)
+
+    if workers == 1:
+        for token in todo:
+            finished(_build_caches(str(root), maps_root, [_loaded(scene_of, token)]))
+    else:
+        chunk = max(1, min(_MAX_CACHE_CHUNK, -(-len(todo) // (workers * 4))))
+        with _cache_pool(workers) as pool:
+            futures = []
+            for start in range(0, len(todo), chunk):
+                batch = [_loaded(scene_of, token) for token in todo[start : start + chunk]]
+                futures.append(pool.submit(_build_caches, str(root), maps_root, batch))
+            for future in futures:
+                finished(future.result())
+    store = MetricCacheStore.from_entries(root, {**store.entries, **built})
     store.write_index()
     if tokens and len(failed) == len(tokens):  # nothing at all: a root-level problem (e.g. the maps root), not scenes
         first = next(iter(failed.values()))
         raise NavsimEvalError(f"no scene of the split got a metric cache (maps root {maps_root}); the first: {first}")
     return failed
+
+
+_MIN_SCENES_PER_WORKER = 32  # a worker costs about a second of imports: not worth it for fewer scenes
+_MAX_CACHE_CHUNK = 16
+
+
+def _loaded(scene_of: Callable[[str], Scene], token: str) -> Scene | tuple[str, str]:
+    """The scene of ``token``, or (token, why) when it cannot be loaded (reported, never fatal)."""
+    try:
+        return scene_of(token)
+    except ValueError as error:
+        return token, str(error)
+
+
+def _build_caches(
+    root: str, maps_root: str | os.PathLike[str] | None, scenes: Sequence[Scene | tuple[str, str]]
+) -> list[tuple[str, str | None, str]]:
+    """Build and write the caches of ``scenes`` (in a worker or in this process): (token, relative path or None,
+    error) per scene. Runs navsim_eval's per-scene builder; the index is written by the caller."""
+    out = []
+    for scene in scenes:
+        if isinstance(scene, tuple):
+            out.append((scene[0], None, scene[1]))
+            continue
+        try:
+            cache = build_metric_cache_from_map(scene, load_map(scene.map_name, maps_root))
+            write_metric_cache(root, cache)
+            out.append((scene.token, relative_cache_path(cache).as_posix(), ""))
+        except ValueError as error:  # navsim_eval's errors and malformed scenes alike: never fatal
+            out.append((scene.token, None, str(error)))
+    return out
+
+
+@contextlib.contextmanager
+def _cache_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Worker processes (spawned: safe next to torch) that end with this process (PR_SET_PDEATHSIG on Linux)."""
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+    )
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _die_with_parent() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def _tokens(scenes: Scenes) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,8 @@ import numpy as np
 from vla_drive.data.dataset import SceneDataset
 from vla_drive.eval.evaluate import evaluate_model
 from vla_drive.eval.scoring import SceneScorer
+from vla_drive.model.card import record_sweep
+from vla_drive.model.vla import store_guidance_omega
 
 DEFAULT_OMEGAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
 
@@ -29,13 +31,33 @@ def sweep_guidance(
     steps: int | None = None,
     seed: int = 0,
     batch_size: int = 16,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[dict[str, float]]:
-    """One row per omega: omega, score, every sub-metric (same seed for every omega: a paired comparison)."""
+    """One row per omega: omega, score, every sub-metric (same seed for every omega: a paired comparison);
+    ``progress(stage, done, total)`` counts the scenes predicted over the whole grid."""
     rows = []
+    total, done = len(dataset) * len(omegas), 0
     for omega in omegas:
-        summary = evaluate_model(model, dataset, scorer, steps=steps, omega=omega, seed=seed, batch_size=batch_size)
+
+        def predicted(count: int) -> None:
+            nonlocal done
+            done += count
+            if progress is not None:
+                progress("sweep", done, total)
+
+        summary = evaluate_model(
+            model, dataset, scorer, steps=steps, omega=omega, seed=seed, batch_size=batch_size, progress=predicted
+        )
         rows.append({"omega": float(omega), **summary})
     return rows
+
+
+def store_sweep(model_dir: str | os.PathLike[str], rows: Sequence[dict[str, float]], split: str, version: str) -> float:
+    """Store the chosen omega in a saved model and record the sweep on its model card; returns the omega."""
+    chosen = best_omega(rows)
+    store_guidance_omega(model_dir, chosen)
+    record_sweep(model_dir, split=split, version=version, rows=rows, chosen=chosen)
+    return chosen
 
 
 def best_omega(rows: Sequence[dict[str, float]]) -> float:

@@ -23,12 +23,17 @@ from torch import Tensor, nn
 
 from vla_drive.model import presets
 from vla_drive.model.processor import (
+    PIXEL_BUDGET_FAMILIES,
+    ImageSizing,
     ModelSourceError,
+    allow_image_sizes,
     load_processor,
     not_found_message,
     prepare_inputs,
+    read_json,
     resolve_source,
     save_processor,
+    visual_token_count,
 )
 
 TrainableMode = Literal["frozen", "lora", "full"]
@@ -37,7 +42,8 @@ TRAINABLE_MODES: tuple[str, ...] = ("frozen", "lora", "full")
 BACKBONE_FILE = "vla_backbone.json"  # our settings next to the HF files of a saved backbone
 BASE_DIR = "base"  # a LoRA checkpoint's base weights, when the base cannot be loaded from anywhere else
 # Families whose M-RoPE needs mm_token_type_ids (Qwen2.5-VL silently falls back to 1-D positions without it).
-_MM_TOKEN_TYPE_FAMILIES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5"})
+_MM_TOKEN_TYPE_FAMILIES = PIXEL_BUDGET_FAMILIES
+LORA_TASK_TYPE = "CAUSAL_LM"  # recorded in adapter_config.json: the adapters sit on the VLM's causal language model
 _NOT_MODEL_INPUTS = frozenset({"labels"})
 
 
@@ -135,15 +141,20 @@ class VLMBackbone(nn.Module):
         hidden_layers: Sequence[int] | None = None,
         layer_combine: LayerCombine | None = None,
         gradient_checkpointing: bool = False,
-        torch_dtype: torch.dtype | None = None,
+        torch_dtype: torch.dtype | str | None = None,
+        attn_implementation: str | None = None,
+        trust_remote_code: bool = False,
         local_files_only: bool | None = None,
     ) -> VLMBackbone:
         """Load a hub id, a checkpoint directory (an HF VLM, or a backbone saved by :meth:`save_pretrained`, full or
         LoRA adapter) or a preset name.
 
         Settings left as None come from the saved backbone, else the defaults (frozen, LoRA r=8, last layer,
-        concat); a saved adapter keeps its own LoRA settings. A hub id is only looked up in the local cache when
-        ``local_files_only`` is true (or None with ``HF_HUB_OFFLINE=1``); a missing path never reaches the network.
+        concat); a saved adapter keeps its own LoRA settings. ``torch_dtype`` None or "auto" keeps the checkpoint's
+        dtype; ``attn_implementation`` ("sdpa", "eager", "flash_attention_2", ...) None is transformers' default;
+        ``trust_remote_code`` runs a checkpoint's own model code (``auto_map``). A hub id is read from the local cache
+        when it is there (no network), downloaded once otherwise, and never downloaded when ``local_files_only`` is
+        true (or None with ``HF_HUB_OFFLINE=1``); a missing path never reaches the network.
         """
         if presets.is_preset(str(name_or_path)) and not Path(str(name_or_path)).exists():
             return cls.from_preset(
@@ -153,20 +164,21 @@ class VLMBackbone(nn.Module):
                 hidden_layers=hidden_layers or (-1,),
                 layer_combine=layer_combine or "concat",
                 gradient_checkpointing=gradient_checkpointing,
-                torch_dtype=torch_dtype,
+                torch_dtype=None if torch_dtype == "auto" else torch_dtype,
+                attn_implementation=attn_implementation,
             )
         try:
             resolved = resolve_source(name_or_path, local_files_only)
         except ModelSourceError as error:
             raise BackboneError(f"{error}{_preset_hint(str(name_or_path))}") from None
-        source, local, is_dir = resolved.location, resolved.local_files_only, resolved.is_dir
+        source = resolved.location
         saved: dict[str, Any] = {}
-        if is_dir and (Path(source) / BACKBONE_FILE).is_file():
+        if (Path(source) / BACKBONE_FILE).is_file():
             saved = json.loads((Path(source) / BACKBONE_FILE).read_text(encoding="utf-8"))
         mode: TrainableMode = trainable or saved.get("trainable") or "frozen"
         if mode not in TRAINABLE_MODES:
             raise BackboneError(f"trainable must be one of {list(TRAINABLE_MODES)}, got {mode!r}")
-        is_adapter = is_dir and (Path(source) / "adapter_config.json").is_file()
+        is_adapter = (Path(source) / "adapter_config.json").is_file()
         if is_adapter and saved.get("lora"):
             lora = LoraSettings.from_dict(saved["lora"])  # the adapter on disk decides, not the argument
         lora = lora or (LoraSettings.from_dict(saved["lora"]) if saved.get("lora") else LoraSettings())
@@ -177,14 +189,15 @@ class VLMBackbone(nn.Module):
             gradient_checkpointing=gradient_checkpointing,
             image_size=saved.get("image_size"),
         )
+        loading = _Loading(torch_dtype, attn_implementation, trust_remote_code, local_files_only)
         weights_source: str | None = resolved.name
         if is_adapter:
-            model, weights_source = _load_lora_checkpoint(source, saved, mode, torch_dtype, local_files_only)
+            model, weights_source = _load_lora_checkpoint(source, saved, mode, loading)
             if mode == "full":
                 model = model.merge_and_unload()
         else:
-            model = _load_hf_model(source, local, torch_dtype)
-        processor = load_processor(source, local_files_only=local)
+            model = _load_hf_model(source, loading)
+        processor = load_processor(source, trust_remote_code=trust_remote_code)
         if saved.get("base") == BASE_DIR:
             weights_source = None  # the base lives only in this checkpoint: a re-save writes it again
         return cls(model, processor, trainable=mode, source=weights_source, **settings)
@@ -201,11 +214,17 @@ class VLMBackbone(nn.Module):
         layer_combine: LayerCombine = "concat",
         gradient_checkpointing: bool = False,
         torch_dtype: torch.dtype | None = None,
+        attn_implementation: str | None = None,
     ) -> VLMBackbone:
         """A preset (``vla_drive.model.presets.PRESETS``) with seeded random weights, built from config offline."""
         preset = presets.get_preset(name)
         processor = presets.build_processor(name)
-        model = presets.build_model(name, seed=seed, dtype=torch_dtype, processor=processor)
+        try:
+            model = presets.build_model(
+                name, seed=seed, dtype=torch_dtype, processor=processor, attn_implementation=attn_implementation
+            )
+        except (ImportError, ValueError) as error:
+            raise BackboneError(_attention_message(attn_implementation, error)) from None
         return cls(
             model,
             processor,
@@ -259,6 +278,26 @@ class VLMBackbone(nn.Module):
     @property
     def lora_target(self) -> str | tuple[str, ...]:
         return self.lora.target_modules or presets.lm_lora_target(self.family)
+
+    # -------------------------------------------------------------------------------------------- image sizes
+
+    def image_sizing(self, max_pixels: Sequence[int] = (), min_pixels: int | None = None) -> ImageSizing:
+        """How camera images are sized for this backbone with per-camera pixel budgets (``max_pixels``: one value
+        per camera, or one for all; empty: the preset's size or the camera's own). For the Qwen family the images
+        snap onto its patch grid and the processor's own pixel range is widened to keep them, so a budget of
+        ``n * (patch * merge)^2`` pixels gives ``n`` visual tokens per image."""
+        grid = None
+        if self.family in PIXEL_BUDGET_FAMILIES:
+            image_processor = self.processor.image_processor
+            grid = int(image_processor.patch_size) * int(image_processor.merge_size)
+        sizing = ImageSizing(tuple(int(p) for p in max_pixels), min_pixels, grid, self.image_size)
+        if grid is not None and (max_pixels or min_pixels):
+            allow_image_sizes(self.processor, min(min_pixels or grid * grid, grid * grid), max([*max_pixels, 0]))
+        return sizing
+
+    def visual_tokens(self, image: Image.Image) -> int:
+        """How many language-model tokens the processor makes of one image (as given, no further resizing)."""
+        return visual_token_count(self.processor, image)
 
     # -------------------------------------------------------------------------------------------- training mode
 
@@ -344,7 +383,13 @@ class VLMBackbone(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         base_reference = self.source
         if _is_peft(self.model):
-            self.model.save_pretrained(directory)
+            adapter = self.model.peft_config["default"]
+            adapter.task_type = adapter.task_type or LORA_TASK_TYPE
+            if self.source is not None:  # the hub id or the directory given, never a machine's cache path
+                adapter.base_model_name_or_path = self.source
+            # peft's "auto" would ask the hub whether the base's vocabulary changed (a wait on an unreachable
+            # network); embeddings are saved exactly when LoRA adapts them
+            self.model.save_pretrained(directory, save_embedding_layers=_lora_on_embeddings(self.model))
             if include_base or (include_base is None and self.source is None):
                 state = {
                     name.replace(".base_layer.", "."): tensor
@@ -402,7 +447,7 @@ def _preset_hint(name: str) -> str:
     return f"; did you mean the preset {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
-def _check_vision(config: Any, source: str) -> None:
+def _check_vision(config: Any, source: str, trust_remote_code: bool = False) -> None:
     """Raise a clear error for a text-only model or one ``AutoModelForImageTextToText`` cannot build."""
     from transformers import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
@@ -412,35 +457,88 @@ def _check_vision(config: Any, source: str) -> None:
             f"{source} is a text-only model (model_type {model_type!r}, {type(config).__name__} has no "
             "vision_config): the backbone needs an image-text-to-text VLM (e.g. Qwen2.5-VL, SmolVLM, PaliGemma)"
         )
-    if type(config) not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING:
+    remote = trust_remote_code and "AutoModelForImageTextToText" in (getattr(config, "auto_map", None) or {})
+    if type(config) not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING and not remote:
         raise BackboneError(
             f"{source}: model_type {model_type!r} is not an image-text-to-text model that "
             "AutoModelForImageTextToText can load"
         )
 
 
-def _load_hf_model(source: str, local_files_only: bool, dtype: torch.dtype | None) -> Any:
-    """An HF VLM from a directory or hub id, with clear errors for a missing or text-only model."""
+@dataclass(frozen=True)
+class _Loading:
+    """How the HF model is loaded (every loader of a checkpoint, base of an adapter included, uses the same)."""
+
+    dtype: torch.dtype | str | None = None
+    attn_implementation: str | None = None
+    trust_remote_code: bool = False
+    local_files_only: bool | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"dtype": self.dtype or "auto", "trust_remote_code": self.trust_remote_code}
+        if self.attn_implementation is not None:
+            out["attn_implementation"] = self.attn_implementation
+        return out
+
+
+def _attention_message(attn_implementation: str | None, error: BaseException) -> str:
+    detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    if attn_implementation is None:
+        return detail
+    return (
+        f"model.attn_implementation {attn_implementation!r} cannot be used here ({detail}); 'sdpa' and 'eager' "
+        "work everywhere, flash_attention_2 needs the flash-attn package and a CUDA GPU"
+    )
+
+
+def _remote_code_problem(source: str, loading: _Loading) -> str | None:
+    """Why a checkpoint that ships its own model code (``auto_map`` in config.json) cannot be loaded as asked."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    config = read_json(source, "config.json") or {}
+    auto_map = config.get("auto_map") or {}
+    if not auto_map:
+        return None
+    model_type = config.get("model_type", "?")
+    if not loading.trust_remote_code and model_type not in CONFIG_MAPPING_NAMES:
+        return (
+            f"{source}: the checkpoint ships its own model code (model_type {model_type!r}, config.json auto_map "
+            f"{sorted(auto_map)}); set model.trust_remote_code=true to run it (only for checkpoints you trust), or "
+            "use the transformers-native version of the model (often a repository ending in -hf)"
+        )
+    native = model_type in CONFIG_MAPPING_NAMES
+    if loading.trust_remote_code and not native and "AutoModelForImageTextToText" not in auto_map:
+        return (
+            f"{source}: its own code (config.json auto_map) provides {sorted(auto_map)} but no "
+            "AutoModelForImageTextToText, which the backbone needs (processor inputs in, hidden states out); use the "
+            "transformers-native version of the model (often a repository ending in -hf)"
+        )
+    return None
+
+
+def _load_hf_model(source: str, loading: _Loading) -> Any:
+    """An HF VLM from a local directory, with clear errors for a missing, text-only or remote-code model."""
     from transformers import AutoConfig, AutoModelForImageTextToText
 
+    problem = _remote_code_problem(source, loading)
+    if problem:
+        raise BackboneError(problem)
     try:
-        config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
+        config = AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=loading.trust_remote_code)
     except (OSError, ValueError) as error:
-        raise BackboneError(
-            not_found_message("model", source, local_files_only, error) + _preset_hint(source)
-        ) from None
-    _check_vision(config, repr(source))
+        raise BackboneError(not_found_message("model", source, True, error) + _preset_hint(source)) from None
+    _check_vision(config, repr(source), loading.trust_remote_code)
     try:
         return AutoModelForImageTextToText.from_pretrained(
-            source, config=config, dtype=dtype, local_files_only=local_files_only
+            source, config=config, local_files_only=True, **loading.kwargs()
         )
+    except ImportError as error:
+        raise BackboneError(_attention_message(loading.attn_implementation, error)) from None
     except OSError as error:
-        raise BackboneError(not_found_message("weights", source, local_files_only, error)) from None
+        raise BackboneError(not_found_message("weights", source, True, error)) from None
 
 
-def _load_lora_checkpoint(
-    directory: str, saved: Mapping[str, Any], mode: str, dtype: torch.dtype | None, local_files_only: bool | None
-) -> tuple[Any, str]:
+def _load_lora_checkpoint(directory: str, saved: Mapping[str, Any], mode: str, loading: _Loading) -> tuple[Any, str]:
     """Base model + the adapter of a LoRA backbone directory; returns (peft model, base source)."""
     from peft import PeftModel
 
@@ -453,11 +551,17 @@ def _load_lora_checkpoint(
     base_path = Path(directory) / reference
     base_source = str(base_path) if base_path.is_dir() else str(reference)
     try:
-        resolved = resolve_source(base_source, local_files_only)
+        resolved = resolve_source(base_source, loading.local_files_only)
     except ModelSourceError as error:
         raise BackboneError(f"{directory}: the LoRA base model cannot be found: {error}") from None
-    base = _load_hf_model(resolved.location, resolved.local_files_only, dtype)
+    base = _load_hf_model(resolved.location, loading)
     return PeftModel.from_pretrained(base, directory, is_trainable=mode == "lora"), resolved.name
+
+
+def _lora_on_embeddings(model: nn.Module) -> bool:
+    from peft.tuners.lora import Embedding as LoraEmbedding
+
+    return any(isinstance(module, LoraEmbedding) for module in model.modules())
 
 
 def _add_lora(model: nn.Module, settings: LoraSettings, target: str | tuple[str, ...], family: str) -> Any:
@@ -481,6 +585,7 @@ def _add_lora(model: nn.Module, settings: LoraSettings, target: str | tuple[str,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=list(target) if isinstance(target, tuple) else target,
+        task_type=LORA_TASK_TYPE,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)  # the same adapters on every rank and every run

@@ -453,14 +453,23 @@ def build_config(name: str, processor: Any | None = None) -> Any:
     raise AssertionError(f"preset {name!r}: no config recipe for family {family!r}")
 
 
-def build_model(name: str, *, seed: int = 0, dtype: torch.dtype | None = None, processor: Any | None = None) -> Any:
-    """The preset's model with seeded random weights, built through ``_from_config`` (safe under ZeRO-3 init)."""
+def build_model(
+    name: str,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    processor: Any | None = None,
+    attn_implementation: str | None = None,
+) -> Any:
+    """The preset's model with seeded random weights, built through ``_from_config`` (safe under ZeRO-3 init);
+    ``attn_implementation`` None is transformers' default (sdpa where the family supports it)."""
     from transformers import AutoModelForImageTextToText
 
     config = build_config(name, processor)
+    extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype, **extra)
     return model
 
 

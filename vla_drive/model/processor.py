@@ -66,29 +66,33 @@ def hub_offline() -> bool:
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model is read from: ``location`` is a directory (``is_dir``) or a hub id to download from.
+    """Where a model is read from: ``location`` is a local directory (a checkpoint, or a hub snapshot in the cache).
 
-    ``name`` is what the caller gave (hub id or path) and what a saved LoRA adapter records as its base.
+    ``name`` is what the caller gave (hub id or path) and what a saved LoRA adapter records as its base, so the
+    adapter loads on another machine whose cache lives elsewhere.
     """
 
     name: str
     location: str
-    local_files_only: bool
-    is_dir: bool
+
+    @property
+    def is_hub_id(self) -> bool:
+        return not Path(self.name).expanduser().is_dir()
 
 
 def resolve_source(name_or_path: str | Path, local_files_only: bool | None = None) -> ModelSource:
-    """Resolve a checkpoint directory or a hub id without touching the network.
+    """Resolve a checkpoint directory or a hub id to a local directory, touching the network at most once.
 
     An existing directory is used as is; something that looks like a path but does not exist raises (no download is
-    attempted for it). A hub id is looked up in the local Hugging Face cache when ``local_files_only`` is true (or
-    None with the offline switch set) and then read as that snapshot directory, so no loader can reach for the
-    network; otherwise it stays a hub id for ``from_pretrained`` to download.
+    attempted for it). A hub id found in the local Hugging Face cache is read from there without contacting the hub
+    (so a cached model never waits on a network that is configured but unreachable); one that is not cached raises
+    when ``local_files_only`` is true (or None with ``HF_HUB_OFFLINE=1``), else is downloaded once
+    (:func:`download_snapshot`). Every loader then reads the snapshot directory.
     """
     text = str(name_or_path)
     path = Path(text).expanduser()
     if path.is_dir():
-        return ModelSource(str(path.resolve()), str(path), True, True)
+        return ModelSource(str(path.resolve()), str(path.resolve()))
     if path.exists():
         raise ModelSourceError(f"{path} is a file; expected a checkpoint directory (config.json + weights) or hub id")
     looks_like_path = isinstance(name_or_path, Path) or text.startswith(("/", ".", "~")) or text.count("/") > 1
@@ -96,16 +100,46 @@ def resolve_source(name_or_path: str | Path, local_files_only: bool | None = Non
         raise ModelSourceError(
             f"checkpoint directory {path} does not exist (no download attempted: {text!r} is a path, not a hub id)"
         )
+    cached = cached_snapshot(text)
+    if cached is not None:
+        return ModelSource(text, cached)
     offline = hub_offline() if local_files_only is None else local_files_only
-    if not offline:
-        return ModelSource(text, text, False, False)
+    if offline:
+        raise ModelSourceError(not_found_message("files", text, True))
+    return ModelSource(text, download_snapshot(text))
+
+
+# What a snapshot download skips: other frameworks' weights and exports that transformers never reads.
+_NOT_DOWNLOADED = (
+    *("*.onnx", "*.onnx_data", "onnx/*", "*.msgpack", "*.h5", "*.tflite", "*.gguf", "*.mlmodel", "original/*"),
+)
+
+
+def cached_snapshot(repo_id: str) -> str | None:
+    """The snapshot directory of ``repo_id`` in the local Hugging Face cache (``HF_HUB_CACHE``), or None; never
+    touches the network."""
     from huggingface_hub import snapshot_download
 
     try:
-        snapshot = snapshot_download(text, local_files_only=True)
-    except (OSError, ValueError) as error:  # LocalEntryNotFoundError is an OSError
-        raise ModelSourceError(not_found_message("files", text, True, error)) from None
-    return ModelSource(text, snapshot, True, True)
+        return str(snapshot_download(repo_id, local_files_only=True))
+    except (OSError, ValueError):  # LocalEntryNotFoundError is an OSError
+        return None
+
+
+def download_snapshot(repo_id: str) -> str:
+    """Download ``repo_id`` into the local cache once (everything transformers may read) and return its snapshot
+    directory; a hub that cannot be reached is one clear error, not a wait per file."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return str(snapshot_download(repo_id, ignore_patterns=list(_NOT_DOWNLOADED)))
+    except Exception as error:  # network, authentication, unknown repo: all mean "cannot get it from the hub"
+        raise ModelSourceError(
+            f"cannot download {repo_id!r} from the Hugging Face hub ({type(error).__name__}: "
+            f"{str(error).strip().splitlines()[0][:200] if str(error).strip() else 'no detail'}); without network, "
+            f"put it in the cache first (`hf download {repo_id}` on a connected machine, or copy the cache) and set "
+            "HF_HUB_OFFLINE=1"
+        ) from None
 
 
 def not_found_message(what: str, source: str, local_files_only: bool, error: BaseException | None = None) -> str:
@@ -121,22 +155,10 @@ def not_found_message(what: str, source: str, local_files_only: bool, error: Bas
     return f"cannot load the {what} of {source!r}: {why}{detail}"
 
 
-def read_json(source: str, filename: str, local_files_only: bool) -> dict[str, Any] | None:
-    """A JSON file of a checkpoint directory or cached hub repo, or None when it has no such file."""
-    directory = Path(source)
-    if directory.is_dir():
-        path = directory / filename
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    from transformers.utils import cached_file
-
-    resolved = cached_file(
-        source,
-        filename,
-        local_files_only=local_files_only,
-        _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False,
-    )
-    return json.loads(Path(resolved).read_text(encoding="utf-8")) if resolved else None
+def read_json(source: str, filename: str) -> dict[str, Any] | None:
+    """A JSON file of a checkpoint directory, or None when it has no such file."""
+    path = Path(source) / filename
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 # ------------------------------------------------------------------------------------------------ no_video
@@ -204,30 +226,26 @@ def no_video(cls: type) -> type:
 # ------------------------------------------------------------------------------------------------ load / save
 
 
-def load_processor(name_or_path: str | Path, *, local_files_only: bool | None = None) -> Any:
+def load_processor(
+    name_or_path: str | Path, *, local_files_only: bool | None = None, trust_remote_code: bool = False
+) -> Any:
     """The processor of a hub id or checkpoint directory: ``AutoProcessor`` when it gives a full processor, else the
-    processor class rebuilt explicitly from its saved parts (tokenizer, image processor, processor config)."""
+    processor class rebuilt explicitly from its saved parts (tokenizer, image processor, processor config).
+    ``trust_remote_code`` lets a checkpoint's own processor code run."""
     from transformers import AutoProcessor, ProcessorMixin
 
     try:
-        resolved = resolve_source(name_or_path, local_files_only)
+        source = resolve_source(name_or_path, local_files_only).location
     except ModelSourceError as error:
         raise ProcessorLoadError(f"cannot load a processor: {error}") from None
-    source, local = resolved.location, resolved.local_files_only
-    first_error: BaseException | None = None
     try:
-        processor = AutoProcessor.from_pretrained(source, local_files_only=local)
+        processor = AutoProcessor.from_pretrained(source, local_files_only=True, trust_remote_code=trust_remote_code)
         if isinstance(processor, ProcessorMixin):
             return processor
-    except (OSError, ValueError, AttributeError, ImportError, TypeError, KeyError) as error:
-        first_error = error
-    try:
-        class_name = _processor_class_name(source, local)
-    except OSError as error:
-        raise ProcessorLoadError(not_found_message("processor", source, local, error)) from None
+    except (OSError, ValueError, AttributeError, ImportError, TypeError, KeyError):
+        pass  # e.g. AutoProcessor without torchvision: rebuilt from its parts below
+    class_name = _processor_class_name(source)
     if class_name is None:
-        if first_error is not None and not Path(source).is_dir():
-            raise ProcessorLoadError(not_found_message("processor", source, local, first_error)) from None
         raise ProcessorLoadError(
             f"cannot load the processor of {source!r}: no processor_config.json / preprocessor_config.json / "
             "tokenizer_config.json names a processor class and config.json has no known model_type "
@@ -239,19 +257,19 @@ def load_processor(name_or_path: str | Path, *, local_files_only: bool | None = 
     if base is None or not issubclass(base, ProcessorMixin):
         raise ProcessorLoadError(f"{source!r}: processor class {class_name!r} is not a transformers processor")
     try:
-        return no_video(base).from_pretrained(source, local_files_only=local)
+        return no_video(base).from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as error:
         raise ProcessorLoadError(f"cannot rebuild {class_name} from {source!r}: {error}") from error
 
 
-def _processor_class_name(source: str, local_files_only: bool) -> str | None:
+def _processor_class_name(source: str) -> str | None:
     """The processor class a checkpoint names (or its model type implies)."""
     for filename in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
-        data = read_json(source, filename, local_files_only)
+        data = read_json(source, filename)
         name = (data or {}).get("processor_class")
         if isinstance(name, str) and name:
             return name
-    config = read_json(source, "config.json", local_files_only)
+    config = read_json(source, "config.json")
     return PROCESSOR_FOR_MODEL_TYPE.get((config or {}).get("model_type", ""))
 
 
@@ -261,6 +279,88 @@ def save_processor(processor: Any, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     processor.save_pretrained(directory)
     return directory
+
+
+# ------------------------------------------------------------------------------------------------ image sizes
+
+# Families whose image processor snaps each image onto a patch grid of any size (Qwen's dynamic resolution): there
+# the pixel budget of an image is its visual-token budget (tokens = pixels / (patch * merge)^2).
+PIXEL_BUDGET_FAMILIES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5"})
+
+
+@dataclass(frozen=True)
+class ImageSizing:
+    """How each camera's images are sized before the processor sees them.
+
+    ``max_pixels`` holds one pixel budget per camera (a single value serves every camera; empty: no budget) and
+    ``min_pixels`` an optional floor. With a ``grid`` (Qwen: patch x merge) an image is resized as the family's own
+    processor would (aspect kept, sides on the grid, pixels within the budget), so the budget is the number of visual
+    tokens times grid^2; otherwise it is resized, aspect kept, to at most (at least) that many pixels and the
+    family's processor maps it to its input size. Without a budget, ``side`` (a preset's fixed square size) or the
+    camera's own size is used.
+    """
+
+    max_pixels: tuple[int, ...] = ()
+    min_pixels: int | None = None
+    grid: int | None = None
+    side: int | tuple[int, int] | None = None
+
+    def budget(self, camera: int = 0) -> int | None:
+        """The pixel budget of the ``camera``-th camera (None: no budget)."""
+        if not self.max_pixels:
+            return None
+        return int(self.max_pixels[0] if len(self.max_pixels) == 1 else self.max_pixels[camera])
+
+    def target_size(self, width: int, height: int, camera: int = 0) -> tuple[int, int]:
+        """(width, height) an image of that size becomes for the ``camera``-th camera."""
+        budget = self.budget(camera)
+        if budget is None and self.min_pixels is None:
+            if self.side is None:
+                return width, height
+            return (self.side, self.side) if isinstance(self.side, int) else tuple(self.side)
+        if self.grid is not None:
+            from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+            floor = self.min_pixels or self.grid * self.grid
+            new_height, new_width = smart_resize(height, width, self.grid, floor, budget or max(floor, width * height))
+            return new_width, new_height
+        pixels = width * height
+        scale = 1.0
+        if budget is not None and pixels > budget:
+            scale = (budget / pixels) ** 0.5
+        elif self.min_pixels is not None and pixels < self.min_pixels:
+            scale = (self.min_pixels / pixels) ** 0.5
+        return max(1, int(width * scale)), max(1, int(height * scale))
+
+    def fit(self, image: Image.Image, camera: int = 0) -> Image.Image:
+        """``image`` at the size :meth:`target_size` gives (unchanged when it already has it)."""
+        size = self.target_size(image.width, image.height, camera)
+        if image.size == size:
+            return image
+        budgeted = self.budget(camera) is not None or self.min_pixels is not None
+        return image.resize(size, Image.Resampling.BICUBIC if budgeted else Image.Resampling.BILINEAR)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_pixels": list(self.max_pixels),
+            "min_pixels": self.min_pixels,
+            "grid": self.grid,
+            "side": self.side,
+        }
+
+
+def allow_image_sizes(processor: Any, min_pixels: int, max_pixels: int) -> None:
+    """Widen a dynamic-resolution image processor's own pixel range so that it keeps the images :class:`ImageSizing`
+    already sized (a preset's processor pins min = max to one size; a hub one may cap below the budget)."""
+    import dataclasses
+
+    image_processor = getattr(processor, "image_processor", None)
+    size = getattr(image_processor, "size", None)
+    if size is None or not dataclasses.is_dataclass(size) or not size.longest_edge or not size.shortest_edge:
+        return
+    image_processor.size = dataclasses.replace(
+        size, shortest_edge=min(size.shortest_edge, min_pixels), longest_edge=max(size.longest_edge, max_pixels)
+    )
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -291,6 +391,14 @@ def prepare_inputs(processor: Any, images: Sequence[Sequence[Image.Image]], text
     )
     batch.pop("labels", None)  # PaliGemma adds LM labels; the backbone never computes an LM loss
     return batch
+
+
+def visual_token_count(processor: Any, image: Image.Image) -> int:
+    """How many language-model tokens ``processor`` makes of one image (its placeholder, expanded)."""
+    placeholder = image_placeholder(processor)
+    token_id = processor.tokenizer.convert_tokens_to_ids(placeholder)
+    inputs = prepare_inputs(processor, [[image]], [placeholder + " go"])
+    return int((inputs["input_ids"] == token_id).sum())
 
 
 def collate(samples: Sequence[DrivingSample], backbone: Any) -> Batch:

@@ -4,7 +4,10 @@ The backbone runs once per scene; the head draws K trajectories from the repeate
 the dichotomous branches (eps = (1 + omega) eps_pos - omega eps_neg, both branches in one batched forward per step).
 A model is saved as an HF-style directory:
 
-    vla_config.json        format version, the model config (backbone, head, cameras, chosen guidance omega)
+    vla_config.json        format version, the model config (backbone, head, cameras, chosen guidance omega), how
+                           it was trained, and the sha256 of every weight file (checked at load: a truncated or
+                           corrupt copy is named)
+    README.md              the model card (vla_drive.model.card), with evaluations.json once evaluated
     backbone/              the VLM (full weights, or a LoRA adapter over its base) and its processor
     head.safetensors       the trajectory head, its pos / neg adapters included
     normalizer.json        the trajectory normaliser fitted on the training split
@@ -24,12 +27,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from navsim_eval.atomic import atomic_write_text, replace_directory
 from navsim_eval.data.openscene import CAMERA_NAMES
 from vla_drive.model.backbone import TRAINABLE_MODES, LoraSettings, VLMBackbone
+from vla_drive.model.card import write_model_card
 from vla_drive.model.diffusion import Generators
 from vla_drive.model.head import HeadConfig, TrajectoryHead
 from vla_drive.model.normalizer import TrajectoryNormalizer
@@ -46,15 +51,21 @@ from vla_drive.model.types import (
     SampleOut,
 )
 
-FORMAT_VERSION = 2  # 2: sample_steps lives in head (format 1 kept a second copy next to it; still read)
+FORMAT_VERSION = 3  # 3: weight checksums; 2: sample_steps lives in head (format 1 kept a second copy; still read)
 MODEL_CONFIG_FILE = "vla_config.json"
 HEAD_FILE = "head.safetensors"
 NORMALIZER_FILE = "normalizer.json"
 BACKBONE_DIR = "backbone"
+CHECKSUMS_KEY = "checksums"  # in vla_config.json: relative path -> sha256 of each weight file
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
 class VLAModelError(ValueError):
     """A model directory or configuration that cannot be used, with the file and field named."""
+
+
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+BACKBONE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -67,10 +78,35 @@ class VLAConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)  # the backbone's LoRA when trainable is lora
     hidden_layers: tuple[int, ...] = field(default=(-1,), metadata={"nonempty": True})  # backbone states read
     gradient_checkpointing: bool = False  # activation checkpointing in a training backbone
+    dtype: str = field(default="auto", metadata={"choices": BACKBONE_DTYPES})  # backbone weights; auto: as saved
+    attn_implementation: str | None = field(default=None, metadata={"choices": ATTN_IMPLEMENTATIONS})  # None: HF's
+    trust_remote_code: bool = False  # run a checkpoint's own model code (config.json auto_map)
     cameras: tuple[str, ...] = field(default=("CAM_F0",), metadata={"items": CAMERA_NAMES})  # images per scene
+    max_pixels: tuple[int, ...] = ()  # pixel (token) budget per camera image: one for all or one per camera
+    min_pixels: int | None = field(default=None, metadata={"min": 1})  # floor of every camera image's pixels
+    history_frames: int = field(default=0, metadata={"choices": (0, 1, 2, 3)})  # past camera frames per camera
     include_history: bool = False  # the past ego poses in the prompt
+    ego_status: bool = True  # velocity and acceleration in the head input and the prompt (the command always)
     head: HeadConfig = field(default_factory=HeadConfig)  # the diffusion trajectory head
     guidance_omega: float = field(default=0.0, metadata={"min": 0})  # inference guidance (a sweep stores it)
+
+    def __post_init__(self) -> None:
+        if self.max_pixels and len(self.max_pixels) not in (1, len(self.cameras)):
+            raise VLAModelError(
+                f"model.max_pixels: expected one budget for every camera or one per camera ({len(self.cameras)}: "
+                f"{list(self.cameras)}), got {list(self.max_pixels)}"
+            )
+        if any(int(p) < 1 for p in self.max_pixels):
+            raise VLAModelError(f"model.max_pixels: expected pixel counts >= 1, got {list(self.max_pixels)}")
+        if self.min_pixels is not None and any(int(p) < self.min_pixels for p in self.max_pixels):
+            raise VLAModelError(
+                f"model.min_pixels: expected at most every max_pixels {list(self.max_pixels)}, got {self.min_pixels}"
+            )
+
+    @property
+    def torch_dtype(self) -> torch.dtype | str:
+        """The backbone's dtype as transformers takes it ("auto": the checkpoint's own)."""
+        return self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -78,6 +114,7 @@ class VLAConfig:
         out["head"] = self.head.to_dict()
         out["hidden_layers"] = list(self.hidden_layers)
         out["cameras"] = list(self.cameras)
+        out["max_pixels"] = list(self.max_pixels)
         return out
 
     @classmethod
@@ -94,7 +131,7 @@ class VLAConfig:
                 values["head"] = HeadConfig.from_dict(values["head"])
         except (TypeError, ValueError) as error:
             raise VLAModelError(f"{source}: {error}") from None
-        for name in ("hidden_layers", "cameras"):
+        for name in ("hidden_layers", "cameras", "max_pixels"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -119,6 +156,8 @@ class DrivingVLA(nn.Module):
         self.backbone = backbone
         self.head = head
         self.normalizer = normalizer or TrajectoryNormalizer.identity()
+        self.image_sizing = backbone.image_sizing(config.max_pixels, config.min_pixels)  # per-camera budgets
+        self.training_record: dict[str, Any] = {}  # algorithm, steps, split: saved, shown on the card
 
     # ------------------------------------------------------------------------------------------------ building
 
@@ -131,6 +170,9 @@ class DrivingVLA(nn.Module):
             lora=config.lora,
             hidden_layers=config.hidden_layers,
             gradient_checkpointing=config.gradient_checkpointing,
+            torch_dtype=config.torch_dtype,
+            attn_implementation=config.attn_implementation,
+            trust_remote_code=config.trust_remote_code,
         )
         if config.head.cond_dim not in (None, backbone.hidden_size):
             raise VLAModelError(
@@ -269,8 +311,15 @@ class DrivingVLA(nn.Module):
             state = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
             save_file(state, str(staging / HEAD_FILE))
             self.normalizer.save(staging / NORMALIZER_FILE)
-            meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict(), "versions": _versions()}
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "config": self.config.to_dict(),
+                "versions": _versions(),
+                "training": self.training_record,
+                CHECKSUMS_KEY: weight_checksums(staging),  # read back from disk: what a later load must find
+            }
             (staging / MODEL_CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+            write_model_card(staging, directory.parent.name if directory.name == "model" else directory.name)
             replace_directory(staging, directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -278,20 +327,55 @@ class DrivingVLA(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], trainable: str | None = None) -> DrivingVLA:
-        """Load a directory written by :meth:`save_pretrained` (the backbone's processor included)."""
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike[str],
+        trainable: str | None = None,
+        *,
+        dtype: str | None = None,
+        attn_implementation: str | None = None,
+    ) -> DrivingVLA:
+        """Load a directory written by :meth:`save_pretrained` (the backbone's processor included); ``dtype`` and
+        ``attn_implementation`` override the saved backbone settings (e.g. a model trained with flash attention
+        evaluated on a CPU).
+
+        Every weight file is checked against the checksum recorded at save time first, so a truncated or corrupt
+        copy fails with one line naming the file instead of loading silently."""
         directory = Path(directory)
         config = read_model_config(directory)
+        overrides = {"dtype": dtype, "attn_implementation": attn_implementation}
+        config = replace(config, **{name: value for name, value in overrides.items() if value is not None})
         for required in (BACKBONE_DIR, HEAD_FILE, NORMALIZER_FILE):
             if not (directory / required).exists():
-                raise VLAModelError(f"{directory}: missing {required}")
-        backbone = VLMBackbone.from_pretrained(directory / BACKBONE_DIR, trainable=trainable)
+                raise VLAModelError(f"{directory / required}: missing from the model directory")
+        meta = _read_meta(directory / MODEL_CONFIG_FILE)
+        verify_checksums(directory, meta.get(CHECKSUMS_KEY) or {})
+        try:
+            backbone = VLMBackbone.from_pretrained(
+                directory / BACKBONE_DIR,
+                trainable=trainable,
+                torch_dtype=config.torch_dtype,
+                attn_implementation=config.attn_implementation,
+                trust_remote_code=config.trust_remote_code,
+            )
+        except (OSError, RuntimeError, SafetensorError) as error:  # an unchecked (older format) damaged file
+            where = directory / BACKBONE_DIR
+            raise VLAModelError(f"{where}: cannot load the backbone ({_first_line(error)})") from None
         head = TrajectoryHead(config.head)
-        missing, unexpected = head.load_state_dict(load_file(str(directory / HEAD_FILE)), strict=False)
+        try:
+            state = load_file(str(directory / HEAD_FILE))
+        except (OSError, SafetensorError) as error:
+            raise VLAModelError(f"{directory / HEAD_FILE}: unreadable head weights ({_first_line(error)})") from None
+        missing, unexpected = head.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise VLAModelError(f"{directory / HEAD_FILE}: missing {missing}, unexpected {unexpected} head weights")
-        normalizer = TrajectoryNormalizer.load(directory / NORMALIZER_FILE)
-        return cls(replace(config, trainable=backbone.trainable), backbone, head, normalizer)
+        try:
+            normalizer = TrajectoryNormalizer.load(directory / NORMALIZER_FILE)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise VLAModelError(f"{directory / NORMALIZER_FILE}: {_first_line(error)}") from None
+        model = cls(replace(config, trainable=backbone.trainable), backbone, head, normalizer)
+        model.training_record = dict(meta.get("training") or {})
+        return model
 
     def merge_lora(self) -> DrivingVLA:
         """Fold the backbone's LoRA into its weights for export (the head keeps its pos / neg branches, which
@@ -308,7 +392,7 @@ def read_model_config(directory: str | os.PathLike[str]) -> VLAConfig:
     config_path = directory / MODEL_CONFIG_FILE
     if not config_path.is_file():
         raise VLAModelError(f"{directory}: not a DrivingVLA directory (no {MODEL_CONFIG_FILE})")
-    meta = json.loads(config_path.read_text())
+    meta = _read_meta(config_path)
     version = meta.get("format_version")
     if version not in READABLE_FORMATS:
         raise VLAModelError(
@@ -316,10 +400,69 @@ def read_model_config(directory: str | os.PathLike[str]) -> VLAConfig:
             f"{', '.join(map(str, READABLE_FORMATS))}; the model was saved by "
             f"{meta.get('versions', {}).get('vla_drive', 'another version')}"
         )
-    return VLAConfig.from_dict(_upgrade_config(meta["config"], version), str(config_path))
+    if not isinstance(meta.get("config"), dict):
+        raise VLAModelError(f"{config_path}: no 'config' mapping; the file is damaged")
+    try:
+        return VLAConfig.from_dict(_upgrade_config(meta["config"], version), str(config_path))
+    except VLAModelError:
+        raise
+    except (TypeError, ValueError, AttributeError) as error:
+        raise VLAModelError(f"{config_path}: the model config is damaged ({_first_line(error)})") from None
 
 
-READABLE_FORMATS = (1, FORMAT_VERSION)
+def _read_meta(config_path: Path) -> dict[str, Any]:
+    """The parsed ``vla_config.json``; a damaged file is named."""
+    try:
+        meta = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise VLAModelError(f"{config_path}: unreadable model config ({_first_line(error)})") from None
+    if not isinstance(meta, dict):
+        raise VLAModelError(f"{config_path}: expected a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def weight_checksums(directory: str | os.PathLike[str]) -> dict[str, str]:
+    """sha256 of every weight file of a model directory (safetensors / bin / pt files and the normaliser), by
+    path relative to it. The metadata (vla_config.json, a stored omega, eval results) is not covered, so it may
+    change without invalidating the weights."""
+    directory = Path(directory)
+    files = [
+        path
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and (path.suffix in _WEIGHT_SUFFIXES or path.name == NORMALIZER_FILE)
+    ]
+    return {path.relative_to(directory).as_posix(): _sha256(path) for path in files}
+
+
+def verify_checksums(directory: str | os.PathLike[str], checksums: dict[str, str]) -> None:
+    """Raise :class:`VLAModelError` naming the first weight file that is missing or differs from its checksum."""
+    directory = Path(directory)
+    for relative, expected in sorted(checksums.items()):
+        path = directory / relative
+        if not path.is_file():
+            raise VLAModelError(f"{path}: missing (the model was saved with it); copy the model directory again")
+        found = _sha256(path)
+        if found != expected:
+            raise VLAModelError(
+                f"{path}: checksum mismatch, the file is truncated or corrupt (sha256 {found[:12]}..., saved "
+                f"{str(expected)[:12]}...); copy the model directory again"
+            )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+READABLE_FORMATS = (1, 2, FORMAT_VERSION)
 
 
 def _upgrade_config(data: dict[str, Any], version: int) -> dict[str, Any]:
@@ -351,10 +494,12 @@ def store_guidance_omega(directory: str | os.PathLike[str], omega: float) -> Pat
     weights and anything else in the directory (e.g. eval / sweep outputs) stay as they are."""
     config = read_model_config(directory)  # checks the directory and its format version
     path = Path(directory) / MODEL_CONFIG_FILE
-    meta = json.loads(path.read_text())
-    meta["format_version"] = FORMAT_VERSION  # the config is rewritten in the current format
+    meta = _read_meta(path)
+    meta["format_version"] = FORMAT_VERSION  # the config is rewritten in the current format (checksums kept)
     meta["config"] = replace(config, guidance_omega=float(omega)).to_dict()
-    return atomic_write_text(path, json.dumps(meta, indent=2, default=_json_default))
+    atomic_write_text(path, json.dumps(meta, indent=2, default=_json_default))
+    write_model_card(directory)
+    return path
 
 
 def _versions() -> dict[str, str]:

@@ -147,6 +147,7 @@ class CheckpointManager:
                     logger.warning("removing %s, left by an interrupted checkpoint write", stale)
                     shutil.rmtree(stale, ignore_errors=True)
         accelerator.wait_for_everyone()
+        accelerator.register_save_state_pre_hook(store_tied_weights_once)
 
     def save(self, state: TrainerState, metadata: Mapping[str, Any] | None = None, rank_state: Any = None) -> Path:
         """Write the checkpoint of ``state.step`` atomically and return its directory. ``rank_state`` (tensors,
@@ -223,6 +224,19 @@ class CheckpointManager:
         for old in complete[: max(0, len(complete) - self.keep)]:
             if old != keep_also:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def store_tied_weights_once(models: list[nn.Module], weights: list[dict[str, Any]], output_dir: str) -> None:
+    """A ``save_state`` pre-hook: a weight tied under several names (an HF ``lm_head`` sharing the input embedding)
+    is stored under its first name only. safetensors cannot hold aliases, and accelerate would otherwise drop them
+    itself with a warning at every checkpoint; loading (``safetensors.torch.load_model``) and :func:`consolidate`
+    restore every name of a tied weight from the one stored."""
+    for model, state in zip(models, weights, strict=False):
+        first_name: dict[int, str] = {}
+        for name, parameter in model.named_parameters(remove_duplicate=False):
+            first_name.setdefault(id(parameter), name)
+            if first_name[id(parameter)] != name and name in state:
+                del state[name]
 
 
 def _json_default(value: Any) -> Any:

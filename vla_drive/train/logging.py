@@ -1,5 +1,7 @@
 """Run logging on the main rank: a progress bar, ``metrics.jsonl`` in the run directory, TensorBoard, and Weights &
-Biases when asked (``train.loggers``). Other ranks log nothing.
+Biases when asked (``train.loggers``). Other ranks log nothing. Images (BEV plots, the sweep plot) go to TensorBoard
+and W&B too. W&B follows the user's own settings (``WANDB_MODE``, ``WANDB_API_KEY``, ...); the test suite and the
+demo set ``WANDB_MODE=offline`` unless it is set.
 
 Training metrics are averaged over the ``log_every`` steps since the last record; evaluation metrics are written as
 they come. On resume, records past the resumed step are dropped from ``metrics.jsonl`` and TensorBoard (its
@@ -99,6 +101,11 @@ class RunLogger:
             self._jsonl = self._open_jsonl(initial_step)
         if "tensorboard" in loggers:
             self._tensorboard = self._open_tensorboard(initial_step)
+        elif progress:
+            self.message(
+                f"TensorBoard is off (train.loggers: [{', '.join(loggers)}]); add tensorboard to it for curves in "
+                f"{self.output_dir / TENSORBOARD_DIR}"
+            )
         if "wandb" in loggers:
             self._wandb = self._open_wandb(run_name, config, wandb_project)
         if progress:
@@ -131,14 +138,13 @@ class RunLogger:
         id_file = self.output_dir / WANDB_ID_FILE
         run_id = id_file.read_text(encoding="utf-8").strip() if id_file.is_file() else wandb.util.generate_id()
         id_file.write_text(run_id + "\n", encoding="utf-8")
-        return wandb.init(
+        return wandb.init(  # mode, entity, API key: the user's own W&B settings (WANDB_MODE, ...)
             project=project,
             name=run_name,
             id=run_id,
             resume="allow",
             dir=str(self.output_dir),
             config=dict(config or {}),
-            mode=os.environ.get("WANDB_MODE", "offline"),  # never reach the network unless asked
         )
 
     # -------------------------------------------------------------------------------------------- logging
@@ -179,6 +185,24 @@ class RunLogger:
                 self._tensorboard.add_scalar(key, value, step)
         if self._wandb is not None:
             self._wandb.log(record, step=step)
+
+    def log_images(self, step: int, images: Mapping[str, str | os.PathLike[str]]) -> None:
+        """PNG files (BEV plots of the worst scenes, the sweep plot) as images at ``step``, under their names."""
+        if not self.enabled or not images:
+            return
+        if self._tensorboard is not None:
+            import numpy as np
+            from PIL import Image
+
+            for name, path in images.items():
+                with Image.open(path) as image:
+                    pixels = np.asarray(image.convert("RGB"))
+                self._tensorboard.add_image(name, pixels, step, dataformats="HWC")
+            self._tensorboard.flush()
+        if self._wandb is not None:
+            import wandb
+
+            self._wandb.log({name: wandb.Image(str(path)) for name, path in images.items()}, step=step)
 
     def message(self, text: str) -> None:
         """A line for the person watching (above the progress bar)."""

@@ -154,17 +154,38 @@ def gather_objects(value: Any) -> list[Any]:
 
 
 def save_final_model(trainer: Trainer, model: DrivingVLA, output_dir: Path) -> Path:
-    """``<output_dir>/model``: from the live model, or consolidated from the last checkpoint under ZeRO-3."""
+    """``<output_dir>/model``: from the live model, or consolidated from the last checkpoint under ZeRO-3; it
+    records how it was trained (shown on its model card)."""
     target = output_dir / MODEL_DIR
+    record = training_record(trainer.config, trainer.state.step)
     if trainer.zero_stage == 3:
         checkpoint = latest_checkpoint(output_dir / CHECKPOINTS_DIR)
         if is_main():
             config, normalizer = model.config, model.normalizer
-            consolidate(checkpoint, lambda: DrivingVLA.build(config, normalizer), target)
+
+            def build() -> DrivingVLA:
+                built = DrivingVLA.build(config, normalizer)
+                built.training_record = record
+                return built
+
+            consolidate(checkpoint, build, target)
     elif is_main():
+        model.training_record = record
         model.save_pretrained(target)
     barrier()
     return target
+
+
+def training_record(config: ExperimentConfig, steps: int) -> dict[str, Any]:
+    """What a final model records about its training: experiment, algorithm, steps, split, seed, starting model."""
+    return {
+        "experiment": config.name,
+        "algorithm": config.algorithm.name,
+        "steps": int(steps),
+        "train_split": Path(config.data.train_split).stem if config.data.train_split else "",
+        "init_from": config.train.init_from,
+        "seed": config.train.seed,
+    }
 
 
 def train_imitation(config: ExperimentConfig) -> Path:

@@ -47,3 +47,19 @@ def test_nan_trajectories_count_as_zero(world, tmp_path):
     result = summarize(scorer.score([s.token for s in scenes], trajectories))
     assert result["valid_fraction"] == 0.5
     assert result["score_with_invalid_as_zero"] == pytest.approx(result["score"] / 2)
+
+
+def test_a_process_pool_builds_the_same_metric_caches(world, tmp_path, monkeypatch):
+    import vla_drive.eval.scoring as scoring
+    from navsim_eval.pdm.cache_io import MetricCacheStore
+
+    summary, loader = world
+    monkeypatch.setattr(scoring, "_MIN_SCENES_PER_WORKER", 1)  # a tiny split still gets two workers
+    seen = []
+    assert not scoring.build_metric_caches(loader, summary.maps_root, tmp_path / "pool", lambda *a: seen.append(a), 2)
+    assert not scoring.build_metric_caches(loader, summary.maps_root, tmp_path / "one", workers=1)
+    pooled, single = MetricCacheStore(tmp_path / "pool"), MetricCacheStore(tmp_path / "one")
+    assert set(pooled.tokens()) == set(single.tokens()) == set(loader.tokens)
+    for token in loader.tokens:
+        assert pooled.path(token).read_bytes() == single.path(token).read_bytes(), f"{token}: caches differ"
+    assert seen[-1] == ("metric caches", len(loader), len(loader))

@@ -45,3 +45,27 @@ def test_sweep_writes_a_table_and_a_plot(tmp_path):
     files = write_sweep(rows, tmp_path / "sweep")
     assert files["plot"].stat().st_size > 1000
     assert f"chosen omega: {best_omega(rows):g}" in files["markdown"].read_text()
+
+
+@pytest.mark.slow
+def test_cli_sweep_stores_omega_records_the_card_and_logs_the_plot(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from vla_drive.cli import main
+    from vla_drive.model.card import read_evaluations
+    from vla_drive.model.vla import read_model_config
+
+    tiny = tiny_world(tmp_path)
+    model_dir = tiny.model.save_pretrained(tmp_path / "run" / "model")
+    world = tiny.world
+    args = ["sweep", "--model", str(model_dir), "--split", str(world.splits_dir / "synthetic_all.yaml")]
+    args += ["--data-root", str(world.data_root), "--maps-root", str(world.maps_root), "--steps", "2"]
+    assert main([*args, "--omegas", "0", "2", "--max-scenes", "2", "--out", str(tmp_path / "sweep")]) == 0
+    sweep = read_evaluations(model_dir)["sweep"]
+    assert sweep["split"] == "synthetic_all" and [r["omega"] for r in sweep["rows"]] == [0.0, 2.0]
+    assert read_model_config(model_dir).guidance_omega == sweep["chosen"]
+    assert "Guidance sweep on `synthetic_all`" in (model_dir / "README.md").read_text()
+    assert "sweep: 4/4 scenes (100%)" in capsys.readouterr().err
+    events = EventAccumulator(str(tmp_path / "sweep" / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert "sweep/plot" in events.Tags()["images"] and "sweep/score" in events.Tags()["scalars"]

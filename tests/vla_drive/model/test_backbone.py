@@ -286,3 +286,34 @@ def test_images_must_match_placeholders() -> None:
 def test_lora_target_must_match_something() -> None:
     with pytest.raises(BackboneError, match="matches no linear layer"):
         VLMBackbone.from_preset("tiny-llava", trainable="lora", lora=LoraSettings(target_modules=r"^nothing$"))
+
+
+FIXED_TOKENS = {"smolvlm": 4, "idefics3": 4, "paligemma": 16, "llava": 16}  # tokens per image, any size
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_visual_tokens_per_family_follow_the_pixel_budget(name: str) -> None:
+    """Qwen: the budget is the token count (pixels / (patch x merge)^2, aspect kept); InternVL tiles the image
+    (crop_to_patches), so a larger image gets more tiles of 4 tokens; the fixed-resolution families resize to their
+    input size, so the budget changes the pixels but not the count."""
+    backbone = VLMBackbone.from_preset(name)
+    camera = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8))
+    counts = {}
+    for tokens in (6, 24):
+        sizing = backbone.image_sizing(max_pixels=(tokens * 32 * 32,))
+        image = sizing.fit(camera)
+        assert image.width * image.height <= tokens * 32 * 32
+        counts[tokens] = backbone.visual_tokens(image)
+    family = backbone.family
+    if family in FIXED_TOKENS:
+        assert counts == {6: FIXED_TOKENS[family], 24: FIXED_TOKENS[family]}
+        return
+    if family == "internvl":
+        assert all(count % 4 == 0 for count in counts.values()) and counts[6] < counts[24], counts
+        return
+    grid = 28 if family == "qwen2_5_vl" else 32
+    for tokens, count in counts.items():
+        image = backbone.image_sizing(max_pixels=(tokens * 32 * 32,)).fit(camera)
+        assert count == (image.width // grid) * (image.height // grid), f"{family}: tokens = grid cells"
+        assert image.width > image.height, "aspect kept"
+    assert counts[6] < counts[24] <= 24 * (32 * 32) // (grid * grid)

@@ -105,3 +105,31 @@ def test_consolidate_a_plain_checkpoint(tmp_path):
         consolidate(final, Wider)
     with pytest.raises(CheckpointError, match="no model weights"):
         consolidate(tmp_path, StandInModel)
+
+
+class TiedModel(StandInModel):
+    """A stand-in whose output layer shares its weight with an input embedding, as HF VLMs tie lm_head."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.embed = torch.nn.Linear(16, 16, bias=False)
+        self.lm_head = torch.nn.Linear(16, 16, bias=False)
+        self.lm_head.weight = self.embed.weight
+
+
+def test_tied_weights_are_checkpointed_without_a_warning_and_stay_tied(tmp_path, caplog):
+    trainer = Trainer(TiedModel(), exact_objective, stand_in_config(tmp_path, max_steps=2), dataset=regression_data())
+    with caplog.at_level("WARNING"):
+        trainer.fit()
+    shared = [r.getMessage() for r in caplog.records if "shared tensor" in r.getMessage()]
+    assert not shared, f"checkpointing printed {shared}"
+    trained = trainer.model.embed.weight.detach().clone()
+    saved = latest_checkpoint(tmp_path)
+    resumed = Trainer(TiedModel(5), exact_objective, stand_in_config(tmp_path, max_steps=2), dataset=regression_data())
+    with caplog.at_level("WARNING"):
+        resumed.resume(saved)
+    assert resumed.model.lm_head.weight is resumed.model.embed.weight, "the tie survives the resume"
+    assert torch.equal(resumed.model.embed.weight, trained) and not torch.equal(TiedModel(5).embed.weight, trained)
+    assert not [r for r in caplog.records if "shared tensor" in r.getMessage() or "missing" in r.getMessage()]
+    consolidated = consolidate(saved, TiedModel)
+    assert torch.equal(consolidated.lm_head.weight, resumed.model.embed.weight)

@@ -31,6 +31,9 @@ def test_imitation_stage_trains_validates_and_resumes(tmp_path):
     evals = [line for line in lines if "eval/score" in line]
     assert [line["step"] for line in evals] == [2, 4] and 0.0 <= evals[-1]["eval/score"] <= 1.0
     assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "versions.json").is_file()
+    assert model.training_record["algorithm"] == "bc" and model.training_record["steps"] == 4
+    card = (model_dir / "README.md").read_text()
+    assert "| algorithm | bc, 4 steps (experiment `debug`) on `synthetic_train` |" in card
 
     # A longer run in the same folder resumes at step 4 instead of starting over.
     train_imitation(_config(tmp_path, max_steps=6))
