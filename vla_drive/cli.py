@@ -96,6 +96,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out or default_output(args.model, "eval", args.split))
     data_root = openscene_data_root(args.data_root)
     caches = args.metric_cache or default_metric_cache(out, args.split)
+    from vla_drive.eval.two_stage import evaluate_two_stage, is_two_stage
+
+    if is_two_stage(args.split):
+        if args.version != "v2" or shard is not None:
+            raise _UsageError(f"eval --split {args.split}: a two-stage split is scored in v2 (--version v2), unsharded")
+        metrics = evaluate_two_stage(
+            model,
+            args.split,
+            data_root,
+            nuplan_maps_root(args.maps_root),
+            out,
+            omega=args.omega,
+            steps=args.steps,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            metric_cache=caches,
+            synthetic_dir=args.synthetic_scenes,
+            model_name=str(args.model),
+        )
+        print(Path(metrics["summary"]).read_text())
+        print(f"wrote {metrics['csv']} and {metrics['summary']}")
+        return 0
     if shard is None:
         result = evaluate_split(
             model,
@@ -209,12 +232,49 @@ def cmd_submit(args: argparse.Namespace) -> int:
     def settings(seed: int) -> EvalSettings:
         return EvalSettings(omega=args.omega, steps=args.steps, seed=seed, batch_size=args.batch_size)
 
+    from vla_drive.eval.two_stage import is_two_stage, predict_two_stage
+
+    if is_two_stage(args.split):  # one split file with its reactive_all_mapping: both stages from it
+        if args.second_stage_split or shard is not None or args.merge:
+            raise _UsageError(
+                f"submit --split {args.split}: a two-stage split names both stages itself; "
+                "no --second-stage-split, unsharded"
+            )
+        first, second = [], []
+        for seed in args.seeds:
+            both = predict_two_stage(
+                model,
+                args.split,
+                data_root,
+                out / "predictions" / f"seed{seed}",
+                omega=args.omega,
+                steps=args.steps,
+                seed=seed,
+                batch_size=args.batch_size,
+                synthetic_dir=args.synthetic_scenes,
+                model_name=str(args.model),
+            )
+            one, two = both.stage_tokens()
+            first.append({t: both.predictions[t] for t in one if t in both.predictions})
+            second.append({t: both.predictions[t] for t in two if t in both.predictions})
+        team = TeamInfo(args.team_name, args.authors, args.email, args.institution, args.country)
+        path = write_submission(
+            out / "submission.pkl", team, first, second, required_tokens=one, required_second_stage_tokens=two
+        )
+        print(
+            f"wrote {path} (v2 two-stage, {len(args.seeds)} seed(s), {len(one)} first-stage + {len(two)} "
+            "second-stage tokens)"
+        )
+        return 0
+
     if shard is not None:  # this process predicts its shard of every stage and seed
         for _, split, seed, folder in jobs:
             predict_shard(model, split, data_root, folder, settings(seed), shard, str(args.model), progress)
         if launched is None:
-            print(f"shard {shard[0]}/{shard[1]} predicted under {out}; once every shard is done, run this command "
-                  "with --merge instead of --shard")  # fmt: skip
+            print(
+                f"shard {shard[0]}/{shard[1]} predicted under {out}; once every shard is done, run this command "
+                "with --merge instead of --shard"
+            )
             return 0
         if not _wait_for_every_rank():
             return 0  # not rank 0: rank 0 writes the submission
@@ -364,6 +424,11 @@ def _add_model_and_split(
             "tensorboard; none: --loggers with no value)",
         )
     if mergeable:
+        parser.add_argument(
+            "--synthetic-scenes",
+            help="two-stage splits: the synthetic scene pickles (default <data root>/navhard_two_stage/"
+            "synthetic_scene_pickles; their images in the sensor_blobs folder beside it)",
+        )
         parser.add_argument(
             "--shard",
             metavar="I/N",

@@ -139,7 +139,11 @@ def _history_frame(frame: Frame) -> dict:
             "in_global_frame": True,
         },
         "lidar_path": None,
-        "camera_dict": {name.lower(): {} for name in CAMERA_NAMES},
+        # data_path relative to the synthetic split's sensor_blobs (only the calibration-free part of the official
+        # entry: enough for readers of the images, not for the official camera-geometry code)
+        "camera_dict": {
+            name.lower(): ({"data_path": frame.cameras[name]} if name in frame.cameras else {}) for name in CAMERA_NAMES
+        },
     }
 
 

@@ -39,6 +39,7 @@ from navsim_eval.scene import Boxes, EgoState, Frame, ObjectType, Scene
 
 SYNTHETIC_TOKEN_LENGTH = 17  # NAVSIM: is_synthetic_scene = len(token) == 17
 SCENE_PICKLES_DIR = "synthetic_scene_pickles"
+SENSOR_BLOBS_DIR = "sensor_blobs"  # beside it: the synthetic scenes' camera images (NAVSIM's layout)
 FRAME_INTERVAL_US = 500_000
 NUM_HISTORY_FRAMES = 4
 

@@ -6,8 +6,9 @@ last frame) and 3.5 s later (``prev``, the predecessor's last frame), as in NAVS
 Pair 0 starts exactly on the logged pose; the other pairs move the ego by lon / lat ~ U(-1, 1) m and heading
 ~ U(-0.06, 0.06) rad in the logged start frame (the same offset for the pair's now and prev scene), the history
 moved rigidly with it; the objects keep their logged global poses, their future comes from the next 8 log frames.
-The scenes hold no camera images (NAVSIM renders the moved ego's view; this world cannot), so they serve scoring,
-not a camera model's predictions.
+The scenes carry the logged ego's camera images, copied into ``<world>/<synthetic split>/sensor_blobs`` (NAVSIM's
+layout): exact for pair 0, an approximation for the moved pairs (NAVSIM renders the moved ego's view; this world
+cannot), so a camera model can be run on every scene of the split.
 This is what ``../shared/official_two_stage/synthetic_scenes.json`` describes for the official reference split.
 
 Written: the synthetic scene pickles in the official layout under ``<world>/<synthetic split>/
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +36,7 @@ from navsim_eval.data.paths import LOGS_DIR
 from navsim_eval.data.scene_filter import SceneFilter
 from navsim_eval.data.splits import Split, TwoStageEntry, write_split
 from navsim_eval.data.synthetic_scene_writer import write_synthetic_scene
-from navsim_eval.data.synthetic_scenes import SCENE_PICKLES_DIR, SyntheticScene, sorted_by_type
+from navsim_eval.data.synthetic_scenes import SCENE_PICKLES_DIR, SENSOR_BLOBS_DIR, SyntheticScene, sorted_by_type
 from navsim_eval.data.two_stage import DEFAULT_SYNTHETIC_SPLIT
 from navsim_eval.errors import NavsimEvalError
 from navsim_eval.geometry import absolute_to_relative_poses, relative_to_absolute_poses
@@ -113,7 +115,7 @@ def build_synthetic_scene(frames: Sequence[Frame], map_name: str, start: Synthet
             frame,
             token=token,
             ego=replace(frame.ego, x=float(pose[0]), y=float(pose[1]), heading=float(pose[2])),
-            cameras={},  # the world cannot render the moved ego's view: the scenes hold no images
+            cameras=frame.cameras,  # the logged view (see the module docstring); copied by write_two_stage_split
         )
         for frame, token, pose in zip(history_frames, tokens, history_poses, strict=True)
     ]
@@ -141,6 +143,7 @@ def write_two_stage_split(world: str | os.PathLike, config: TwoStageConfig | Non
     loader = SceneLoader(world, data_split, SceneFilter(NUM_HISTORY, NUM_FUTURE, frame_interval=1))
     rng = np.random.default_rng(config.seed)
     synthetic_dir = world / config.synthetic_split / SCENE_PICKLES_DIR
+    sensor_root = world / config.synthetic_split / SENSOR_BLOBS_DIR
     entries: list[TwoStageEntry] = []
     human: dict[str, np.ndarray] = {}
     descriptions: list[dict] = []
@@ -186,6 +189,7 @@ def write_two_stage_split(world: str | os.PathLike, config: TwoStageConfig | Non
                         history_tokens=tuple(synthetic_token(*key, "frame", k) for k in range(NUM_HISTORY - 1)),
                     )
                     synthetic = build_synthetic_scene(frames, map_name, spec)
+                    _copy_images(synthetic.scene, world / "sensor_blobs" / data_split, sensor_root)
                     write_synthetic_scene(synthetic_dir, synthetic)
                     human[spec.token] = _logged_future(frames, start, synthetic.scene.current_frame.ego.pose)
                     descriptions.append(_description(spec, role, pair, frames))
@@ -207,6 +211,15 @@ def write_two_stage_split(world: str | os.PathLike, config: TwoStageConfig | Non
     atomic_write_text(world / f"{config.name}_synthetic_scenes.json", json.dumps(descriptions, indent=1))
     atomic_write_text(world / f"{config.name}_human.json", json.dumps({t: p.tolist() for t, p in human.items()}))
     return TwoStageSplitSummary(split_file, synthetic_dir, entries, human, descriptions)
+
+
+def _copy_images(scene: Scene, source: Path, target: Path) -> None:
+    """The history frames' camera images (paths relative to the sensor root) into the synthetic sensor root."""
+    for frame in scene.frames[: scene.num_history]:
+        for relative in frame.cameras.values():
+            if (source / relative).is_file() and not (target / relative).is_file():
+                (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source / relative, target / relative)
 
 
 def _logged_future(frames: Sequence[Frame], start: int, origin: np.ndarray) -> np.ndarray:
