@@ -498,7 +498,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         return _pipeline_conformance(args)
     import fnmatch
 
-    from navsim_eval.conformance import CHECK_OK, case_paths, check_case, default_conformance_dir, load_case
+    from navsim_eval.conformance import case_paths, check_case, default_conformance_dir, load_case
 
     try:
         import navsim_eval.pdm.scorer  # noqa: F401  (fail with one line, not once per case)
@@ -533,7 +533,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
             cells.append(f"{check.status:<4}")
             if check.status != "-":
                 counts[version][1] += 1
-                counts[version][0] += check.status in CHECK_OK
+                counts[version][0] += check.status == "ok"
             if check.detail:
                 details.append(f"{version}: {check.detail}")
         print(f"{case.case_id:<{width}}  " + "  ".join(cells) + ("  " + "; ".join(details) if details else ""))
