@@ -351,7 +351,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     store = MetricCacheStore(cache_dir)
     if len(store) == 0:
         raise CliError(f"--cache {cache_dir}: no metric caches found (no {INDEX_FILE} and no .mcache files)")
-    trajectories = load_trajectories(args.trajectories)
+    trajectories = load_trajectories(args.trajectories, require_finite=False)  # a NaN candidate is an invalid row
     split = _split_file(args.split) if args.split else None
     if split is not None and split.two_stage is not None and args.version != "v2":
         raise CliError(f"--split {args.split}: a two-stage split is scored in v2 (EPDMS), not {args.version}")
@@ -663,7 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="score trajectories against a metric cache and write the official CSV",
         description="Score one trajectory per scene (or K candidates) and write the official NAVSIM CSV: one "
         "row per scene and a final average row ('average' for v1, 'average_all_frames' for v2), the mean over "
-        "valid scenes. Scenes that cannot be scored are written with valid=False and empty metrics.",
+        "valid scenes. Scenes that cannot be scored (no metric cache, a trajectory with NaN or infinite poses) are "
+        "written with valid=False, empty metrics and the reason printed; the rest is scored.",
     )
     score.add_argument(
         "--cache", required=True, metavar="CACHE_DIR", help="metric cache folder made by `navsim-eval cache`"
