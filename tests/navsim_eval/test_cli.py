@@ -69,7 +69,7 @@ def test_cache_command_reports_counts_and_skips(workdir: Path, cache_dir: Path, 
     code = main(["cache", "--scenes", str(workdir / "scenes"), "--out", str(cache_dir), "--strict"])
     out = capsys.readouterr().out
     assert code == 1  # --strict and two files skipped
-    assert "wrote 4 metric caches" in out and "skipped 2:" in out
+    assert "wrote 4 metric caches" in out and "skipped 2 scenes:" in out
     assert "notes.json: not a scene" in out and "broken.json: invalid JSON" in out
 
 
