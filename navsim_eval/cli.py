@@ -104,20 +104,12 @@ def cmd_two_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from navsim_eval.data.summary import scene_summary
+    from navsim_eval.data.summary import format_scene_summary, scene_summary
 
     loader = _scene_loader(args)
     for token in loader.tokens:
         summary = scene_summary(loader[token])
-        if args.json:
-            print(json.dumps(summary))
-        else:
-            ego = summary["ego_pose"]
-            print(
-                f"{summary['token']}  {summary['log']}  {summary['map_location']}  x={ego['x']:.2f} "
-                f"y={ego['y']:.2f} heading={ego['heading']:.3f}  v={summary['ego_velocity'][0]:.2f} m/s  "
-                f"{summary['driving_command']}  objects={sum(summary['annotations'].values())}"
-            )
+        print(json.dumps(summary) if args.json else format_scene_summary(summary))
     print(loader.report.summary(), file=sys.stderr)
     return EXIT_OK if len(loader) else EXIT_FAILED
 
@@ -662,8 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="describe the scenes of OpenScene logs",
         description="Load scenes from OpenScene logs (real or synthetic) and print one line per scene: token, "
-        "log, map, ego pose and dynamics, driving command, objects by class, route, red lights and the future "
-        "trajectory (with --json, one JSON object per line). The load report goes to standard error.",
+        "log, map, ego pose and speed, driving command, objects by class, route roadblocks, red lane connectors "
+        "and the future trajectory's pose at 4 s (with --json, one JSON object per line with the acceleration, "
+        "the timestamp and all 8 future poses). The load report goes to standard error.",
     )
     add_scene_options(inspect)
     inspect.add_argument("--json", action="store_true", help="print one JSON object per scene")

@@ -1,8 +1,10 @@
-"""``navsim-eval cache`` on OpenScene logs: scenes and bad logs counted apart, a split's missing tokens fail
-``--strict`` by name, one broken map reported once, progress on long runs."""
+"""``navsim-eval cache`` / ``inspect`` on OpenScene logs: scenes and bad logs counted apart, a split's missing
+tokens fail ``--strict`` by name, one broken map reported once, progress on long runs; inspect's text lines say
+what its JSON says."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -93,3 +95,20 @@ def test_strict_fails_on_split_tokens_that_no_log_holds(
     assert "scenes/s" in progress[0] and "left" in progress[0], progress
     assert _cache(world, tmp_path / "cache", "--strict") == 1
     assert MISSING in capsys.readouterr().out
+
+
+def test_inspect_text_line_shows_route_red_lights_objects_and_future(capsys: pytest.CaptureFixture) -> None:
+    token = _tokens()[LOGS[0]][0]
+    argv = ["inspect", "--data-root", str(WORLD), "--logs", "synthetic", "--tokens", token]
+    assert main([*argv, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line and line.startswith(token), line
+    assert summary["route_roadblock_ids"] and summary["red_lane_connectors"], "pick a scene with a route and red lights"
+    assert "route " + ",".join(summary["route_roadblock_ids"]) in line, line
+    assert "red " + ",".join(summary["red_lane_connectors"]) in line, line
+    for kind, count in summary["annotations"].items():
+        assert f"{count} {kind}" in line, line
+    x, y, heading = summary["future_trajectory"][-1]
+    assert f"future 4 s: x={x:.2f} y={y:.2f} heading={heading:.3f}" in line, line
