@@ -262,14 +262,14 @@ def _print_skipped(skipped: Sequence[tuple[Path, str]], noun: str = "scenes") ->
 
 def _print_problems(problems: Sequence[tuple[Path, Any]]) -> None:
     """Unreadable logs and what the split names but no log holds, grouped by kind, each named."""
-    from navsim_eval.pdm.cache_build import SourceProblem
+    from navsim_eval.pdm.cache_build import UNREADABLE_LOG, SourceProblem
 
     by_kind: dict[str, list[tuple[Path, SourceProblem]]] = {}
     for path, problem in problems:
         by_kind.setdefault(problem.kind, []).append((path, problem))
     for kind, entries in by_kind.items():
         print(SourceProblem.count(kind, len(entries)) + ":")
-        if kind == "unreadable_log":  # the detail names the file
+        if kind == UNREADABLE_LOG:  # the detail names the file
             for _, problem in entries[:MAX_LISTED]:
                 print(f"  {problem.detail}")
             if len(entries) > MAX_LISTED:
