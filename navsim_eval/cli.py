@@ -104,20 +104,12 @@ def cmd_two_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from navsim_eval.data.summary import scene_summary
+    from navsim_eval.data.summary import format_scene_summary, scene_summary
 
     loader = _scene_loader(args)
     for token in loader.tokens:
         summary = scene_summary(loader[token])
-        if args.json:
-            print(json.dumps(summary))
-        else:
-            ego = summary["ego_pose"]
-            print(
-                f"{summary['token']}  {summary['log']}  {summary['map_location']}  x={ego['x']:.2f} "
-                f"y={ego['y']:.2f} heading={ego['heading']:.3f}  v={summary['ego_velocity'][0]:.2f} m/s  "
-                f"{summary['driving_command']}  objects={sum(summary['annotations'].values())}"
-            )
+        print(json.dumps(summary) if args.json else format_scene_summary(summary))
     print(loader.report.summary(), file=sys.stderr)
     return EXIT_OK if len(loader) else EXIT_FAILED
 
@@ -125,13 +117,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------- cache
 
 
+# (source file, token or None, MetricCache, skip reason or SourceProblem): navsim_eval.pdm.cache_build.CacheResult
+CacheResults = Iterator[tuple[Path, str | None, Any]]
+
+
 @dataclass
 class SceneSource:
-    """Where ``navsim-eval cache`` reads scenes from: yields (file, token, MetricCache or skip reason)."""
+    """Where ``navsim-eval cache`` reads scenes from: ``open`` gives the number of scenes (for progress) and the
+    results, (file, token, MetricCache, skip reason or problem) each."""
 
     name: str
     description: str
-    iterate: Callable[[argparse.Namespace], Iterator[tuple[Path, str | None, Any]]]
+    open: Callable[[argparse.Namespace], tuple[int, CacheResults]]
 
 
 def _neutral_scene_files(paths: Sequence[Path]) -> list[Path]:
@@ -146,13 +143,17 @@ def _neutral_scene_files(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
-def _iter_neutral_scenes(args: argparse.Namespace) -> Iterator[tuple[Path, str | None, Any]]:
+def _open_neutral_scenes(args: argparse.Namespace) -> tuple[int, CacheResults]:
     """Neutral scene JSON (the conformance case format): ``{"input": {...}, ...}`` files or bare input dicts."""
-    from navsim_eval.conformance import metric_cache_from_neutral
-
     files = _neutral_scene_files([Path(p) for p in args.scenes])
     if not files:
         raise CliError(f"--scenes {' '.join(args.scenes)}: no .json scene files found")
+    return len(files), _neutral_scenes(files)
+
+
+def _neutral_scenes(files: Sequence[Path]) -> CacheResults:
+    from navsim_eval.conformance import metric_cache_from_neutral
+
     for path in files:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -211,11 +212,16 @@ def _split_file(path_text: str):
     return load_split(path.parent, path.stem)
 
 
-def _iter_openscene_scenes(args: argparse.Namespace) -> Iterator[tuple[Path, str | None, Any]]:
+def _open_openscene_scenes(args: argparse.Namespace) -> tuple[int, CacheResults]:
     """Scenes of OpenScene log pickles with their nuPlan maps; the PDM-Closed reference is planned per scene.
     A two-stage split caches both stages (its synthetic scenes from --synthetic-scenes)."""
     from navsim_eval.data.paths import nuplan_maps_root
-    from navsim_eval.pdm.cache_build import loader_metric_caches, two_stage_metric_caches
+    from navsim_eval.pdm.cache_build import (
+        loader_metric_caches,
+        loader_scene_count,
+        two_stage_metric_caches,
+        two_stage_scene_count,
+    )
 
     maps_root = nuplan_maps_root(args.maps_root)
     split = _split_file(args.split) if args.split else None
@@ -229,22 +235,52 @@ def _iter_openscene_scenes(args: argparse.Namespace) -> Iterator[tuple[Path, str
             f"two-stage split {split.name}: {len(scenes.stage_one)} stage-one scenes, {len(scenes.stage_two)} "
             f"synthetic scenes from {scenes.synthetic_dir}"
         )
-        report = scenes.missing_report()
-        if report is not None:
-            yield scenes.synthetic_dir, None, report
-        yield from two_stage_metric_caches(scenes, maps_root)
-        return
-    yield from loader_metric_caches(_scene_loader(args), maps_root)
+        return two_stage_scene_count(scenes), two_stage_metric_caches(scenes, maps_root)
+    loader = _scene_loader(args)
+    return loader_scene_count(loader), loader_metric_caches(loader, maps_root)
 
 
 SCENE_SOURCES = {
-    "neutral": SceneSource("neutral", "neutral scene JSON files (conformance case format)", _iter_neutral_scenes),
-    "openscene": SceneSource("openscene", "OpenScene logs and nuPlan maps", _iter_openscene_scenes),
+    "neutral": SceneSource("neutral", "neutral scene JSON files (conformance case format)", _open_neutral_scenes),
+    "openscene": SceneSource("openscene", "OpenScene logs and nuPlan maps", _open_openscene_scenes),
 }
 
 
+def _print_skipped(skipped: Sequence[tuple[Path, str]], noun: str = "scenes") -> None:
+    """The skipped scenes, one line per distinct reason: a broken map shared by 47 scenes is said once."""
+    by_reason: dict[str, list[Path]] = {}
+    for path, reason in skipped:
+        by_reason.setdefault(reason, []).append(path)
+    print(f"skipped {len(skipped)} {noun}:")
+    for reason, paths in by_reason.items():
+        if len(paths) == 1:
+            print(f"  {paths[0]}: {reason}")
+        else:
+            files = list(dict.fromkeys(path.name for path in paths))
+            print(f"  {len(paths)} {noun} (of {_listed(files)}): {reason}")
+
+
+def _print_problems(problems: Sequence[tuple[Path, Any]]) -> None:
+    """Unreadable logs and what the split names but no log holds, grouped by kind, each named."""
+    from navsim_eval.pdm.cache_build import UNREADABLE_LOG, SourceProblem
+
+    by_kind: dict[str, list[tuple[Path, SourceProblem]]] = {}
+    for path, problem in problems:
+        by_kind.setdefault(problem.kind, []).append((path, problem))
+    for kind, entries in by_kind.items():
+        print(SourceProblem.count(kind, len(entries)) + ":")
+        if kind == UNREADABLE_LOG:  # the detail names the file
+            for _, problem in entries[:MAX_LISTED]:
+                print(f"  {problem.detail}")
+            if len(entries) > MAX_LISTED:
+                print(f"  ... ({len(entries) - MAX_LISTED} more)")
+        else:
+            print(f"  {_listed([problem.detail for _, problem in entries])}")
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
-    from navsim_eval.pdm.cache_build import write_metric_caches
+    from navsim_eval.pdm.cache_build import SourceProblem, write_metric_caches
+    from navsim_eval.progress import Progress
 
     if bool(args.scenes) == bool(args.data_root):
         raise CliError("give either --scenes (neutral scene files) or --data-root with --logs / --split (OpenScene)")
@@ -253,19 +289,28 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out}: exists and is not a directory")
     started = time.perf_counter()
-    store, written, skipped = write_metric_caches(source.iterate(args), out)
+    total, results = source.open(args)
+    with Progress(total, "cache") as progress:
+        report = write_metric_caches(results, out, progress=progress)
     elapsed = time.perf_counter() - started
     origin = ", ".join(args.scenes) if args.scenes else str(args.data_root)
-    print(f"read {len(written) + len(skipped)} scenes from {origin} ({source.description})")
-    print(f"wrote {len(written)} metric caches to {out} in {elapsed:.1f} s; the store now holds {len(store)} scenes")
-    if skipped:
-        print(f"skipped {len(skipped)}:")
-        for path, reason in skipped:
-            print(f"  {path}: {reason}")
-    if not written:
+    kinds: dict[str, int] = {}
+    for _, problem in report.problems:
+        kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
+    also = "".join(f"; {SourceProblem.count(kind, number)}" for kind, number in kinds.items())
+    print(f"read {report.scenes_read} scenes from {origin} ({source.description}){also}")
+    print(
+        f"wrote {len(report.written)} metric caches to {out} in {elapsed:.1f} s; the store now holds "
+        f"{len(report.store)} scenes"
+    )
+    if report.skipped:
+        _print_skipped(report.skipped)
+    if report.problems:
+        _print_problems(report.problems)
+    if not report.written:
         print(f"navsim-eval: error: no metric cache was written to {out}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return EXIT_FAILED if (skipped and args.strict) else EXIT_OK
+    return EXIT_FAILED if ((report.skipped or report.problems) and args.strict) else EXIT_OK
 
 
 def cmd_import_cache(args: argparse.Namespace) -> int:
@@ -278,7 +323,8 @@ def cmd_import_cache(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out}: exists and is not a directory")
     started = time.perf_counter()
-    store, written, skipped = write_metric_caches(iter_official_caches(source), out)
+    report = write_metric_caches(iter_official_caches(source), out)
+    store, written, skipped = report.store, report.written, report.skipped
     versions = sorted({v for token in list(written)[:1] for v in store[token].versions})
     print(
         f"converted {len(written)} official metric caches from {source} into {out} in "
@@ -286,9 +332,7 @@ def cmd_import_cache(args: argparse.Namespace) -> int:
         "score them with that --version)"
     )
     if skipped:
-        print(f"skipped {len(skipped)}:")
-        for path, reason in skipped[:MAX_LISTED]:
-            print(f"  {path}: {reason}")
+        _print_skipped(skipped, "files")
     if not written:
         print(f"navsim-eval: error: no metric cache was converted from {source}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -351,7 +395,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     store = MetricCacheStore(cache_dir)
     if len(store) == 0:
         raise CliError(f"--cache {cache_dir}: no metric caches found (no {INDEX_FILE} and no .mcache files)")
-    trajectories = load_trajectories(args.trajectories)
+    trajectories = load_trajectories(args.trajectories, require_finite=False)  # a NaN candidate is an invalid row
     split = _split_file(args.split) if args.split else None
     if split is not None and split.two_stage is not None and args.version != "v2":
         raise CliError(f"--split {args.split}: a two-stage split is scored in v2 (EPDMS), not {args.version}")
@@ -498,7 +542,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         return _pipeline_conformance(args)
     import fnmatch
 
-    from navsim_eval.conformance import CHECK_OK, case_paths, check_case, default_conformance_dir, load_case
+    from navsim_eval.conformance import case_paths, check_case, default_conformance_dir, load_case
 
     try:
         import navsim_eval.pdm.scorer  # noqa: F401  (fail with one line, not once per case)
@@ -533,7 +577,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
             cells.append(f"{check.status:<4}")
             if check.status != "-":
                 counts[version][1] += 1
-                counts[version][0] += check.status in CHECK_OK
+                counts[version][0] += check.status == "ok"
             if check.detail:
                 details.append(f"{version}: {check.detail}")
         print(f"{case.case_id:<{width}}  " + "  ".join(cells) + ("  " + "; ".join(details) if details else ""))
@@ -610,8 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="describe the scenes of OpenScene logs",
         description="Load scenes from OpenScene logs (real or synthetic) and print one line per scene: token, "
-        "log, map, ego pose and dynamics, driving command, objects by class, route, red lights and the future "
-        "trajectory (with --json, one JSON object per line). The load report goes to standard error.",
+        "log, map, ego pose and speed, driving command, objects by class, route roadblocks, red lane connectors "
+        "and the future trajectory's pose at 4 s (with --json, one JSON object per line with the acceleration, "
+        "the timestamp and all 8 future poses). The load report goes to standard error.",
     )
     add_scene_options(inspect)
     inspect.add_argument("--json", action="store_true", help="print one JSON object per scene")
@@ -623,7 +668,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a metric cache folder (one checksummed file per scene and a relocatable "
         "metadata.json index), from OpenScene logs + nuPlan maps (--data-root with --logs or --split; the "
         "PDM-Closed reference is planned per scene) or from neutral scene JSON files (--scenes: conformance "
-        "case files with an 'input' key, or bare input objects).",
+        "case files with an 'input' key, or bare input objects). Progress (scenes done, rate, time left) goes to "
+        "standard error: one line redrawn on a terminal, a plain line every 10 s otherwise. The report counts "
+        "scenes apart from unreadable logs and from tokens the split names that no log holds (named), and says "
+        "a reason shared by many scenes (a broken map) once, with their number.",
     )
     add_scene_options(cache)
     cache.add_argument(
@@ -640,7 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a two-stage split's synthetic scene pickles (default <data root>/navhard_two_stage/"
         "synthetic_scene_pickles, where NAVSIM looks)",
     )  # fmt: skip
-    cache.add_argument("--strict", action="store_true", help="exit with status 1 if any file was skipped")
+    cache.add_argument(
+        "--strict", action="store_true",
+        help="exit with status 1 if any scene was skipped, a log is unreadable or a token of the split is missing",
+    )  # fmt: skip
     cache.set_defaults(handler=cmd_cache)
 
     import_cache = sub.add_parser(
@@ -663,7 +714,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="score trajectories against a metric cache and write the official CSV",
         description="Score one trajectory per scene (or K candidates) and write the official NAVSIM CSV: one "
         "row per scene and a final average row ('average' for v1, 'average_all_frames' for v2), the mean over "
-        "valid scenes. Scenes that cannot be scored are written with valid=False and empty metrics.",
+        "valid scenes. Scenes that cannot be scored (no metric cache, a trajectory with NaN or infinite poses) are "
+        "written with valid=False, empty metrics and the reason printed; the rest is scored.",
     )
     score.add_argument(
         "--cache", required=True, metavar="CACHE_DIR", help="metric cache folder made by `navsim-eval cache`"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,19 +50,6 @@ OFFICIAL_KEYS = {
         "epdms_no_ec": "score",
     },
 }
-
-# Decisions that hinge on the last bit of a float and cannot be reproduced without bit-identical simulated states.
-# NAVSIM's relative angle is arccos(dot(heading, unit vector)); for an object exactly on the ego's heading ray the
-# dot product is 1 or 1 + 1 ulp, i.e. an angle of 0 ("ahead": TTC violation) or NaN (neither ahead nor behind: the
-# object is then ignored for the rest of the horizon). Our simulated states match the official ones to ~1e-12 but
-# not bit for bit. Entries: (case id, run, metric key); the run is "agent", "agent_human_filtered" or "human".
-KNIFE_EDGES = frozenset(
-    {
-        ("straight_rear_end_slow_lead", "human", "ttc"),
-        ("straight_rear_end_slow_lead", "agent_human_filtered", "ttc"),
-        ("straight_rear_end_slow_lead", "agent_human_filtered", "epdms_no_ec"),
-    }
-)
 
 
 @dataclass
@@ -149,31 +136,13 @@ def metric_cache_from_neutral(spec: dict, token: str) -> MetricCache:
     )
 
 
-def object_on_heading_ray(case: ConformanceCase, tolerance_m: float = 1e-6) -> bool:
-    """Whether some object's centre lies on the initial ego heading ray (within ``tolerance_m``) at t0."""
-    ego, observation = case.cache.ego, case.cache.observation
-    boxes = observation.boxes[0][observation.present[0]]
-    lateral = -np.sin(ego.heading) * (boxes[:, 0] - ego.x) + np.cos(ego.heading) * (boxes[:, 1] - ego.y)
-    return bool(np.any(np.abs(lateral) < tolerance_m))
-
-
-def is_knife_edge(case: ConformanceCase, run: str, key: str) -> bool:
-    """Whether a mismatch of ``key`` in ``run`` is a known last-bit decision (see ``KNIFE_EDGES``).
-
-    Only listed entries qualify, and only while the case's geometry really is on the edge.
-    """
-    return (case.case_id, run, key) in KNIFE_EDGES and object_on_heading_ray(case)
-
-
 # ------------------------------------------------------------------------------------------------ checking a case
-
-CHECK_OK = ("ok", "ok*")  # statuses that count as a pass (ok* = only a known last-bit knife edge differs)
 
 
 @dataclass(frozen=True)
 class CaseCheck:
-    """One case scored in one version against the official run: ``ok``, ``ok*``, ``FAIL`` or ``-`` (no
-    official numbers), and what differed."""
+    """One case scored in one version against the official run: ``ok``, ``FAIL`` or ``-`` (no official numbers),
+    and what differed."""
 
     status: str
     detail: str = ""
@@ -198,21 +167,16 @@ def official_reference(
     return run, {key: (ours, float(entry[key])) for key, ours in OFFICIAL_KEYS[version].items() if key in entry}
 
 
-def compare_case(
-    table: ScoreTable,
-    expected: dict[str, tuple[str, float]],
-    tolerance: float,
-    knife_edge: Callable[[str], bool] = lambda key: False,
-) -> tuple[list[str], list[str]]:
-    """(mismatches, known last-bit knife edges) as 'name ours!=official' strings; no mismatch = pass."""
+def compare_case(table: ScoreTable, expected: dict[str, tuple[str, float]], tolerance: float) -> list[str]:
+    """Every mismatch as a 'name ours!=official' string; none = pass."""
     if not bool(table.valid[0]):
-        return [f"invalid: {table.reasons[0]}"], []
-    problems, edges = [], []
-    for key, (name, value) in expected.items():
+        return [f"invalid: {table.reasons[0]}"]
+    problems = []
+    for name, value in expected.values():
         ours = float(table.columns[name][0])
         if not (abs(ours - value) <= tolerance or (math.isnan(ours) and math.isnan(value))):
-            (edges if knife_edge(key) else problems).append(f"{name} {ours:.6g}!={value:.6g}")
-    return problems, edges
+            problems.append(f"{name} {ours:.6g}!={value:.6g}")
+    return problems
 
 
 def check_case(case: ConformanceCase, versions: Sequence[str], tolerance: float) -> dict[str, CaseCheck]:
@@ -231,13 +195,8 @@ def check_case(case: ConformanceCase, versions: Sequence[str], tolerance: float)
         run, expected = reference
         try:
             table = score(case.cache, case.agent_trajectory, version)
-            problems, edges = compare_case(table, expected, tolerance, lambda key, r=run: is_knife_edge(case, r, key))
+            problems = compare_case(table, expected, tolerance)
         except Exception as error:  # report and go on
-            problems, edges = [f"error {type(error).__name__}: {error}"], []
-        if problems:
-            checks[version] = CaseCheck("FAIL", ", ".join(problems))
-        elif edges:
-            checks[version] = CaseCheck("ok*", f"known last-bit knife edge ({', '.join(edges)})")
-        else:
-            checks[version] = CaseCheck("ok")
+            problems = [f"error {type(error).__name__}: {error}"]
+        checks[version] = CaseCheck("FAIL", f"{run}: " + ", ".join(problems)) if problems else CaseCheck("ok")
     return checks

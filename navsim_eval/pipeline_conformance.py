@@ -145,8 +145,9 @@ def build_caches(
     if (out / "metadata.json").is_file():
         return MetricCacheStore(out), []
     loader = SceneLoader(world.data_root, world.data_split, SceneFilter(frame_interval=1, tokens=tuple(tokens)))
-    store, _, skipped = write_metric_caches(loader_metric_caches(loader, world.maps_root), out, fsync=False)
-    return store, [f"{world.name}: {path}: {reason}" for path, reason in skipped]
+    report = write_metric_caches(loader_metric_caches(loader, world.maps_root), out, fsync=False)
+    problems = [*report.skipped, *((path, f"{p.kind}: {p.detail}") for path, p in report.problems)]
+    return report.store, [f"{world.name}: {path}: {reason}" for path, reason in problems]
 
 
 def import_official_caches(
@@ -163,8 +164,8 @@ def import_official_caches(
     out = workdir / "imported" / version
     if (out / "metadata.json").is_file():
         return MetricCacheStore(out), []
-    store, _, skipped = write_metric_caches(iter_official_caches(source), out, fsync=False)
-    return store, [f"{world.name}: {path}: {reason}" for path, reason in skipped]
+    report = write_metric_caches(iter_official_caches(source), out, fsync=False)
+    return report.store, [f"{world.name}: {path}: {reason}" for path, reason in report.skipped]
 
 
 CACHE_SOURCES: dict[str, CacheSource] = {"build": build_caches, "official": import_official_caches}

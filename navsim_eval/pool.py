@@ -3,7 +3,8 @@
 Only tokens and trajectories travel to the workers; each worker opens the cache store once (its initializer) and
 reads the scenes it is given. A scene that cannot be scored (no cache, corrupt file, scorer error, even a worker
 process that dies) comes back as a :class:`ScoreTable` whose rows are all invalid with score 0 and the reason.
-Processes are started with "spawn" by default, which is safe in programs that use torch/CUDA or threads.
+Processes are started with "spawn" by default, which is safe in programs that use torch/CUDA or threads. Workers
+die with the process that started them, even when it is SIGKILLed (:func:`_exit_with_parent`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -124,9 +126,30 @@ class _SceneScorer:
         return [self.score_item(token, trajectories) for token, trajectories in chunk]
 
 
+def _exit_with_parent() -> None:
+    """End this worker as soon as the process that started the pool is gone.
+
+    A parent killed with SIGKILL cannot shut the pool down, and an idle worker would wait on its task queue forever
+    (it holds that pipe's write end itself, so it never sees end-of-file), reparented to PID 1. multiprocessing
+    gives every child a sentinel that becomes readable when its parent dies (with "forkserver" the parent is the
+    pool's process, not the fork server); a daemon thread waits on it. Not Linux's PR_SET_PDEATHSIG: that signal
+    fires when the *thread* that started the worker ends, and workers are started by whichever thread submits work.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns once the parent process has exited
+        os._exit(1)
+
+    threading.Thread(target=watch, name="navsim-eval-parent-watch", daemon=True).start()
+
+
 def _init_worker(root: str, entries: dict[str, str], version: str, score_fn: ScoreFn | None, config: Any) -> None:
-    """Runs once per worker process: open the store view and set up the scene scorer."""
+    """Runs once per worker process: watch the parent, open the store view and set up the scene scorer."""
     global _SCENES
+    _exit_with_parent()
     _SCENES = _SceneScorer(MetricCacheStore.from_entries(root, entries), version, score_fn, config)
 
 

@@ -166,8 +166,9 @@ class Trajectory:
         self.poses = validate_trajectory_array(self.poses)
 
 
-def validate_trajectory_array(poses: np.ndarray, name: str = "trajectory") -> np.ndarray:
-    """Check one trajectory [8, 3] or a batch [K, 8, 3] of finite ego-frame poses; return it as float64."""
+def validate_trajectory_array(poses: np.ndarray, name: str = "trajectory", require_finite: bool = True) -> np.ndarray:
+    """Check one trajectory [8, 3] or a batch [K, 8, 3] of ego-frame poses (finite unless ``require_finite`` is
+    False: the scorer turns a NaN candidate into an invalid row); return it as float64."""
     try:
         array = np.asarray(poses, dtype=np.float64)
     except (TypeError, ValueError) as error:
@@ -177,6 +178,6 @@ def validate_trajectory_array(poses: np.ndarray, name: str = "trajectory") -> np
             f"{name}: expected shape [{TRAJECTORY_NUM_POSES}, 3] or [K, {TRAJECTORY_NUM_POSES}, 3] "
             f"(x, y, heading every {TRAJECTORY_INTERVAL_S} s), got {list(array.shape)}"
         )
-    if not np.all(np.isfinite(array)):
+    if require_finite and not np.all(np.isfinite(array)):
         raise InvalidTrajectoryError(f"{name}: contains NaN or infinite poses")
     return array

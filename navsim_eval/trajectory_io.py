@@ -21,8 +21,12 @@ class TrajectoryFileError(NavsimEvalError):
     """A trajectory file is missing, unreadable or holds a malformed trajectory."""
 
 
-def load_trajectories(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read ``{token: [8, 3] or [K, 8, 3]}`` from a JSON object or a ``.npz`` archive keyed by token."""
+def load_trajectories(path: str | os.PathLike, require_finite: bool = True) -> dict[str, np.ndarray]:
+    """Read ``{token: [8, 3] or [K, 8, 3]}`` from a JSON object or a ``.npz`` archive keyed by token.
+
+    A wrong shape is always an error; NaN or infinite poses only with ``require_finite`` (a submission). Scoring
+    passes False: such a candidate becomes an invalid row with its reason and the rest is scored.
+    """
     path = Path(path)
     if not path.is_file():
         raise TrajectoryFileError(f"{path}: no such file")
@@ -45,5 +49,6 @@ def load_trajectories(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not raw:
         raise TrajectoryFileError(f"{path}: holds no trajectories")
     return {
-        str(token): validate_trajectory_array(value, name=f"{path}: token {token!r}") for token, value in raw.items()
+        str(token): validate_trajectory_array(value, name=f"{path}: token {token!r}", require_finite=require_finite)
+        for token, value in raw.items()
     }

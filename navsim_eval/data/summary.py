@@ -33,3 +33,33 @@ def scene_summary(scene: Scene) -> dict:
         "red_lane_connectors": sorted(str(lane) for lane, red in current.traffic_lights if red),
         "future_trajectory": future,
     }
+
+
+def format_scene_summary(summary: dict) -> str:
+    """One text line of :func:`scene_summary`: the same facts, the future as its pose at 4 s (``--json`` has all 8).
+
+    ``TOKEN  LOG  MAP  x= y= heading=  v= m/s  COMMAND  objects 7 vehicle, 2 pedestrian  route 1,2,3  red 7,8
+    future 4 s: x= y= heading=``; a scene without objects, route or red lights says ``none``.
+    """
+    ego = summary["ego_pose"]
+    objects = ", ".join(f"{count} {kind}" for kind, count in summary["annotations"].items()) or "none"
+    future = summary["future_trajectory"]
+    if isinstance(future, list) and future:
+        x, y, heading = future[-1]
+        future_text = f"future 4 s: x={x:.2f} y={y:.2f} heading={heading:.3f}"
+    else:
+        future_text = f"future {future}"
+    return "  ".join(
+        [
+            summary["token"],
+            summary["log"],
+            summary["map_location"],
+            f"x={ego['x']:.2f} y={ego['y']:.2f} heading={ego['heading']:.3f}",
+            f"v={summary['ego_velocity'][0]:.2f} m/s",
+            str(summary["driving_command"]),
+            f"objects {objects}",
+            "route " + (",".join(summary["route_roadblock_ids"]) or "none"),
+            "red " + (",".join(summary["red_lane_connectors"]) or "none"),
+            future_text,
+        ]
+    )

@@ -8,8 +8,10 @@ order-dependent bookkeeping only over the few overlapping pairs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
+from fractions import Fraction
 
 import numpy as np
 import shapely
@@ -24,6 +26,10 @@ TTC_STOPPED_SPEED = 5e-3  # m/s
 TTC_PROJECTION_STEPS = (0, 3, 6, 9)  # look-ahead of 0, 0.3, 0.6, 0.9 s at constant velocity
 AHEAD_ANGLE = np.deg2rad(30.0)
 BEHIND_ANGLE = np.deg2rad(150.0)
+# Dot products this close to a value where the decision changes (1 and -1: an angle of 0 or pi, or NaN above;
+# cos 30 deg: ahead; cos 150 deg: behind) are recomputed in the official code's own arithmetic.
+DECISION_DOTS = np.array([1.0, -1.0, np.cos(AHEAD_ANGLE), np.cos(BEHIND_ANGLE)])
+NEAR_DECISION = 1e-12
 
 
 class CollisionType(Enum):
@@ -100,13 +106,36 @@ def overlapping_pairs(
 def relative_angles(ego_xyh: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Angles between ego headings [P, 3] and the ego->point vectors [P, 2] (nuPlan's ``get_agent_relative_angle``).
 
-    Same formula as the official code, arccos of the dot product of the heading with the unit vector, without
-    clipping: a coincident point or a dot product rounded above 1 gives NaN, which is neither ahead nor behind.
+    The official formula, arccos of the dot product of the heading with the unit vector, without clipping: a
+    coincident point or a dot product rounded above 1 gives NaN, which is neither ahead nor behind. Near a decision
+    value (``DECISION_DOTS``) the last bit decides, so there the dot product is evaluated as the official code's
+    ``np.dot`` / ``np.linalg.norm`` evaluate it (:func:`official_dot`): for an object exactly on the heading ray the
+    official result is 1 (angle 0, ahead) or 1 + 1 ulp (NaN, ignored) and flips under shifts of 1e-9 m.
     """
     vx, vy = points[:, 0] - ego_xyh[:, 0], points[:, 1] - ego_xyh[:, 1]
+    cos, sin = np.cos(ego_xyh[:, 2]), np.sin(ego_xyh[:, 2])
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = np.sqrt(vx * vx + vy * vy)
-        return np.arccos(np.cos(ego_xyh[:, 2]) * (vx / norm) + np.sin(ego_xyh[:, 2]) * (vy / norm))
+        dot = cos * (vx / norm) + sin * (vy / norm)
+        near = np.abs(dot[:, None] - DECISION_DOTS).min(axis=1, initial=np.inf) < NEAR_DECISION
+        for i in np.flatnonzero(near):
+            dot[i] = official_dot(float(cos[i]), float(sin[i]), float(vx[i]), float(vy[i]))
+        return np.arccos(dot)
+
+
+def fused_dot2(a0: float, a1: float, b0: float, b1: float) -> float:
+    """``a0 * b0 + a1 * b1`` rounded as numpy's ``np.dot`` computes two terms (OpenBLAS ``ddot`` on FMA hardware, the
+    machine of the official conformance runs): the second product fused with the sum, ``round(a1 * b1 +
+    round(a0 * b0))``. Exact rational arithmetic, so the result does not depend on this machine's BLAS."""
+    return float(Fraction(a1) * Fraction(b1) + Fraction(a0 * b0))
+
+
+def official_dot(heading_cos: float, heading_sin: float, vx: float, vy: float) -> float:
+    """The official ``np.dot(ego_vector, agent_vector / np.linalg.norm(agent_vector))`` of one ego/point pair."""
+    norm = math.sqrt(fused_dot2(vx, vy, vx, vy))  # np.linalg.norm(v) is sqrt(np.dot(v, v))
+    if norm == 0.0:
+        return math.nan
+    return fused_dot2(heading_cos, heading_sin, vx / norm, vy / norm)
 
 
 def _box_polygon(corners: np.ndarray) -> shapely.Polygon:

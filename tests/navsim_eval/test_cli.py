@@ -69,7 +69,7 @@ def test_cache_command_reports_counts_and_skips(workdir: Path, cache_dir: Path, 
     code = main(["cache", "--scenes", str(workdir / "scenes"), "--out", str(cache_dir), "--strict"])
     out = capsys.readouterr().out
     assert code == 1  # --strict and two files skipped
-    assert "wrote 4 metric caches" in out and "skipped 2:" in out
+    assert "wrote 4 metric caches" in out and "skipped 2 scenes:" in out
     assert "notes.json: not a scene" in out and "broken.json: invalid JSON" in out
 
 
@@ -162,3 +162,34 @@ def test_conformance_command(capsys: pytest.CaptureFixture) -> None:
     assert all(case_id in out for case_id in CASE_IDS)
     assert "v1: 3/3 passed" in out and "v2: 3/3 passed" in out, out
     assert code == 0
+
+
+@needs_scorer
+def test_score_marks_a_nan_trajectory_invalid_and_scores_the_rest(
+    workdir: Path, cache_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    plans = {c: load_case(CONFORMANCE_DIR / "cases" / f"{c}.json").agent_trajectory for c in CASE_IDS}
+    broken = plans[CASE_IDS[1]].copy()
+    broken[3, 0] = np.nan
+    path = workdir / "one_nan.json"
+    path.write_text(json.dumps({**{c: p.tolist() for c, p in plans.items()}, CASE_IDS[1]: broken.tolist()}))
+    out = workdir / "nan.csv"
+    argv = ["score", "--cache", str(cache_dir), "--version", "v1", "--out", str(out), "--workers", "1"]
+    code = main([*argv, "--trajectories", str(path)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    rows = read_score_csv(out).by_token()
+    assert [rows[c]["valid"] for c in CASE_IDS] == [True, False, True]
+    assert f"invalid {CASE_IDS[1]}: trajectory contains NaN or infinite poses" in printed.out
+    assert main([*argv, "--trajectories", str(path), "--strict"]) == 1
+    capsys.readouterr()
+    team = ["--team-name", "t", "--authors", "a", "--email", "e", "--institution", "i", "--country", "c"]
+    submission = ["submit", "--trajectories", str(path), *team, "--out", str(workdir / "sub" / "submission.pkl")]
+    assert main(submission) == 2  # a submission still needs finite poses
+    assert "one_nan.json: token 'straight_hit_static_cone': contains NaN" in capsys.readouterr().err
+    # K candidates, one of them NaN: that candidate is invalid, the scene keeps candidate 0's score
+    npz = workdir / "nan_candidates.npz"
+    np.savez(npz, **{CASE_IDS[0]: np.stack([plans[CASE_IDS[0]], broken])})
+    assert main([*argv, "--trajectories", str(npz), "--out", str(workdir / "nan_k.csv")]) == 0
+    details = read_score_csv(workdir / "nan_k_candidates.csv").rows
+    assert [(r["candidate"], r["valid"]) for r in details] == [(0, True), (1, False)]

@@ -181,3 +181,81 @@ def test_persistent_pool_reuses_workers_and_applies_the_scorer_config(cases: dic
     assert first[0].score[0] == pytest.approx(expected.score[0], abs=1e-12)
     assert [t.score[0] for t in second] == [first[0].score[0]] * 3
     assert expected.score[0] != pytest.approx(score(case.cache, slow, "v1").score[0])
+
+
+def _process_state(pid: int) -> str | None:
+    """The /proc state letter of a process (Z = zombie), or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Children, grandchildren, ... of a process (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found.extend(children)
+        todo.extend(children)
+    return found
+
+
+PARENT_SCRIPT = """
+import sys, time
+import numpy as np
+from navsim_eval.pool import ScoringPool
+
+if __name__ == "__main__":
+    pools = [ScoringPool(sys.argv[1], "v1", workers=2, mp_context=context) for context in ("spawn", "forkserver")]
+    for pool in pools:
+        tables = pool.score([("missing", np.zeros((8, 3)))] * 4, chunksize=1)  # both workers started and answering
+    print("ready", tables[0].reasons[0], flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc (Linux)")
+def test_workers_die_when_the_main_process_is_killed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "empty_store").mkdir()
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "empty_store")], stdout=subprocess.PIPE, text=True, env=env
+    )
+    workers: list[int] = []
+    try:
+        ready = parent.stdout.readline()
+        assert ready.startswith("ready") and "no metric cache" in ready, ready
+        workers = _descendants(parent.pid)
+        # 2 + 2 workers, the fork server and multiprocessing's resource tracker
+        assert len(workers) >= 5, f"expected the scoring workers among the descendants, found {workers}"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10.0
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = [pid for pid in workers if _process_state(pid) not in (None, "Z")]
+        assert not alive, f"scoring workers {alive} outlived their SIGKILLed parent by 10 s"
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+        for pid in workers:  # reparented by now: clean up after a failure
+            if _process_state(pid) not in (None, "Z"):
+                os.kill(pid, signal.SIGKILL)

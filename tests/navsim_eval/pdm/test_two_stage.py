@@ -50,12 +50,12 @@ def split():
 def store(split, tmp_path_factory: pytest.TempPathFactory):
     scenes = load_two_stage_scenes(split, WORLD, SYNTHETIC)
     assert scenes.missing_report() is None
-    store, written, skipped = write_metric_caches(
+    report = write_metric_caches(
         two_stage_metric_caches(scenes, WORLD / "maps"), tmp_path_factory.mktemp("two_stage"), fsync=False
     )
-    assert not skipped, skipped
-    assert len(written) == 96
-    return store
+    assert not report.skipped and not report.problems, (report.skipped, report.problems)
+    assert len(report.written) == 96
+    return report.store
 
 
 def _trajectories(kind: str) -> dict[str, np.ndarray]:
