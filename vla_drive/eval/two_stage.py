@@ -131,8 +131,9 @@ def evaluate_two_stage(
     store = MetricCacheStore(caches_root)
     one, two = predicted.stage_tokens()
     if any(token not in store for token in one + two):
-        store, _, skipped = write_metric_caches(two_stage_metric_caches(predicted.scenes, maps_root), caches_root)
-        for source, reason in skipped:
+        report = write_metric_caches(two_stage_metric_caches(predicted.scenes, maps_root), caches_root)
+        store = report.store
+        for source, reason in report.skipped:
             LOG.warning("no metric cache from %s: %s", source, reason)
     result = score_two_stage(store, predicted.predictions, predicted.split.two_stage, workers=workers)
     csv_path = write_two_stage_csv(out / CSV_FILE, result)
