@@ -41,11 +41,12 @@ class Progress:
         unit: str = "scenes",
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
+        initial: int = 0,
     ) -> None:
         self.total, self.label, self.unit = total, label, unit
         self.stream = stream if stream is not None else sys.stderr
         self.clock = clock
-        self.done = 0
+        self.done = self.initial = initial  # items done before this run (a resumed loop): not in the rate
         self.started = self.last_shown = clock()
         isatty = getattr(self.stream, "isatty", None)
         self.terminal = bool(isatty and isatty())
@@ -54,7 +55,7 @@ class Progress:
     def line(self) -> str:
         """``label: 470/1410 scenes (33%), 12.3 scenes/s, 1m16s left``."""
         elapsed = self.clock() - self.started
-        rate = self.done / elapsed if elapsed > 0 else math.nan
+        rate = (self.done - self.initial) / elapsed if elapsed > 0 and self.done > self.initial else math.nan
         text = f"{self.label}: {self.done}"
         if self.total:
             text += f"/{self.total} {self.unit} ({100 * self.done / self.total:.0f}%)"
@@ -81,13 +82,15 @@ class Progress:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
 
-    def close(self) -> None:
-        """End the terminal line with the final count (nothing more is written elsewhere)."""
+    def close(self, final_line: bool = False) -> None:
+        """End the terminal line with the final count; elsewhere nothing more is written, unless ``final_line``."""
         if self.terminal and self._drawn:
             self._show()
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
+        elif final_line and not self.terminal:
+            self._show()
 
     def __enter__(self) -> Progress:
         return self

@@ -52,11 +52,12 @@ class SceneScorer:
         version: str = "v1",
         config: ScorerConfig | None = None,
         progress: Progress | None = None,
+        workers: int = 1,
     ) -> SceneScorer:
         """A scorer of ``scenes`` whose metric caches live in ``cache_dir`` (built there by
         :func:`build_metric_caches` where missing). Scenes that get no cache are recorded in ``skipped`` with the
         reason, never fatal."""
-        skipped = build_metric_caches(scenes, maps_root, cache_dir, progress=progress)
+        skipped = build_metric_caches(scenes, maps_root, cache_dir, progress=progress, workers=workers)
         store = MetricCacheStore(cache_dir)
         caches = {token: store[token] for token in _tokens(scenes) if token in store}
         scorer = cls(caches, version, config)

@@ -62,6 +62,9 @@ def _step_of(line: str) -> float:
         return math.inf
 
 
+PROGRESS_METRICS = (("loss", "loss"), ("rl/reward_mean", "reward"), ("lr", "lr"))  # (metric, name on the line)
+
+
 def _format(metrics: Mapping[str, float]) -> str:
     return " ".join(f"{key}={value:.4g}" for key, value in metrics.items())
 
@@ -90,6 +93,7 @@ class RunLogger:
         self.output_dir = Path(output_dir)
         self.log_every = max(1, int(log_every))
         self._window: dict[str, list[float]] = {}
+        self._last_validation: float | None = None  # the last eval/score, shown on the progress line
         self._jsonl: TextIO | None = None
         self._tensorboard: Any = None
         self._wandb: Any = None
@@ -170,13 +174,23 @@ class RunLogger:
         self._window.clear()
         self.log(step, averaged, prefix="train/")
         if self._bar is not None:
-            self._bar.set_postfix_str(_format({k: v for k, v in averaged.items() if k in ("loss", "lr")}))
+            self._bar.set_postfix_str(self.progress_text(averaged))
+
+    def progress_text(self, averaged: Mapping[str, float]) -> str:
+        """The progress line's metrics: loss and learning rate, the RL reward when there is one, and the last
+        validation score (``val=`` once a validation has run)."""
+        shown = {name: averaged[key] for key, name in PROGRESS_METRICS if key in averaged}
+        if self._last_validation is not None:
+            shown["val"] = self._last_validation
+        return _format(shown)
 
     def log(self, step: int, metrics: Mapping[str, float], prefix: str = "") -> None:
         """Write ``metrics`` at ``step`` now, every key prefixed (``train/``, ``eval/``)."""
         if not self.enabled or not metrics:
             return
         record = {f"{prefix}{key}": float(value) for key, value in metrics.items()}
+        if prefix == "eval/" and "score" in metrics:
+            self._last_validation = float(metrics["score"])
         if self._jsonl is not None:
             self._jsonl.write(json.dumps({"step": step, "time": round(time.time(), 3), **record}) + "\n")
             self._jsonl.flush()

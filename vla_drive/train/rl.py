@@ -23,6 +23,7 @@ import torch
 from vla_drive.algorithms.base import Algorithm, RolloutBatch
 from vla_drive.algorithms.registry import make_algorithm
 from vla_drive.config import ExperimentConfig, save_run_config
+from vla_drive.eval.progress import StageProgress
 from vla_drive.eval.scoring import build_metric_caches
 from vla_drive.model.vla import DrivingVLA
 from vla_drive.train.distributed import barrier, is_main, rank, setup_accelerator, world_size
@@ -66,7 +67,8 @@ def build_reward_store(config: ExperimentConfig, scenes, maps_root: Path, output
     """The metric caches of the training scenes, built once by the main rank (or ``data.metric_cache``)."""
     root = Path(config.data.metric_cache) if config.data.metric_cache else output_dir / "metric_cache_train"
     if is_main():
-        for token, reason in build_metric_caches(scenes, maps_root, root).items():
+        built = build_metric_caches(scenes, maps_root, root, progress=StageProgress(), workers=config.eval.workers)
+        for token, reason in built.items():
             LOG.warning("scene %s gets no reward: %s", token, reason)
     barrier()
     return root

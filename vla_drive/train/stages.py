@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from navsim_eval.data.loader import SceneLoader
+from navsim_eval.progress import Progress
 from vla_drive.algorithms.registry import make_algorithm
 from vla_drive.config import ExperimentConfig, data_paths, save_run_config, validate_config, validate_paths
 from vla_drive.data.dataset import SceneDataset
 from vla_drive.data.feature_cache import CachedFeatureDataset, build_feature_cache, collate_cached
 from vla_drive.eval.predictions import predict_scenes
+from vla_drive.eval.progress import StageProgress
 from vla_drive.eval.scoring import SceneScorer, summarize
 from vla_drive.model.processor import Collator
 from vla_drive.model.vla import DrivingVLA
@@ -97,7 +99,14 @@ def training_dataset(config: ExperimentConfig, model: DrivingVLA, scenes: SceneL
     dataset = SceneDataset.for_model(scenes, model)
     if config.train.feature_cache and model.backbone.trainable == "frozen":
         if is_main():
-            build_feature_cache(model.backbone, dataset, config.train.feature_cache, batch_size=config.train.batch_size)
+            with Progress(len(dataset), "feature cache") as shown:
+                build_feature_cache(
+                    model.backbone,
+                    dataset,
+                    config.train.feature_cache,
+                    batch_size=config.train.batch_size,
+                    progress=shown.update,
+                )
         barrier()
         folder = build_feature_cache(model.backbone, dataset, config.train.feature_cache)  # found, not rebuilt
         return CachedFeatureDataset(folder), collate_cached
@@ -115,7 +124,12 @@ def validation_hook(
     scorer = None
     if is_main():
         scorer = SceneScorer.from_scenes(
-            data.val, data.maps_root, output_dir / "metric_cache_val", config.eval.score_version
+            data.val,
+            data.maps_root,
+            output_dir / "metric_cache_val",
+            config.eval.score_version,
+            progress=StageProgress(),
+            workers=config.eval.workers,
         )
         if scorer.skipped:
             LOG.warning("validation: %d scenes have no metric cache: %s", len(scorer.skipped), scorer.skipped)

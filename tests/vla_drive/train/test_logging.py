@@ -69,3 +69,15 @@ def test_a_run_without_tensorboard_says_so(tmp_path, capsys):
     with RunLogger(tmp_path / "run", loggers=("jsonl",), total_steps=2):
         pass
     assert "TensorBoard is off (train.loggers: [jsonl])" in capsys.readouterr().err
+
+
+def test_the_progress_line_shows_the_rl_reward_and_the_last_validation_score(tmp_path, capsys):
+    with RunLogger(tmp_path / "run", loggers=("jsonl",), total_steps=4, log_every=2) as log:
+        log.log_step(1, {"loss": 0.5, "lr": 1e-4, "rl/reward_mean": 0.8})
+        log.log_step(2, {"loss": 0.3, "lr": 1e-4, "rl/reward_mean": 0.9})
+        log.log(2, {"score": 0.91, "ego_progress": 0.8}, prefix="eval/")
+        log.log_step(3, {"loss": 0.2, "lr": 1e-4, "rl/reward_mean": 0.95})
+        log.log_step(4, {"loss": 0.2, "lr": 1e-4, "rl/reward_mean": 0.95})
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert lines[0] == "step 2/4 loss=0.4 reward=0.85 lr=0.0001", lines
+    assert lines[-1].endswith("loss=0.2 reward=0.95 lr=0.0001 val=0.91"), lines
