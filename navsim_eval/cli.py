@@ -2,9 +2,10 @@
 
 Subcommands:
 
-* ``synth``        generate the synthetic world in the real NAVSIM formats
+* ``synth``        generate the synthetic proving ground in the real formats
 * ``two-stage``    write a navhard-style two-stage split of a world on disk
 * ``inspect``      describe the scenes of OpenScene logs
+* ``filter``       navtest-style filter of a split (drop what constant velocity solves or the human fails)
 * ``cache``        build a metric cache folder from scenes (both stages of a two-stage split)
 * ``import-cache`` convert an official NAVSIM metric cache folder into ours
 * ``score``        score a trajectory file against a metric cache and write the official CSV (one or two stages)
@@ -58,22 +59,38 @@ def cmd_synth(args: argparse.Namespace) -> int:
             cameras=tuple(args.cameras),
             image_size=(width, height),
             data_split=args.data_split,
+            split_logs=tuple(args.split_logs) if args.split_logs else WorldConfig.split_logs,
+            scenarios=tuple(args.scenarios) if args.scenarios else WorldConfig.scenarios,
+            filter_scenes=args.filter,
         )
     except ValueError as error:
         raise CliError(str(error)) from None
-    summary = generate_world(args.out, config)
-    print(f"wrote the synthetic world to {summary.root} in {summary.seconds:.1f} s:")
-    print(f"  maps:   {summary.maps_root} (location synthetic-town)")
+    summary = generate_world(
+        args.out, config, progress=(lambda message: print(f"  {message}")) if args.verbose else None
+    )
+    kind = "a small world split by log only" if config.small else "the proving ground (held-out test town)"
+    print(f"wrote {kind} to {summary.root} in {summary.seconds:.1f} s:")
+    towns = sorted({(info["town"], info["location"]) for info in summary.log_info.values()})
+    print(f"  maps:   {summary.maps_root} (towns: {', '.join(f'{t} = {loc}' for t, loc in towns)}; all four locations)")
     print(
         f"  logs:   {summary.data_root / 'navsim_logs' / summary.data_split} ({len(summary.logs)} logs, "
-        f"{summary.num_frames} frames)"
+        f"{summary.num_frames} frames, {summary.num_scenes} scenes)"
     )
     print(f"  images: {summary.data_root / 'sensor_blobs' / summary.data_split} ({', '.join(config.cameras)})")
     for name, tokens in summary.scene_tokens.items():
-        print(f"  split:  {summary.splits_dir / (name + '.yaml')} ({len(tokens)} scenes)")
+        generated = len(summary.unfiltered_tokens.get(name, tokens))
+        line = f"  split:  {summary.splits_dir / (name + '.yaml')} ({len(tokens)} scenes"
+        if name in summary.filter_reports:
+            report = summary.filter_reports[name]
+            line += (
+                f" of {generated} generated; the filter removed {report['removed_constant_velocity']} that constant "
+                f"velocity solves and {report['removed_human']} the human fails"
+            )
+        print(line + ")")
+    print(f"  labels: {summary.splits_dir}/<split>_scenarios.json (the scenario of every scene)")
     print(
         f"use: --data-root {summary.data_root} --maps-root {summary.maps_root} --split "
-        f"{summary.splits_dir / (summary.data_split + '_all.yaml')}"
+        f"{summary.splits_dir / (summary.data_split + '_test.yaml')}"
     )
     return EXIT_OK
 
@@ -101,6 +118,72 @@ def cmd_two_stage(args: argparse.Namespace) -> int:
         "--out CACHE_DIR"
     )
     return EXIT_OK
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from navsim_eval.data.filtering import filter_caches, split_caches
+    from navsim_eval.data.paths import nuplan_maps_root
+    from navsim_eval.data.scene_filter import SceneFilter
+    from navsim_eval.data.splits import Split, load_split, write_split
+
+    out = Path(args.out)
+    if out.suffix != ".yaml":
+        raise CliError(f"--out {out}: expected the new split file, <dir>/<name>.yaml")
+    if args.split:
+        path = Path(args.split)
+        source = load_split(path.parent, path.stem)
+    elif args.logs:
+        source = Split(args.logs, args.logs, SceneFilter(frame_interval=1), args.logs)
+    else:
+        raise CliError("name the scenes: --split SPLIT_FILE.yaml or --logs SPLIT (a folder of navsim_logs/)")
+    if args.tokens:
+        source = replace(source, scene_filter=replace(source.scene_filter, tokens=tuple(args.tokens)))
+    if not 0.0 < args.threshold <= 1.0:
+        raise CliError(f"--threshold {args.threshold}: expected a PDMS in (0, 1]")
+    caches = split_caches(args.data_root, nuplan_maps_root(args.maps_root), source)
+    if args.cache:
+        caches = _cached_first(Path(args.cache), caches)
+    started = time.perf_counter()
+    report = filter_caches(caches, args.threshold)
+    kept = report.kept_tokens
+    scene_filter = replace(source.scene_filter, tokens=tuple(kept))
+    write_split(out.parent, Split(out.stem, source.data_split, scene_filter, out.stem))
+    print(
+        f"filtered {len(report.decisions)} scenes of {args.split or args.logs} in {time.perf_counter() - started:.1f} s"
+    )
+    print(report.summary())
+    for decision in report.decisions:
+        if decision.reason:
+            print(f"  not scored {decision.token}: {decision.reason}")
+    if args.report:
+        data = report.to_json() | {
+            "scenes_detail": [
+                {"token": d.token, "constant_velocity_pdms": _finite(d.constant_velocity_score),
+                 "human_pdms": _finite(d.human_score), "dropped_by": list(d.dropped_by), "reason": d.reason}
+                for d in report.decisions
+            ]
+        }  # fmt: skip
+        Path(args.report).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out} ({len(kept)} scenes)" + (f" and {args.report}" if args.report else ""))
+    return EXIT_OK if kept else EXIT_FAILED
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else round(float(value), 6)
+
+
+def _cached_first(cache_dir: Path, built: Iterator[Any]) -> Iterator[Any]:
+    """The scenes' metric caches from ``cache_dir`` where it has them, else as ``built`` builds them."""
+    from navsim_eval.pdm.cache_io import MetricCacheStore
+
+    if not cache_dir.is_dir():
+        raise CliError(f"--cache {cache_dir}: no such directory")
+    store = MetricCacheStore(cache_dir)
+    for item in built:
+        token = item[0] if isinstance(item, tuple) else item.token
+        yield store[token] if token in store else item
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -602,14 +685,35 @@ def build_parser() -> argparse.ArgumentParser:
     synth = sub.add_parser(
         "synth",
         help="generate the synthetic world in the real NAVSIM formats",
-        description="Generate a synthetic town (a nuPlan GeoPackage map), drive through it and write OpenScene "
-        "log pickles, rendered camera JPGs and NAVSIM split files (all / train / test), so that every reader "
-        "and command of this package loads it exactly like real NAVSIM data. Deterministic in --seed.",
+        description="Generate the synthetic proving ground: four towns written as nuPlan's four map locations, one "
+        "safety-critical scenario per log (lead braking, cut-in, crossing pedestrians and cyclists, unprotected "
+        "turns, red lights, blocked lanes, sharp curves, merges), OpenScene log pickles, rendered camera JPGs, NAVSIM "
+        "split files (train / val from the training towns, test from a held-out town, all) with the scenario of "
+        "every scene beside them, navtest-style filtered. Every reader and command of this package, and the "
+        "official devkit, load it like real NAVSIM data. Deterministic in --seed.",
     )
     synth.add_argument("--out", required=True, metavar="DIR", help="folder to write the world into")
-    synth.add_argument("--logs", type=int, default=4, metavar="N", help="number of logs (drives); default 4")
+    synth.add_argument(
+        "--logs", type=int, metavar="N",
+        help="a small world of N logs split by log only (as the tests use); default: the proving ground",
+    )  # fmt: skip
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    synth.add_argument("--frames", type=int, default=60, help="2 Hz frames per log (default 60 = 30 s)")
+    synth.add_argument(
+        "--frames", type=int, metavar="F",
+        help="2 Hz frames per log, every window a scene (default: as many as each log's scenes need)",
+    )  # fmt: skip
+    synth.add_argument(
+        "--split-logs", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+        help="logs of the proving ground's train, val and test splits (default: WorldConfig.split_logs)",
+    )  # fmt: skip
+    synth.add_argument(
+        "--scenarios", nargs="+", metavar="NAME", help="only these scenario types (default: all of them)"
+    )
+    synth.add_argument(
+        "--filter", action=argparse.BooleanOptionalAction, default=None,
+        help="apply the navtest-style filter to every split (default: on for the proving ground, off with --logs)",
+    )  # fmt: skip
+    synth.add_argument("--verbose", action="store_true", help="print a line per log")
     synth.add_argument(
         "--cameras", nargs="+", default=["CAM_F0"], metavar="CAM",
         help="cameras to render (default CAM_F0; any of CAM_F0 CAM_L0 CAM_L1 CAM_L2 CAM_R0 CAM_R1 CAM_R2 CAM_B0)",
@@ -649,6 +753,22 @@ def build_parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         parser.add_argument("--scene-filter", metavar="YAML", help="a NAVSIM scene_filter file (with --logs)")
         parser.add_argument("--tokens", nargs="+", metavar="TOKEN", help="only these scene tokens")
+
+    filter_ = sub.add_parser(
+        "filter",
+        help="keep the scenes where driving well takes more than holding speed (navtest-style)",
+        description="Score constant velocity and the logged human on every scene (PDMS v1.1) and write a new split "
+        "file with the scenes that constant velocity does not solve (PDMS < threshold) and the human drives well "
+        "(PDMS >= threshold), as NAVSIM built navtrain and navtest; report how many each rule removed.",
+    )
+    add_scene_options(filter_)
+    filter_.add_argument("--out", required=True, metavar="SPLIT_FILE", help="the new split file, <dir>/<name>.yaml")
+    filter_.add_argument("--threshold", type=float, default=0.8, help="PDMS threshold of both rules (default 0.8)")
+    filter_.add_argument(
+        "--cache", metavar="CACHE_DIR", help="reuse the metric caches of this folder where it has them"
+    )
+    filter_.add_argument("--report", metavar="JSON", help="also write every scene's two scores and the counts")
+    filter_.set_defaults(handler=cmd_filter)
 
     inspect = sub.add_parser(
         "inspect",

@@ -463,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
         "leaderboard, write sweep.csv / sweep.md / sweep.png, and store the omega with the highest mean score "
         "in the model directory (predict and exports then use it).",
     )
-    _add_model_and_split(sweep, "a NAVSIM split file (e.g. .../synthetic_test.yaml)", scoring=True)
+    _add_model_and_split(
+        sweep, "a NAVSIM split file (e.g. .../synthetic_val.yaml: knobs are chosen on validation)", scoring=True
+    )
     sweep.add_argument("--omegas", nargs="+", type=float, help="default 0 0.5 1 1.5 2 3 5")
     sweep.add_argument(
         "--out", help="output folder (default $NAVSIM_EXP_ROOT/vla_drive/<model>/sweep, else <model>/sweep)"

@@ -27,10 +27,15 @@ MAP_VERSIONS = {
     "us-ma-boston": "9.12.1817",
     "us-nv-las-vegas-strip": "9.15.1915",
     "us-pa-pittsburgh-hazelwood": "9.17.1937",
-    # The embedded synthetic world (navsim_eval.synthetic). Not a nuPlan city: the official tools do not know it.
-    "synthetic-town": "1.0.0",
 }
 MAP_LOCATIONS = tuple(MAP_VERSIONS)
+# Location -> projected CRS of its map (WGS84 / UTM north zones: Singapore 48, Boston 19, Las Vegas 11, Pittsburgh 17).
+PROJECTED_CRS = {
+    "sg-one-north": "epsg:32648",
+    "us-ma-boston": "epsg:32619",
+    "us-nv-las-vegas-strip": "epsg:32611",
+    "us-pa-pittsburgh-hazelwood": "epsg:32617",
+}
 # Log ``map_location`` values that name another map (NavSimScenario maps "las_vegas" to the strip map).
 LOCATION_ALIASES = {"las_vegas": "us-nv-las-vegas-strip"}
 

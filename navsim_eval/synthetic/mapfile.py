@@ -1,4 +1,9 @@
-"""Write the synthetic town as a nuPlan GeoPackage map, so the real map reader loads it."""
+"""Write the synthetic towns as nuPlan GeoPackage maps, so the real map reader (and nuPlan's) loads them.
+
+A maps root written here looks like the released one: ``nuplan-maps-v1.0.json`` and a folder for each of the four
+locations (``<location>/<version>/map.gpkg``), because nuPlan's ``GPKGMapsDB`` opens all four. A location without a
+town gets a small placeholder map (a one-lane triangle far from anything).
+"""
 
 from __future__ import annotations
 
@@ -17,16 +22,14 @@ from navsim_eval.maps.gpkg_writer import (
     StopLineSpec,
     write_map,
 )
-from navsim_eval.maps.locations import MAP_VERSIONS, register_map
-from navsim_eval.synthetic.network import RoadNetwork
+from navsim_eval.maps.locations import MAP_LOCATIONS, MAP_VERSIONS, PROJECTED_CRS, register_map
+from navsim_eval.synthetic.network import NodeSpec, RoadNetwork, RoadSpec, TownLayout, build_network
 
-SYNTHETIC_LOCATION = "synthetic-town"
-PROJECTED_CRS = "epsg:32617"  # UTM zone 17N: the town sits at UTM-like coordinates
 _TURN_TYPES = {"straight": 0, "left": 1, "right": 2}
 STOP_LINE_DEPTH = 0.5
 
 
-def map_spec(network: RoadNetwork) -> MapSpec:
+def map_spec(network: RoadNetwork, projected_crs: str) -> MapSpec:
     """The town in the nuPlan map schema: lanes, lane connectors, lane groups and their connectors, intersections,
     car parks and traffic-light stop lines."""
     lanes, connectors, stop_lines = [], [], []
@@ -101,13 +104,43 @@ def map_spec(network: RoadNetwork) -> MapSpec:
         roadblock_connectors=roadblock_connectors,
         intersections=[AreaSpec(int(i), polygon) for i, polygon in network.intersections.items()],
         carpark_areas=[AreaSpec(int(i), polygon, heading=0.0) for i, polygon in network.carparks.items()],
+        crosswalks=[AreaSpec(int(i), polygon) for i, polygon in network.crosswalks.items()],
         stop_lines=stop_lines,
-        projected_crs=PROJECTED_CRS,
+        projected_crs=projected_crs,
     )
 
 
-def write_town_map(network: RoadNetwork, maps_root: str | Path, location: str = SYNTHETIC_LOCATION) -> Path:
-    """Write ``map.gpkg`` where the map reader looks for ``location`` under ``maps_root``; returns its path."""
+def write_town_map(network: RoadNetwork, maps_root: str | Path, location: str) -> Path:
+    """Write ``map.gpkg`` where the map reader looks for ``location`` under ``maps_root`` (in the location's UTM
+    zone) and record it in ``nuplan-maps-v1.0.json``; returns its path."""
     path = register_map(maps_root, location, MAP_VERSIONS[location])
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_map(map_spec(network), path, overwrite=True)
+    return write_map(map_spec(network, PROJECTED_CRS[location]), path, overwrite=True)
+
+
+def placeholder_network(origin: tuple[float, float]) -> RoadNetwork:
+    """A one-lane triangle of roads with yield junctions: the smallest valid map, for locations without a town."""
+    nodes = {"a": NodeSpec(0.0, 0.0, "yield"), "b": NodeSpec(120.0, 0.0, "yield"), "c": NodeSpec(60.0, 100.0, "yield")}
+    roads = [RoadSpec("a", "b"), RoadSpec("b", "c"), RoadSpec("c", "a")]
+    return build_network(TownLayout(nodes, roads), origin)
+
+
+PLACEHOLDER_ORIGINS = {  # UTM coordinates inside each city's zone, away from the towns
+    "sg-one-north": (360_000.0, 150_000.0),
+    "us-ma-boston": (325_000.0, 4_700_000.0),
+    "us-nv-las-vegas-strip": (660_000.0, 4_005_000.0),
+    "us-pa-pittsburgh-hazelwood": (580_000.0, 4_485_000.0),
+}
+
+
+def write_maps_root(maps_root: str | Path, networks: dict[str, RoadNetwork]) -> dict[str, Path]:
+    """Write a map for each of nuPlan's four locations: the town given for it, else a placeholder."""
+    unknown = sorted(set(networks) - set(MAP_LOCATIONS))
+    if unknown:
+        raise ValueError(f"write_maps_root: {unknown} are not nuPlan locations; expected some of {list(MAP_LOCATIONS)}")
+    return {
+        location: write_town_map(
+            networks.get(location) or placeholder_network(PLACEHOLDER_ORIGINS[location]), maps_root, location
+        )
+        for location in MAP_LOCATIONS
+    }

@@ -17,7 +17,9 @@ from navsim_eval.synthetic.network import RoadNetwork
 from navsim_eval.synthetic.traffic import DT, TrafficState, Vehicle, step
 
 FRAME_STEPS = 5  # 10 Hz steps per 2 Hz frame
-ANNOTATION_RADIUS_M = 60.0
+HISTORY_FRAMES = 4  # a scene: 4 frames up to the current one and 10 after it
+FUTURE_FRAMES = 10
+ANNOTATION_RADIUS_M = 80.0
 SIGNAL_RADIUS_M = 100.0
 COMMAND_LOOKAHEAD_M = 20.0
 COMMAND_LATERAL_M = 2.0
@@ -38,6 +40,7 @@ class Snapshot:
     tokens: list[str]
     red_lights: list[tuple[int, bool]]  # (lane connector id, is red)
     light_states: dict[str, str]  # connector id -> green / yellow / red, near the ego (for rendering)
+    ego_lane_index: int = 0  # where on its route the ego is (index into its route's lanes)
 
 
 def driving_command(ego: Vehicle) -> np.ndarray:
@@ -108,6 +111,7 @@ def snapshot(state: TrafficState, network: RoadNetwork) -> Snapshot:
         tokens=tokens,
         red_lights=lights,
         light_states=light_states,
+        ego_lane_index=ego.path.lane_index_at(ego.s),
     )
 
 
@@ -123,10 +127,63 @@ def run_log(state: TrafficState, network: RoadNetwork, num_frames: int, warmup_s
     return snapshots
 
 
-def route_roadblocks(state: TrafficState, network: RoadNetwork) -> list[str]:
-    """The ego route's roadblocks and roadblock connectors, in driving order."""
+@dataclass
+class Recording:
+    """The frames of one scenario log, cut to what its scenes need, and which of them are scenes."""
+
+    snapshots: list[Snapshot]
+    scene_frames: list[int]  # indices into ``snapshots`` of the scenes' current frames
+    start_s: float  # log time of the first live frame
+    ego_lanes: list[str]  # the ego's route
+
+
+def record_scenario(run, network: RoadNetwork, num_frames: int | None = None) -> Recording | None:
+    """Simulate a :class:`~navsim_eval.synthetic.scenarios.ScenarioRun` and keep the frames of its scenes.
+
+    The scenes are the frames where the run is live (within ``max_live_s`` of the first); the log keeps 3 history
+    frames before the first and 10 future frames after the last. With ``num_frames`` the log has that many frames
+    from the same start and every window in it is a scene. None if the run never became live.
+    """
+    state = run.state
+    frame_s = FRAME_STEPS * DT
+    snapshots = [snapshot(state, network)]
+    live = [bool(run.live(state))]
+    while True:
+        first = live.index(True) if True in live else None
+        if first is None:
+            if state.t > run.max_start_s:
+                return None
+        else:
+            start = max(first, HISTORY_FRAMES - 1)
+            span = round(run.max_live_s / frame_s)
+            if num_frames is not None:
+                end = start - (HISTORY_FRAMES - 1) + num_frames - 1
+                if len(snapshots) > end:
+                    kept = snapshots[start - (HISTORY_FRAMES - 1) : end + 1]
+                    scenes = list(range(HISTORY_FRAMES - 1, len(kept) - FUTURE_FRAMES))
+                    return Recording(kept, scenes, snapshots[start].time_s, list(state.ego.path.lane_ids))
+            else:
+                flags = [k for k in range(start, min(len(live), start + span + 1)) if live[k]]
+                last = flags[-1] if flags else start
+                quiet = len(live) - 1 - last  # frames since the situation was last live
+                if len(live) > start + span or quiet > 6:
+                    if not flags:
+                        return None  # live only before a scene could start (too early in the log)
+                    if len(snapshots) > last + FUTURE_FRAMES:
+                        offset = start - (HISTORY_FRAMES - 1)
+                        kept = snapshots[offset : last + FUTURE_FRAMES + 1]
+                        scenes = [k - offset for k in flags]
+                        return Recording(kept, scenes, snapshots[start].time_s, list(state.ego.path.lane_ids))
+        for _ in range(FRAME_STEPS):
+            step(state)
+        snapshots.append(snapshot(state, network))
+        live.append(bool(run.live(state)))
+
+
+def route_roadblocks(network: RoadNetwork, lane_ids: list[str]) -> list[str]:
+    """The roadblocks and roadblock connectors of a route's lanes, in driving order."""
     ids: list[str] = []
-    for lane_id in state.ego.path.lane_ids:
+    for lane_id in lane_ids:
         roadblock = network.lanes[lane_id].roadblock_id
         if not ids or ids[-1] != roadblock:
             ids.append(roadblock)

@@ -11,7 +11,7 @@ from vla_drive.model.vla import DrivingVLA
 
 pytestmark = pytest.mark.slow
 
-QUICK = ["train.max_steps=4", "train.warmup_steps=1", "train.log_every=2", "data.synthetic_logs=2"]
+QUICK = ["train.max_steps=4", "train.warmup_steps=1", "train.log_every=2", "data.synthetic_logs=8"]
 
 
 def test_short_demo_runs_every_stage_and_resumes(tmp_path, capsys):

@@ -71,7 +71,7 @@ def synthetic_data(world: str | Path, **fields_: Any) -> DataConfig:
         data_root=world,
         maps_root=f"{world}/maps",
         train_split=f"{world}/splits/synthetic_train.yaml",
-        val_split=f"{world}/splits/synthetic_test.yaml",
+        val_split=f"{world}/splits/synthetic_val.yaml",
         synthetic_world=world,
         **fields_,
     )

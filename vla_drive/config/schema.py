@@ -44,7 +44,7 @@ class DataConfig:
     max_val_scenes: int | None = field(default=64, metadata={"min": 1})
     num_workers: int = field(default=0, metadata={"min": 0})  # DataLoader worker processes
     synthetic_world: str = ""  # generate the synthetic world here when its splits are missing ("" = never)
-    synthetic_logs: int = field(default=4, metadata={"min": 1})  # logs of that world
+    synthetic_logs: int | None = field(default=None, metadata={"min": 1})  # None: the proving ground; N: N logs
     synthetic_seed: int = field(default=0, metadata={"min": 0})  # seed of that world
     metric_cache: str = ""  # metric caches of the training scenes for RL rewards ("" = <output_dir>/metric_cache_train)
 
