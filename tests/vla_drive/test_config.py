@@ -329,10 +329,12 @@ def test_the_algorithm_name_picks_its_config_class_and_its_fields():
 
 
 def test_a_field_of_another_algorithm_is_refused_naming_the_algorithm():
-    message = _error("debug", ["algorithm.beta=2"])
+    message = _error("debug", ["algorithm.rollout_omega=2"])
     assert message == (
-        "override 'algorithm.beta=2': algorithm.beta: not a setting of algorithm 'bc' (algorithm 'dipole' has it)"
+        "override 'algorithm.rollout_omega=2': algorithm.rollout_omega: not a setting of algorithm 'bc' "
+        "(algorithm 'dipole' has it)"
     )
+    assert "(algorithm 'dipole' or 'awr' or 'rwr' has it)" in _error("debug", ["algorithm.beta=2"])
     assert "algorithm.bta: not a setting of algorithm 'dipole'; did you mean 'algorithm.beta'?" in _error(
         "debug-rl", ["algorithm.bta=2"]
     )
