@@ -129,7 +129,8 @@ class GenPO(PolicyAlgorithm):
         gradients through the flow."""
         if batch.inputs is not None:
             raise ValueError("genpo: the compression loss samples from stored conditions; use a frozen backbone")
-        fresh = model(SampleRequest(batch.sample_cond(rows), 1, self.config.rollout_steps, Guidance("none", POLICY)))
+        policy = Guidance("none", branch=POLICY)
+        fresh = model(SampleRequest(batch.sample_cond(rows), 1, self.config.rollout_steps, policy))
         return torch.linalg.vector_norm((fresh.pair[:, 0] - fresh.pair[:, 1]).flatten(1), dim=1).mean()
 
     # ------------------------------------------------------------------------------------------------ step hooks

@@ -59,7 +59,7 @@ class Guidance:
 
     kind: Literal["none", "dichotomous"] = "none"
     omega: float = 0.0
-    branch: str | None = None  # for kind="none": which branch to use (None = base)
+    branch: str | None = field(default=None, kw_only=True)  # for kind="none": which branch (None = base)
 
 
 @dataclass

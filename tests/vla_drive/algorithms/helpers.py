@@ -22,7 +22,7 @@ from vla_drive.train.rl import minibatch_layout, prepare_policy
 from vla_drive.train.rollout import collect_rollouts
 
 RL_ALGORITHMS = [name for name, cls in ALGORITHMS.items() if cls.uses_rollouts]
-TARGET = 1.0  # the simple reward prefers trajectories near this value in every coordinate
+DIRECTION = torch.tensor([1.0, -1.0, 0.5]).repeat(8, 1)  # [8, 3]: the simple reward's preferred direction
 
 
 def tiny_model(kind: str = "diffusion", spread: float = 0.3, seed: int = 0, **head) -> DrivingVLA:
@@ -47,11 +47,22 @@ def random_cond(model: DrivingVLA, scenes: int = 3, tokens: int = 5, seed: int =
     )
 
 
+def direction_reward(trajectories: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """The simple reward: the mean projection of a trajectory [..., 8, 3] on DIRECTION. It is linear, so neither
+    shrinking nor spreading the samples changes its expectation: only moving them does."""
+    if isinstance(trajectories, np.ndarray):
+        return (trajectories * DIRECTION.numpy()).mean(axis=(-2, -1))
+    return (trajectories * DIRECTION).mean(dim=(-2, -1))
+
+
 class TargetReward:
-    """reward = -mean squared distance of the trajectory to TARGET (the PdmReward interface, every sample valid)."""
+    """``sign`` x :func:`direction_reward` behind the PdmReward interface (every sample valid)."""
+
+    def __init__(self, sign: float = 1.0) -> None:
+        self.sign = sign
 
     def __call__(self, tokens, trajectories: np.ndarray):
-        rewards = -((trajectories - TARGET) ** 2).mean(axis=(2, 3)).reshape(-1)
+        rewards = self.sign * direction_reward(trajectories).reshape(-1)
         scenes, k = trajectories.shape[:2]
         tables = [SimpleNamespace(valid=np.ones(k, dtype=bool), reasons=[]) for _ in range(scenes)]
         return rewards, {}, tables
@@ -75,25 +86,26 @@ class Rollouts:
     layout: list[list[torch.Tensor]]
 
 
-def rollouts(model: DrivingVLA, algorithm: Algorithm, cond: Cond, seed: int = 0) -> Rollouts:
+def rollouts(model: DrivingVLA, algorithm: Algorithm, cond: Cond, seed: int = 0, sign: float = 1.0) -> Rollouts:
     """One iteration's prepared rollouts and the minibatch layout of all its epochs."""
     generator = torch.Generator().manual_seed(seed)
     tokens = [f"scene-{i}" for i in range(cond.batch_size)]
-    batch, _ = collect_rollouts(model, cond, tokens, algorithm.rollout_spec(), TargetReward(), generator)
+    batch, _ = collect_rollouts(model, cond, tokens, algorithm.rollout_spec(), TargetReward(sign), generator)
     layout = minibatch_layout(batch.num_samples, algorithm.update_spec(), torch.Generator().manual_seed(seed))
     batch = algorithm.prepare(batch, UpdateContext(call_of(model), layout[0], generator))
     return Rollouts(batch, layout)
 
 
 def train_locally(
-    model: DrivingVLA, algorithm: Algorithm, cond: Cond, iterations: int, lr: float, seed: int = 0
+    model: DrivingVLA, algorithm: Algorithm, cond: Cond, iterations: int, lr: float, seed: int = 0, sign: float = 1.0
 ) -> list[float]:
-    """Run ``iterations`` RL iterations in this process; returns the mean reward of each iteration's rollouts."""
+    """Run ``iterations`` RL iterations in this process on ``sign`` x the simple reward; returns the mean reward of
+    each iteration's rollouts."""
     prepare_policy(model, algorithm, seed)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     rewards = []
     for iteration in range(iterations):
-        prepared = rollouts(model, algorithm, cond, seed=seed * 1000 + iteration)
+        prepared = rollouts(model, algorithm, cond, seed=seed * 1000 + iteration, sign=sign)
         rewards.append(float(prepared.batch.reward.mean()))
         algorithm.begin_iteration()
         for epoch in prepared.layout:
@@ -110,3 +122,11 @@ def train_locally(
                 optimizer.step()
                 algorithm.after_step({**metrics, "lr": step_lr})
     return rewards
+
+
+@torch.no_grad()
+def perturb_policy(model: DrivingVLA, std: float = 0.05, seed: int = 1) -> None:
+    """Move the policy branch away from the old weights (as an update would)."""
+    generator = torch.Generator().manual_seed(seed)
+    for _, layer in model.head.lora_layers():
+        layer.lora_B["policy"].add_(torch.randn(layer.lora_B["policy"].shape, generator=generator) * std)
