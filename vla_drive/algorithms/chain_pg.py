@@ -32,7 +32,7 @@ class ChainPGConfig(RLConfig):
     randn_clip: float | None = field(default=3.0, metadata={"min": 0, "strict": True})  # noise clip (null = off)
     logprob_min: float = -5.0  # every per-dimension log-density clamped to [logprob_min, logprob_max]
     logprob_max: float = 2.0
-    trained_steps: int | None = field(default=None, metadata={"min": 1})  # K': the last K' steps (null = all)
+    trained_steps: int | None = field(default=None, metadata={"min": 1})  # K': the last K' (at most all; null = all)
     gamma_denoise: float = field(default=1.0, metadata={"min": 0})  # step k weighs gamma^(K' - 1 - k)
     bc_weight: float = field(default=0.0, metadata={"min": 0})  # BC on chains of the frozen imitation policy
 
@@ -53,13 +53,6 @@ class ChainPGConfig(RLConfig):
             problems.append(("algorithm.eta", f"expected a number in [0, 1] (1 = DDPM variance), got {self.eta}"))
         if not self.logprob_min < self.logprob_max:
             problems.append(("algorithm.logprob_min", f"expected less than algorithm.logprob_max ({self.logprob_max})"))
-        if self.trained_steps is not None and self.trained_steps > self.rollout_steps:
-            problems.append(
-                (
-                    "algorithm.trained_steps",
-                    f"expected at most algorithm.rollout_steps ({self.rollout_steps}), got {self.trained_steps}",
-                )
-            )
         return problems
 
 
@@ -70,8 +63,8 @@ class ChainPolicyGradient(PolicyAlgorithm):
 
     @property
     def trained(self) -> int:
-        """K': how many of the last transitions are trained."""
-        return self.config.trained_steps or self.config.rollout_steps
+        """K': how many of the last transitions are trained (``trained_steps``, at most every rollout step)."""
+        return min(self.config.trained_steps or self.config.rollout_steps, self.config.rollout_steps)
 
     def rollout_spec(self) -> RolloutSpec:
         config = self.config

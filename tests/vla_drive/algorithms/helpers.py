@@ -69,10 +69,8 @@ class TargetReward:
 
 
 def make_algorithm(name: str, **settings) -> Algorithm:
-    """The algorithm ``name`` with its defaults and ``settings`` (DPPO trains at most its rollout steps)."""
+    """The algorithm ``name`` with its defaults and ``settings``."""
     config = config_class(name)(name=name)
-    if name == "dppo" and "rollout_steps" in settings and "trained_steps" not in settings:
-        settings["trained_steps"] = min(config.trained_steps, settings["rollout_steps"])
     return ALGORITHMS[name](replace(config, **settings))
 
 
