@@ -62,6 +62,14 @@ class GenPOConfig(RLConfig):
         problems = super().conflicts(experiment)
         if not self.lr_min < self.lr_max:
             problems.append(("algorithm.lr_min", f"expected less than algorithm.lr_max ({self.lr_max})"))
+        if self.compression_coef and experiment.model.trainable != "frozen":
+            problems.append(
+                (
+                    "algorithm.compression_coef",
+                    f"needs model.trainable 'frozen' (the compression loss samples fresh pairs from the stored "
+                    f"conditions), got {experiment.model.trainable!r}; or set it to 0",
+                )
+            )
         if not experiment.train.init_from and experiment.model.head.kind != "coupled_flow":
             problems.append(
                 (

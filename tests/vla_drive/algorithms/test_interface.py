@@ -103,3 +103,27 @@ def test_one_update_moves_only_the_trained_branches(name):
     touched = {n for n, p in model.head.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert touched and all(n.rsplit(".", 1)[-1] in algorithm.trainable_branches() for n in touched)
     assert all(p.grad is None for p in model.backbone.parameters())
+
+
+def test_dipole_loss_is_the_dichotomously_weighted_formula():
+    from tests.vla_drive.algorithms.formulas import FixedNoise, denoising_losses
+
+    model = tiny_model()
+    algorithm = make_algorithm("dipole", samples_per_scene=4, rollout_steps=2, beta=2.0)
+    prepare_policy(model, algorithm, seed=0)
+    with torch.no_grad():  # branches that differ from each other and from the base
+        for _, layer in model.head.lora_layers():
+            for seed, branch in enumerate(("pos", "neg")):
+                layer.lora_B[branch].normal_(std=0.05, generator=torch.Generator().manual_seed(seed))
+    batch = rollouts(model, algorithm, random_cond(model, scenes=3)).batch
+    rows = torch.tensor([0, 3, 5, 8, 11])
+    generator = torch.Generator().manual_seed(7)
+    t, eps = torch.rand(5, generator=generator), torch.randn(5, 8, 3, generator=generator)
+    loss, _ = algorithm.loss(FixedNoise(model, [(t, eps)]), batch, rows)
+    weight = torch.sigmoid(2.0 * batch.extras["advantage"][rows])
+    with torch.no_grad():
+        x0, cond = batch.sample.x0[rows], batch.sample_cond(rows)
+        expected = (weight * denoising_losses(model.head, x0, cond, "pos", t, eps)).mean() + (
+            (1 - weight) * denoising_losses(model.head, x0, cond, "neg", t, eps)
+        ).mean()
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
