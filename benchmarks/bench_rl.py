@@ -40,8 +40,8 @@ from vla_drive.train.rollout import PdmReward, collect_rollouts
 RL_NAMES = [name for name, cls in ALGORITHMS.items() if cls.uses_rollouts]
 
 
-def one_iteration(model, algorithm, batch, reward, optimizer, seed: int) -> tuple[float, float, float]:
-    """(sampling, scoring, update) seconds of one iteration."""
+def one_iteration(model, algorithm, batch, reward, optimizer, seed: int) -> tuple[float, float, float, int]:
+    """(sampling, scoring, update) seconds of one iteration and its optimizer steps."""
     generator = torch.Generator().manual_seed(seed)
     rollouts, stats = collect_rollouts(
         model, batch.cond, batch.tokens, algorithm.rollout_spec(), reward, generator, logged=batch.trajectory
@@ -51,16 +51,18 @@ def one_iteration(model, algorithm, batch, reward, optimizer, seed: int) -> tupl
     layout = minibatch_layout(rollouts.num_samples, spec, torch.Generator().manual_seed(seed))
     rollouts = algorithm.prepare(rollouts, UpdateContext(lambda fn: fn(model), layout[0], generator))
     algorithm.begin_iteration()
+    steps = 0
     for epoch in layout:
         for rows in epoch:
             if algorithm.stop_requested():
                 continue
+            steps += 1
             loss, metrics = algorithm.loss(model, rollouts, rows)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             algorithm.after_step({**metrics, "lr": optimizer.param_groups[0]["lr"]})
-    return stats.sample_seconds, stats.score_seconds, time.perf_counter() - start
+    return stats.sample_seconds, stats.score_seconds, time.perf_counter() - start, steps
 
 
 def main() -> None:
@@ -91,8 +93,11 @@ def main() -> None:
             f"backbone), {args.scenes} scenes per iteration, each algorithm's demo preset, "
             f"{torch.get_num_threads()} threads, scoring workers {args.workers}, median of {args.repeats}\n"
         )
-        print("| algorithm | K | sampling s | scoring s | update s | iteration s | x DIPOLE | trainable adapters |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(
+            "| algorithm | K | sampling s | scoring s | update s (steps) | update s / step | iteration s | x DIPOLE "
+            "| trainable adapters |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
         baseline: dict[int, float] = {}
         for name in names:
             preset = get_preset(f"demo-{name}")
@@ -108,12 +113,13 @@ def main() -> None:
                     measured = one_iteration(model, algorithm, batch, reward, optimizer, seed=repeat)
                     if repeat:  # the first iteration warms the scorer's scene contexts and the allocator
                         timings.append(measured)
-                sample_s, score_s, update_s = np.median(np.array(timings), axis=0)
+                sample_s, score_s, update_s, steps = np.median(np.array(timings), axis=0)
                 total = sample_s + score_s + update_s
                 baseline.setdefault(k, total)
                 print(
-                    f"| {name} | {k} | {sample_s:.3f} | {score_s:.3f} | {update_s:.3f} | {total:.3f} | "
-                    f"{total / baseline[k]:.2f} | {sum(p.numel() for p in trainable) / 1e3:.0f} k |",
+                    f"| {name} | {k} | {sample_s:.3f} | {score_s:.3f} | {update_s:.3f} ({steps:.0f}) | "
+                    f"{update_s / max(steps, 1):.3f} | {total:.3f} | {total / baseline[k]:.2f} | "
+                    f"{sum(p.numel() for p in trainable) / 1e3:.0f} k |",
                     flush=True,
                 )
         reward.close()

@@ -169,7 +169,7 @@ class RolloutBatch:
         backbone trains (``inputs`` set), on conditions re-encoded with gradients inside the model's forward."""
         x0 = self.sample.x0[rows].detach()
         cond, scene = self._cond_or_scene(rows)
-        return HeadLossRequest(x0, cond, branches, t=t, eps=eps, inputs=self._inputs(), scene=scene, exact=exact)
+        return HeadLossRequest(x0, cond, branches, t=t, eps=eps, inputs=self.inputs, scene=scene, exact=exact)
 
     def chain_request(
         self, rows: Tensor, branch: str | None, noise: NoiseConfig, last_steps: int | None = None
@@ -177,21 +177,18 @@ class RolloutBatch:
         """Per-step log-probabilities of the stored chains of ``rows`` under ``branch``."""
         cond, scene = self._cond_or_scene(rows)
         chain = self.sample.chain[rows].detach()
-        return ChainLogProbRequest(chain, cond, noise, branch, last_steps, inputs=self._inputs(), scene=scene)
+        return ChainLogProbRequest(chain, cond, noise, branch, last_steps, inputs=self.inputs, scene=scene)
 
     def flow_request(self, rows: Tensor, branch: str | None, steps: int) -> FlowLikelihoodRequest:
         """Exact log-likelihoods (coupled flow) of the stored pairs of ``rows`` under ``branch``."""
         cond, scene = self._cond_or_scene(rows)
         pair = self.sample.pair[rows].detach()
-        return FlowLikelihoodRequest(pair, cond, steps, branch, inputs=self._inputs(), scene=scene)
+        return FlowLikelihoodRequest(pair, cond, steps, branch, inputs=self.inputs, scene=scene)
 
     def _cond_or_scene(self, rows: Tensor) -> tuple[Cond | None, Tensor | None]:
         if self.inputs is None:
             return self.sample_cond(rows), None
         return None, self.group_index[rows]
-
-    def _inputs(self) -> Any:
-        return self.inputs
 
 
 def require_context(name: str, context: UpdateContext | None) -> UpdateContext:
@@ -208,6 +205,7 @@ class Algorithm:
     config_class: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
     uses_rollouts: ClassVar[bool] = True  # False: trains on dataset batches (imitation)
     policy_branch: ClassVar[str | None] = None  # the branch predictions sample from after training (None: guidance)
+    uses_ratio: ClassVar[bool] = False  # a PPO-style ratio against statistics stored in ``prepare``
 
     def __init__(self, config: AlgorithmConfig | None = None) -> None:
         config = config if config is not None else self.config_class(name=self.name)
@@ -279,6 +277,11 @@ class Algorithm:
     def check_model(self, head: torch.nn.Module) -> list[str]:
         """Problems with the head the algorithm would train (its kind, dropout), as one-line messages."""
         problems = []
+        if self.uses_ratio and getattr(head.config, "dropout", 0.0) > 0:
+            problems.append(
+                f"algorithm {self.name!r} compares the policy with statistics stored before the update; the model's "
+                f"head has dropout {head.config.dropout}, which makes them differ at the same weights (expected 0)"
+            )
         kind = getattr(head.config, "kind", "diffusion")
         if kind != self.head_kind:
             problems.append(

@@ -1,12 +1,13 @@
 """What DiffGRPO and DPPO share: the denoising chain as an MDP with per-step Gaussian log-probabilities.
 
 Rollouts come from the stochastic DDIM-eta sampler of the ``policy`` branch, chain kept. The log-probability of
-step k is that of the sampler's Gaussian with its own std floor (``logprob_std``, above the sampler's
-``sampling_std``), every per-dimension term clamped to [``logprob_min``, ``logprob_max``] and averaged over the
-8 x 3 dimensions (as DPPO and ReCogDrive compute it); only the last K' = ``trained_steps`` transitions are trained.
-Step k of the K' gets the advantage A * gamma_denoise^(K' - 1 - k): the cleaner the step, the more weight. The
-optional BC term is the log-likelihood under the current policy of chains the frozen imitation policy (the base,
-adapters off) samples for the same scenes, one per scene, drawn in ``prepare``.
+step k is that of the sampler's Gaussian with its own std floor (``logprob_std``; ReCogDrive's is above the
+sampler's ``sampling_std``, DPPO's equal to it), every per-dimension term clamped to [``logprob_min``,
+``logprob_max``] and averaged over the 8 x 3 dimensions (as DPPO and ReCogDrive compute it); only the last
+K' = ``trained_steps`` transitions are trained. Step k of the K' gets the advantage A * gamma_denoise^(K' - 1 - k):
+the cleaner the step, the more weight. The optional BC term is the log-likelihood under the current policy of
+chains the frozen imitation policy (the base, adapters off) samples for the same scenes, one per scene, drawn in
+``prepare``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ class ChainPGConfig(RLConfig):
         if self.eta > 1.0:
             problems.append(("algorithm.eta", f"expected a number in [0, 1] (1 = DDPM variance), got {self.eta}"))
         if not self.logprob_min < self.logprob_max:
-            problems.append(("algorithm.logprob_min", f"expected less than algorithm.logprob_max ({self.logprob_max})"))
+            problems.append(
+                (
+                    "algorithm.logprob_min",
+                    f"expected less than algorithm.logprob_max ({self.logprob_max}), got {self.logprob_min}",
+                )
+            )
         return problems
 
 

@@ -50,6 +50,7 @@ class DPPO(ChainPolicyGradient):
     """Clipped PPO over the last K' denoising steps."""
 
     name: ClassVar[str] = "dppo"
+    uses_ratio: ClassVar[bool] = True
     config_class: ClassVar[type[AlgorithmConfig]] = DPPOConfig
 
     config: DPPOConfig

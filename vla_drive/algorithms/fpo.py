@@ -64,6 +64,7 @@ class FPO(PolicyAlgorithm):
     """PPO on the ratio of flow-matching losses at stored Monte-Carlo pairs."""
 
     name: ClassVar[str] = "fpo"
+    uses_ratio: ClassVar[bool] = True
     config_class: ClassVar[type[AlgorithmConfig]] = FPOConfig
 
     config: FPOConfig

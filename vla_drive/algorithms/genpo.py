@@ -61,7 +61,9 @@ class GenPOConfig(RLConfig):
     def conflicts(self, experiment: Any) -> list[tuple[str, str]]:
         problems = super().conflicts(experiment)
         if not self.lr_min < self.lr_max:
-            problems.append(("algorithm.lr_min", f"expected less than algorithm.lr_max ({self.lr_max})"))
+            problems.append(
+                ("algorithm.lr_min", f"expected less than algorithm.lr_max ({self.lr_max}), got {self.lr_min}")
+            )
         if self.compression_coef and experiment.model.trainable != "frozen":
             problems.append(
                 (
@@ -85,6 +87,7 @@ class GenPO(PolicyAlgorithm):
     """Exact-likelihood PPO on the coupled flow, with entropy, compression and the KL-adaptive learning rate."""
 
     name: ClassVar[str] = "genpo"
+    uses_ratio: ClassVar[bool] = True
     config_class: ClassVar[type[AlgorithmConfig]] = GenPOConfig
 
     config: GenPOConfig

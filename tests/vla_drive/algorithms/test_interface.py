@@ -127,3 +127,10 @@ def test_dipole_loss_is_the_dichotomously_weighted_formula():
             (1 - weight) * denoising_losses(model.head, x0, cond, "neg", t, eps)
         ).mean()
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", RATIO_ALGORITHMS)
+def test_ratio_algorithms_refuse_a_head_with_dropout(name):
+    model = tiny_model(_kind(name), dropout=0.1)
+    with pytest.raises(ConfigError, match="dropout 0.1"):
+        prepare_policy(model, make_algorithm(name), seed=0)
