@@ -132,5 +132,5 @@ def test_dipole_loss_is_the_dichotomously_weighted_formula():
 @pytest.mark.parametrize("name", RATIO_ALGORITHMS)
 def test_ratio_algorithms_refuse_a_head_with_dropout(name):
     model = tiny_model(_kind(name), dropout=0.1)
-    with pytest.raises(ConfigError, match="dropout 0.1"):
+    with pytest.raises(ConfigError, match=r"dropout 0\.1"):
         prepare_policy(model, make_algorithm(name), seed=0)
