@@ -30,7 +30,10 @@ def test_an_unknown_algorithm_exits_2_naming_the_field_and_the_choices_before_bu
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["algorithm.beta=3"], "algorithm.beta: not a setting of algorithm 'bc' (algorithm 'dipole' has it)"),
+        (
+            ["algorithm.rollout_omega=3"],
+            "algorithm.rollout_omega: not a setting of algorithm 'bc' (algorithm 'dipole' has it)",
+        ),
         (["model.head.sample_steps=0"], "model.head.sample_steps: expected an integer >= 1, got 0"),
     ],
 )

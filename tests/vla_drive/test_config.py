@@ -338,10 +338,12 @@ def test_the_algorithm_name_picks_its_config_class_and_its_fields():
 
 
 def test_a_field_of_another_algorithm_is_refused_naming_the_algorithm():
-    message = _error("debug", ["algorithm.beta=2"])
+    message = _error("debug", ["algorithm.rollout_omega=2"])
     assert message == (
-        "override 'algorithm.beta=2': algorithm.beta: not a setting of algorithm 'bc' (algorithm 'dipole' has it)"
+        "override 'algorithm.rollout_omega=2': algorithm.rollout_omega: not a setting of algorithm 'bc' "
+        "(algorithm 'dipole' has it)"
     )
+    assert "(algorithm 'dipole' or 'awr' or 'rwr' has it)" in _error("debug", ["algorithm.beta=2"])
     assert "algorithm.bta: not a setting of algorithm 'dipole'; did you mean 'algorithm.beta'?" in _error(
         "debug-rl", ["algorithm.bta=2"]
     )
@@ -544,3 +546,46 @@ def test_backbone_and_input_settings_of_the_model_section(tmp_path):
     assert model.max_pixels == (50176, 12544) and model.min_pixels == 3136
     assert model.history_frames == 3 and model.ego_status is False
     assert load_config(save_config(config, tmp_path / "run.yaml")) == config
+
+
+# ------------------------------------------------------------------------------------------------ placeholders
+
+
+def test_path_placeholders_name_other_config_values():
+    config = load_config("debug-rl", ["algorithm.name=genpo"])
+    assert config.train.output_dir == "runs/debug-rl-genpo"
+    assert config.train.init_from == "runs/debug-coupled_flow/model" and config.train.init_preset == "debug"
+    assert load_config("debug-rl", ["algorithm.name=fpo"]).train.init_from == "runs/debug-diffusion/model"
+    assert load_config("debug-rl", ["train.output_dir=x/{train.seed}"]).train.output_dir == "x/0"
+    kept = load_config("debug", ["train.output_dir=${HOME}/runs"]).train.output_dir  # an environment variable
+    assert kept == "${HOME}/runs"
+    assert "train.output_dir: {algorithm.nme} names no config value" in _error(
+        "debug-rl", ["train.output_dir=runs/{algorithm.nme}"]
+    )
+
+
+def test_init_preset_needs_a_model_folder_and_a_known_preset(tmp_path):
+    from vla_drive.config import validate_paths, with_synthetic_world
+
+    config = with_synthetic_world(load_config("debug-rl", ["train.init_from=runs/imitation"]), tmp_path / "world")
+    with pytest.raises(ConfigError, match=r"train\.init_from: expected a path ending in /model"):
+        validate_paths(config)
+    config = with_synthetic_world(load_config("debug-rl", ["train.init_preset=no-such-preset"]), tmp_path / "world")
+    with pytest.raises(ConfigError, match=r"train\.init_preset: preset or config file .* does not exist"):
+        validate_paths(config)
+
+
+def test_the_initial_model_is_the_preset_with_the_algorithms_head_kind():
+    from vla_drive.train.run import initial_model_config
+
+    config = load_config("debug-rl", ["algorithm.name=genpo", "distributed.backend=deepspeed"])
+    initial = initial_model_config(config)
+    assert initial.algorithm.name == "bc" and initial.model.head.kind == "coupled_flow"
+    assert initial.train.output_dir == "runs/debug-coupled_flow" and initial.distributed == config.distributed
+
+
+@pytest.mark.parametrize("name", ["awr", "rwr", "diffgrpo", "dppo", "fpo", "genpo"])
+def test_every_algorithm_has_a_demo_preset(name):
+    config = load_config(f"demo-{name}")
+    assert config.algorithm.name == name and config.train.init_preset == "demo-imitation"
+    assert config.train.init_from.endswith("/model") and config.train.output_dir == f"runs/demo-{name}"

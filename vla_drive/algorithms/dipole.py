@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from vla_drive.algorithms.advantages import group_advantage
-from vla_drive.algorithms.base import Algorithm, AlgorithmConfig, RLConfig, RolloutBatch, RolloutSpec
+from vla_drive.algorithms.base import Algorithm, AlgorithmConfig, RLConfig, RolloutBatch, RolloutSpec, UpdateContext
 from vla_drive.model.types import Guidance, NoiseConfig
 
 BRANCHES = ("pos", "neg")
@@ -73,7 +73,7 @@ class Dipole(Algorithm):
         return BRANCHES
 
     @torch.no_grad()
-    def prepare(self, batch: RolloutBatch) -> RolloutBatch:
+    def prepare(self, batch: RolloutBatch, context: UpdateContext | None = None) -> RolloutBatch:
         advantage, valid = group_advantage(batch.reward, batch.group_index)
         weight_pos = torch.sigmoid(self.config.beta * advantage)
         batch.extras.update(advantage=advantage, valid=valid, weight_pos=weight_pos, weight_neg=1.0 - weight_pos)

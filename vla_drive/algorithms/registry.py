@@ -6,11 +6,18 @@ chosen algorithm does not have is refused when the config is read, before any mo
 
 from __future__ import annotations
 
+from vla_drive.algorithms.awr import AWR, RWR
 from vla_drive.algorithms.base import Algorithm, AlgorithmConfig
 from vla_drive.algorithms.bc import BehaviorCloning
+from vla_drive.algorithms.diffgrpo import DiffGRPO
 from vla_drive.algorithms.dipole import Dipole
+from vla_drive.algorithms.dppo import DPPO
+from vla_drive.algorithms.fpo import FPO
+from vla_drive.algorithms.genpo import GenPO
 
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (BehaviorCloning, Dipole)}
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    cls.name: cls for cls in (BehaviorCloning, Dipole, AWR, RWR, DiffGRPO, DPPO, FPO, GenPO)
+}
 
 
 def algorithm_class(name: str) -> type[Algorithm]:

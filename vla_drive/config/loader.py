@@ -28,7 +28,7 @@ import yaml
 from navsim_eval.atomic import atomic_write_text
 from vla_drive.algorithms.base import AlgorithmConfig
 from vla_drive.algorithms.registry import ALGORITHMS
-from vla_drive.config.schema import ExperimentConfig
+from vla_drive.config.schema import PLACEHOLDER_FIELDS, ExperimentConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the preset YAML files (source checkouts)
 PRESETS: tuple[str, ...] = tuple(sorted(path.stem for path in CONFIG_DIR.glob("*.yaml")))
@@ -484,9 +484,37 @@ def _build_algorithm(tree: Mapping[str, Any], prefix: str, problems: Problems) -
 def _finish(tree: dict[str, Any], problems: Problems) -> ExperimentConfig:
     config = _build(ExperimentConfig, tree, "", problems)
     if config is not _MISSING:
+        _fill_placeholders(config, problems)
         _cross_checks(config, problems)
     problems.raise_if_any()
     return config
+
+
+_PLACEHOLDER = re.compile(r"(?<!\$)\{([a-z_]+(?:\.[a-z_]+)+)\}")
+
+
+def _fill_placeholders(config: ExperimentConfig, problems: Problems) -> None:
+    """``{section.field}`` in the fields of :data:`PLACEHOLDER_FIELDS` replaced by that config value (a string or
+    number; ``{algorithm.head_kind}`` is the kind of head the algorithm trains)."""
+    for path in PLACEHOLDER_FIELDS:
+        section_name, name = path.split(".")
+        section = getattr(config, section_name)
+        value = getattr(section, name)
+
+        def lookup(match: re.Match[str], path: str = path) -> str:
+            target: Any = config
+            for part in match.group(1).split("."):
+                if part.startswith("_") or not hasattr(target, part):
+                    problems.add(path, f"{match.group(0)} names no config value")
+                    return match.group(0)
+                target = getattr(target, part)
+            if isinstance(target, bool) or not isinstance(target, str | int | float):
+                problems.add(path, f"{match.group(0)} is not a string or number ({show(target)})")
+                return match.group(0)
+            return str(target)
+
+        if isinstance(value, str) and "{" in value:
+            setattr(section, name, _PLACEHOLDER.sub(lookup, value))
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ExperimentConfig:

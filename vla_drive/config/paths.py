@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vla_drive.config.loader import Problems
+from vla_drive.config.loader import PRESETS, Problems
 from vla_drive.config.schema import RESUME_MODES, DataConfig, ExperimentConfig
 
 DATA_ROOT_ENV, MAPS_ROOT_ENV = "OPENSCENE_DATA_ROOT", "NUPLAN_MAPS_ROOT"
@@ -131,7 +131,15 @@ def validate_paths(config: ExperimentConfig) -> None:
         if logs is not None and root.exists() and not logs.is_dir():
             message = f"its data_split {loaded.data_split!r} reads {str(logs)!r}, which does not exist"
             problems.add(f"data.{name}", message)
-    checks = [("train.init_from", config.train.init_from, "model directory")]
+    checks = [] if config.train.init_preset else [("train.init_from", config.train.init_from, "model directory")]
+    if config.train.init_preset:  # the init_from model is trained from this preset first when it is missing
+        if config.train.init_preset not in PRESETS:
+            checks.append(("train.init_preset", config.train.init_preset, "preset or config file"))
+        if Path(config.train.init_from).name != "model":  # the stages write <output_dir>/model
+            problems.add(
+                "train.init_from",
+                f"expected a path ending in /model when train.init_preset trains it, got {config.train.init_from!r}",
+            )
     if config.train.resume not in RESUME_MODES:
         checks.append(("train.resume", config.train.resume, "checkpoint"))
     if config.model.backbone.startswith(("/", "./", "../", "~", "$")):

@@ -11,6 +11,10 @@ declared beside each field as ``metadata``, so a field, its default, its meaning
 
 ``model`` is the :class:`~vla_drive.model.vla.VLAConfig` the model is built from and saves; ``algorithm`` is the
 config class that the registry (:mod:`vla_drive.algorithms.registry`) names for ``algorithm.name``.
+
+The path fields of :data:`PLACEHOLDER_FIELDS` may name other config values in braces, filled in once the whole
+config is read: ``output_dir: runs/debug-rl-{algorithm.name}``, ``init_from: runs/debug-{algorithm.head_kind}/model``
+(``${VAR}`` stays an environment variable).
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ SCORE_VERSIONS: tuple[str, ...] = ("v1", "v2")
 LOGGERS: tuple[str, ...] = ("jsonl", "tensorboard", "wandb")
 RESUME_MODES: tuple[str, ...] = ("auto", "never")  # or a checkpoint directory
 ALGORITHM_NAMES: tuple[str, ...] = tuple(ALGORITHMS)
+PLACEHOLDER_FIELDS: tuple[str, ...] = (
+    "train.output_dir",
+    "train.init_from",
+    "train.init_preset",
+    "train.feature_cache",
+    "data.metric_cache",
+)
 
 
 @dataclass
@@ -55,6 +66,7 @@ class TrainConfig:
 
     output_dir: str = field(default="runs/experiment", metadata={"nonempty": True})
     init_from: str = ""  # a model directory to start from (e.g. the imitation model before RL); "" = a new model
+    init_preset: str = ""  # a preset / YAML file that trains the init_from model first when it is missing ("" = never)
     seed: int = field(default=0, metadata={"min": 0})  # model init, data order, rollouts, noise
     max_steps: int = field(default=1000, metadata={"min": 1})  # optimizer updates
     batch_size: int = field(default=8, metadata={"min": 1})  # per rank and micro-step (RL: scenes)

@@ -20,8 +20,10 @@ Samplers (all run on a grid 1 = t_0 > t_1 > ... > t_N = 0; the model is never ev
 * ``euler``: Euler on the flow ODE dx/dt = v (flow path only).
 
 Stochastic sampling (a :class:`NoiseConfig`) is the policy-gradient sampler: every step is the DDIM-eta Gaussian
-N(x_{k+1}; mean_k, std_k^2 I), std_k = max(eta * posterior std, min_std); the chain and the per-step log-densities
-are recorded, and :meth:`Diffusion.chain_logprob` recomputes them with the identical arithmetic.
+N(x_{k+1}; mean_k, std_k^2 I), std_k = max(eta * posterior std, min_std), with the standard-normal noise optionally
+clipped; the chain is kept in float32 and the per-step log-densities (their own std floor, optional clamp of every
+per-dimension term, sum or mean over dimensions) are recorded in float32. :meth:`Diffusion.chain_logprob`
+recomputes them with the identical arithmetic, for all steps or the last K'.
 """
 
 from __future__ import annotations
@@ -170,9 +172,23 @@ def guidance_combine(pred_pos: Tensor, pred_neg: Tensor, omega: float) -> Tensor
 
 def gaussian_logp(x: Tensor, mean: Tensor, std: float) -> Tensor:
     """log N(x; mean, std^2 I) summed over every dimension but the first: [B]."""
+    return _gaussian_logp_per_dim(x, mean, std).flatten(1).sum(1)
+
+
+def _gaussian_logp_per_dim(x: Tensor, mean: Tensor, std: float) -> Tensor:
     z = (x - mean) / std
-    per_dim = -0.5 * z * z - (math.log(std) + 0.5 * math.log(2.0 * math.pi))
-    return per_dim.flatten(1).sum(1)
+    return -0.5 * z * z - (math.log(std) + 0.5 * math.log(2.0 * math.pi))
+
+
+def step_logprob(x: Tensor, mean: Tensor, std: float, noise: NoiseConfig) -> Tensor:
+    """The log-probability [B] of one stochastic step x ~ N(mean, std^2 I) as ``noise`` defines it (std floored at
+    ``noise.logprob_std_floor``, every per-dimension term clamped to ``noise.logprob_clamp``, summed or averaged
+    over the dimensions), in float32."""
+    per_dim = _gaussian_logp_per_dim(x.float(), mean.float(), max(std, noise.logprob_std_floor))
+    if noise.logprob_clamp is not None:
+        per_dim = per_dim.clamp(*noise.logprob_clamp)
+    per_dim = per_dim.flatten(1)
+    return per_dim.mean(1) if noise.reduction == "mean" else per_dim.sum(1)
 
 
 @dataclass
@@ -342,6 +358,7 @@ class Diffusion:
         times = self.time_grid(steps)
         if stochastic is not None:
             _check_noise(stochastic)
+            dtype = torch.float32  # the chain whose log-probabilities are trained on stays in float32
         x = gaussian_noise(shape, generator, device, dtype)
         chain = [x] if return_chain else None
         logps: list[Tensor] = []
@@ -349,12 +366,15 @@ class Diffusion:
         for k in range(steps):
             t, s = times[k], times[k + 1]
             t_vec = torch.full((shape[0],), t, device=device, dtype=dtype)
-            x0, eps = self._x0_eps_for_step(model_fn(x, t_vec, cond), x, t)
+            x0, eps = self._x0_eps_for_step(model_fn(x, t_vec, cond).to(dtype), x, t)
             if stochastic is not None:
                 mean, std = self.ddim_mean_std(x0, eps, t, s, stochastic.eta)
                 std = max(std, stochastic.min_std)
-                x = mean + std * gaussian_noise(shape, generator, device, dtype)
-                logps.append(gaussian_logp(x, mean, std))
+                draw = gaussian_noise(shape, generator, device, dtype)
+                if stochastic.randn_clip is not None:
+                    draw = draw.clamp(-stochastic.randn_clip, stochastic.randn_clip)
+                x = mean + std * draw
+                logps.append(step_logprob(x, mean, std, stochastic))
             elif self.sampler in ("ddim", "ddpm"):
                 if self.sampler == "ddim":
                     mean, std = self.ddim_mean_std(x0, eps, t, s, self.ddim_eta)
@@ -391,23 +411,30 @@ class Diffusion:
                 data = (1.0 + 0.5 / r) * x0 - (0.5 / r) * prev_x0
         return (s_s / s_t) * x + (a_s * decay) * data
 
-    def chain_logprob(self, model_fn: ModelFn, chain: Tensor, cond: Any, noise: NoiseConfig) -> Tensor:
-        """Per-step log N(x_{k+1}; mean_k, std_k^2 I) of a stored chain [B, N+1, ...] under model_fn: [B, N].
+    def chain_logprob(
+        self, model_fn: ModelFn, chain: Tensor, cond: Any, noise: NoiseConfig, last_steps: int | None = None
+    ) -> Tensor:
+        """Per-step log-probabilities (:func:`step_logprob`, float32) of a stored chain [B, N+1, ...] under
+        model_fn: [B, K'] for the last K' = ``last_steps`` transitions (None = all N).
 
-        Repeats the stochastic sampler's arithmetic step by step (same batch shapes), so at the sampling parameters
-        it reproduces the stored ``step_logp``; gradients flow into model_fn."""
+        Repeats the stochastic sampler's arithmetic step by step, so at the sampling parameters it reproduces the
+        stored ``step_logp`` (up to the batch layout); gradients flow into model_fn."""
         _check_noise(noise)
         steps = chain.shape[1] - 1
+        first = 0 if last_steps is None else steps - last_steps
+        if not 0 <= first < steps:
+            raise ValueError(f"Diffusion.chain_logprob: last_steps must be in [1, {steps}], got {last_steps}")
         times = self.time_grid(steps)
         batch = chain.shape[0]
+        chain = chain.float()
         out = []
-        for k in range(steps):
+        for k in range(first, steps):
             t, s = times[k], times[k + 1]
             x = chain[:, k]
             t_vec = torch.full((batch,), t, device=chain.device, dtype=chain.dtype)
-            x0, eps = self._x0_eps_for_step(model_fn(x, t_vec, cond), x, t)
+            x0, eps = self._x0_eps_for_step(model_fn(x, t_vec, cond).float(), x, t)
             mean, std = self.ddim_mean_std(x0, eps, t, s, noise.eta)
-            out.append(gaussian_logp(chain[:, k + 1], mean, max(std, noise.min_std)))
+            out.append(step_logprob(chain[:, k + 1], mean, max(std, noise.min_std), noise))
         return torch.stack(out, dim=1)
 
 
@@ -443,7 +470,14 @@ def _check_eta(eta: float, what: str) -> None:
 
 def _check_noise(noise: NoiseConfig) -> None:
     _check_eta(noise.eta, "NoiseConfig.eta")
-    if noise.min_std <= 0.0:
+    if noise.min_std <= 0.0 or noise.logprob_std_floor <= 0.0:
         raise ValueError(
-            f"NoiseConfig.min_std must be > 0 so that per-step log-probabilities are finite, got {noise.min_std}"
+            f"NoiseConfig.min_std and logprob_min_std must be > 0 so that per-step log-probabilities are finite, "
+            f"got {noise.min_std} and {noise.logprob_min_std}"
         )
+    if noise.randn_clip is not None and noise.randn_clip <= 0.0:
+        raise ValueError(f"NoiseConfig.randn_clip must be > 0 or None, got {noise.randn_clip}")
+    if noise.logprob_clamp is not None and not noise.logprob_clamp[0] < noise.logprob_clamp[1]:
+        raise ValueError(f"NoiseConfig.logprob_clamp must be (low, high) with low < high, got {noise.logprob_clamp}")
+    if noise.reduction not in ("sum", "mean"):
+        raise ValueError(f"NoiseConfig.reduction must be 'sum' or 'mean', got {noise.reduction!r}")

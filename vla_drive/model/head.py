@@ -43,10 +43,16 @@ from vla_drive.model.types import EGO_STATUS_DIM, POSE_DIM, TRAJECTORY_POSES, Co
 BASE = "base"
 
 
+HEAD_KINDS: tuple[str, ...] = ("diffusion", "coupled_flow")
+
+
 @dataclass
 class HeadConfig:
-    """Shape, diffusion and adapter settings of a :class:`TrajectoryHead`."""
+    """Shape, diffusion and adapter settings of a :class:`TrajectoryHead` (``kind: coupled_flow``: GenPO's
+    :class:`~vla_drive.model.coupled_flow.CoupledFlowHead` on the same trunk)."""
 
+    kind: str = field(default="diffusion", metadata={"choices": HEAD_KINDS})  # diffusion | coupled_flow (GenPO)
+    mixing: float = field(default=0.9, metadata={"min": 0, "strict": True})  # coupled flow: mixing p in (0, 1)
     hidden_size: int = field(default=512, metadata={"min": 1})
     depth: int = field(default=6, metadata={"min": 1})  # DiT blocks
     num_heads: int = field(default=8, metadata={"min": 1})
@@ -75,6 +81,10 @@ class HeadConfig:
 
     def __post_init__(self) -> None:
         self.branches = tuple(self.branches)
+        if self.kind not in HEAD_KINDS:
+            raise ValueError(f"HeadConfig: unknown kind {self.kind!r}; expected one of {', '.join(HEAD_KINDS)}")
+        if not 0.0 < self.mixing < 1.0:
+            raise ValueError(f"HeadConfig: mixing must be in (0, 1), got {self.mixing}")
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"HeadConfig: hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
@@ -470,10 +480,25 @@ class TrajectoryHead(nn.Module):
         eps: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Per-sample losses of several branches on shared (t, eps), ONE batched forward: [len(branches), B]."""
+        """Per-sample losses of several branches on shared (t, eps), ONE batched forward: [len(branches), B].
+
+        With M pairs per sample (t [B, M], eps [B, M, H, D]) the M noised copies of a sample share its condition
+        row (r = M samples per row): [len(branches), B, M]."""
+        if t is not None and t.ndim == 2:
+            pairs = t.shape[1]
+            if eps is None or eps.shape[:2] != t.shape:
+                raise ValueError(f"denoise_loss_branches: t {tuple(t.shape)} needs eps [B, M, ...] of the same M")
+            flat = self.denoise_loss_branches(
+                x0.repeat_interleave(pairs, dim=0), cond, branches, t.flatten(), eps.flatten(0, 1)
+            )
+            return flat.unflatten(1, (x0.shape[0], pairs))
         t, eps = self._loss_noise(x0, t, eps, generator)
         pred = self.predict_branches(self.forward_noise(x0, t, eps), t, cond, branches)
         return (pred - self.target(x0, eps, t)).square().flatten(2).mean(2)
+
+    def imitation_loss(self, x0: Tensor, cond: Cond, branch: str | None = None) -> Tensor:
+        """The per-sample loss [B] that imitation minimises: the denoising loss (fresh t and noise)."""
+        return self.denoise_loss(x0, cond, branch=branch)
 
     def _loss_noise(
         self, x0: Tensor, t: Tensor | None, eps: Tensor | None, generator: torch.Generator | None
@@ -523,13 +548,21 @@ class TrajectoryHead(nn.Module):
         traj = self.normalizer.denormalize(out.x0) if self.normalizer is not None else out.x0
         return SampleOut(traj=traj, x0=out.x0, chain=out.chain, step_logp=out.step_logp)
 
-    def chain_logprob(self, chain: Tensor, cond: Cond, noise: NoiseConfig, guidance: Guidance | None = None) -> Tensor:
-        """Per-step Gaussian log-probabilities [B, N] of a stored chain [B, N+1, H, D] under the current weights.
+    def chain_logprob(
+        self,
+        chain: Tensor,
+        cond: Cond,
+        noise: NoiseConfig,
+        guidance: Guidance | None = None,
+        last_steps: int | None = None,
+    ) -> Tensor:
+        """Per-step Gaussian log-probabilities [B, K'] (float32) of a stored chain [B, N+1, H, D] under the current
+        weights, for the last K' = ``last_steps`` transitions (None = all N).
 
         Pass the cond and guidance used at sampling: with the same weights this equals the sampled ``step_logp``
-        (the same batch shapes are replayed step by step)."""
+        (up to the batch layout, which changes float rounding only)."""
         model_fn, _ = self._guided_model(cond, guidance)
-        return self.diffusion.chain_logprob(model_fn, chain, None, noise)
+        return self.diffusion.chain_logprob(model_fn, chain, None, noise, last_steps)
 
     # ------------------------------------------------------------------------------------------------- guidance
     def _stacked_context(self, cond: Cond, branches: Sequence[str | None]) -> _Context:
@@ -587,6 +620,34 @@ class TrajectoryHead(nn.Module):
         """Stop (or restart) gradients into the shared base; adapters keep training."""
         for p in self.base_parameters():
             p.requires_grad_(not frozen)
+
+    def train_only(self, branches: Sequence[str]) -> None:
+        """Gradients into the adapters of ``branches`` only (the base and every other branch frozen)."""
+        for branch in branches:
+            self._check_branch(branch)
+        keep = {id(p) for branch in branches for p in self.adapter_parameters(branch)}
+        for p in self.parameters():
+            p.requires_grad_(id(p) in keep)
+
+    @torch.no_grad()
+    def add_branches(self, names: Sequence[str], seed: int = 0) -> None:
+        """New LoRA adapters on every layer (A from a generator seeded by ``seed``, so every rank draws the same;
+        B zero, so each new branch starts as the base). Names the head has already are left as they are."""
+        new = [name for name in names if name not in self.config.branches]
+        if not new:
+            return
+        if BASE in new:
+            raise ValueError(f"TrajectoryHead.add_branches: {BASE!r} is the base, not a branch")
+        generator = torch.Generator().manual_seed(seed)
+        for _, layer in self.lora_layers():
+            for name in new:
+                a = torch.empty(layer.rank, layer.in_features)
+                bound = 1.0 / math.sqrt(layer.in_features)  # kaiming_uniform_(a=sqrt(5)), as at construction
+                a.uniform_(-bound, bound, generator=generator)
+                like = layer.weight
+                layer.lora_A[name] = nn.Parameter(a.to(like.device, like.dtype))
+                layer.lora_B[name] = nn.Parameter(torch.zeros(layer.out_features, layer.rank).to(like))
+        self.config = HeadConfig.from_dict({**self.config.to_dict(), "branches": [*self.config.branches, *new]})
 
     def set_adapters_enabled(self, enabled: bool) -> None:
         """With adapters disabled every branch evaluates as the base."""

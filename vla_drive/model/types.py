@@ -59,15 +59,27 @@ class Guidance:
 
     kind: Literal["none", "dichotomous"] = "none"
     omega: float = 0.0
-    branch: str | None = None  # for kind="none": which branch to use (None = base)
+    branch: str | None = field(default=None, kw_only=True)  # for kind="none": which branch (None = base)
 
 
 @dataclass
 class NoiseConfig:
-    """Stochastic sampling: DDPM-like steps with a floor on the per-step standard deviation (for log-probs)."""
+    """Stochastic sampling (DDIM-eta Gaussian steps) and the per-step Gaussian log-probabilities it defines.
+
+    The sampling settings and the log-probability settings are separate (DPPO and ReCogDrive floor the std of the
+    log-probabilities higher than that of the sampler, clamp every per-dimension log-density and average it over
+    the dimensions); the defaults are one floor for both, no clip, no clamp, the sum over dimensions."""
 
     eta: float = 1.0  # DDIM eta; 1.0 = DDPM variance
-    min_std: float = 0.01  # std floor so that per-step Gaussian log-probs stay finite
+    min_std: float = 0.01  # std floor of the sampler (so that per-step Gaussian log-probs stay finite)
+    logprob_min_std: float | None = None  # std floor of the log-probabilities (None = min_std)
+    randn_clip: float | None = None  # the sampler's standard-normal noise clipped to [-c, c] (None = off)
+    logprob_clamp: tuple[float, float] | None = None  # every per-dimension log-density clamped (None = off)
+    reduction: Literal["sum", "mean"] = "sum"  # over the poses and dims of one step
+
+    @property
+    def logprob_std_floor(self) -> float:
+        return self.min_std if self.logprob_min_std is None else self.logprob_min_std
 
 
 @dataclass
@@ -75,15 +87,46 @@ class SampleOut:
     """Samples of the head: env-space trajectories plus what RL algorithms need."""
 
     traj: Tensor  # [B*n, 8, 3] denormalised, ego frame
-    x0: Tensor  # [B*n, 8, 3] normalised model-space sample
+    x0: Tensor  # [B*n, 8, 3] normalised model-space sample (the coupled flow: (x + y) / 2)
     chain: Tensor | None = None  # [B*n, N+1, 8, 3] model-space states from noise (index 0) to data (index N)
     step_logp: Tensor | None = None  # [B*n, N] per-step Gaussian log-probabilities (stochastic sampling)
+    pair: Tensor | None = None  # [B*n, 2, 8, 3] the coupled flow's doubled action (x, y)
+    latent: Tensor | None = None  # [B*n, 2, 8, 3] the latent z the coupled flow mapped to ``pair``
+
+
+# ------------------------------------------------------------------------------------------- model requests
+# Everything an objective needs from the model is one of these, run by ``model(request)`` so that DeepSpeed / DDP
+# wrappers see the pass (ZeRO-3 gathers partitioned weights only inside the forward). Requests that take ``cond``
+# None encode ``inputs`` instead (a training backbone, with gradients), one condition row per ``scene`` entry.
+
+
+@dataclass
+class EncodeRequest:
+    """The condition of a raw batch of scenes (``model(request)`` returns a :class:`Cond`)."""
+
+    batch: Any  # a collated Batch
+
+
+@dataclass
+class SampleRequest:
+    """``num_samples`` trajectories per condition row (``model(request)`` returns a :class:`SampleOut`), under the
+    caller's grad mode (GenPO's compression loss samples with gradients)."""
+
+    cond: Cond
+    num_samples: int = 1
+    steps: int | None = None  # None = head.sample_steps
+    guidance: Guidance | None = None  # None = the model's own (its policy branch, or DIPOLE guidance)
+    stochastic: NoiseConfig | None = None
+    return_chain: bool = False
+    generator: Any = None  # a torch.Generator, or one per condition row
 
 
 @dataclass
 class HeadLossRequest:
-    """Denoising losses of model-space samples under named branches, computed inside the model's forward so that
-    DeepSpeed / DDP wrappers see the pass (``model(request)`` returns [len(branches), B])."""
+    """Denoising losses of model-space samples under named branches (``model(request)`` returns
+    [len(branches), B], or [len(branches), B, M] for M given (t, eps) pairs per sample: t [B, M], eps [B, M, ...]).
+    ``exact`` evaluates outside autocast, so that the same request gives the same values in ``prepare`` and in
+    the loss (FPO's ratio of losses is exactly 1 at the old weights)."""
 
     x0: Tensor
     cond: Cond | None  # None: encode ``inputs`` (with gradients into a training backbone)
@@ -92,6 +135,38 @@ class HeadLossRequest:
     eps: Tensor | None = None
     inputs: Any = None  # a raw batch of scenes to encode instead of ``cond``
     scene: Tensor | None = None  # [B] the row of ``inputs`` each sample belongs to
+    exact: bool = False
+
+
+@dataclass
+class ChainLogProbRequest:
+    """Per-step Gaussian log-probabilities (float32, outside autocast) of stored sampler chains [B, N+1, ...] under
+    one branch: ``model(request)`` returns [B, K'] for the last K' transitions (``last_steps``; None = all N)."""
+
+    chain: Tensor
+    cond: Cond | None
+    noise: NoiseConfig
+    branch: str | None = None  # None = the base (the frozen imitation policy)
+    last_steps: int | None = None
+    inputs: Any = None
+    scene: Tensor | None = None
+
+
+@dataclass
+class FlowLikelihoodRequest:
+    """Exact log-likelihoods under the coupled flow (GenPO) of doubled actions [B, 2, ...]: ``model(request)``
+    returns (z [B, 2, ...], log-likelihood [B] float32), z = F^-1(pair), computed outside autocast."""
+
+    pair: Tensor
+    cond: Cond | None
+    steps: int
+    branch: str | None = None
+    inputs: Any = None
+    scene: Tensor | None = None
+
+
+ModelRequest = EncodeRequest | SampleRequest | HeadLossRequest | ChainLogProbRequest | FlowLikelihoodRequest
+MODEL_REQUESTS = (EncodeRequest, SampleRequest, HeadLossRequest, ChainLogProbRequest, FlowLikelihoodRequest)
 
 
 # ---------------------------------------------------------------------------------------------------- scenes in

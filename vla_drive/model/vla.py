@@ -37,16 +37,19 @@ from vla_drive.model.backbone import TRAINABLE_MODES, LoraSettings, VLMBackbone
 from vla_drive.model.card import write_model_card
 from vla_drive.model.diffusion import Generators
 from vla_drive.model.head import HeadConfig, TrajectoryHead
+from vla_drive.model.heads import build_head
 from vla_drive.model.normalizer import TrajectoryNormalizer
+from vla_drive.model.passes import run_request
 from vla_drive.model.processor import collate
 from vla_drive.model.seeding import scene_generators
 from vla_drive.model.types import (
+    MODEL_REQUESTS,
     Batch,
     CachedBatch,
     Cond,
     DrivingSample,
     Guidance,
-    HeadLossRequest,
+    ModelRequest,
     NoiseConfig,
     SampleOut,
 )
@@ -89,6 +92,7 @@ class VLAConfig:
     ego_status: bool = True  # velocity and acceleration in the head input and the prompt (the command always)
     head: HeadConfig = field(default_factory=HeadConfig)  # the diffusion trajectory head
     guidance_omega: float = field(default=0.0, metadata={"min": 0})  # inference guidance (a sweep stores it)
+    policy_branch: str = ""  # the head branch predictions sample from ("" = DIPOLE guidance over pos / neg, else base)
 
     def __post_init__(self) -> None:
         if self.max_pixels and len(self.max_pixels) not in (1, len(self.cameras)):
@@ -181,7 +185,7 @@ class DrivingVLA(nn.Module):
             )
         head_config = replace(config.head, cond_dim=backbone.hidden_size)
         torch.manual_seed(seed)
-        head = TrajectoryHead(head_config)
+        head = build_head(head_config)
         return cls(replace(config, head=head_config), backbone, head, normalizer)
 
     @property
@@ -219,32 +223,29 @@ class DrivingVLA(nn.Module):
         """Per-sample diffusion behaviour-cloning loss [B] of the logged trajectories."""
         cond = self.encode(batch)
         x0 = self.normalizer.normalize(batch.trajectory.to(self.device, torch.float32))
-        return self.head.denoise_loss(x0, cond, branch=branch)
+        return self.head.imitation_loss(x0, cond, branch=branch)
 
-    def forward(self, batch: Batch | CachedBatch | HeadLossRequest, branch: str | None = None) -> Tensor:
+    def forward(self, batch: Batch | CachedBatch | ModelRequest, branch: str | None = None) -> Any:
         """Per-sample imitation loss [B] of a raw batch (backbone included) or of a cached-feature batch (head
-        only); for a :class:`HeadLossRequest`, the denoising losses of its branches [len(branches), B].
+        only); for a model request (:mod:`vla_drive.model.types`: encode, sample, denoising losses, chain
+        log-probabilities, flow likelihoods), what that request returns (:mod:`vla_drive.model.passes`).
 
-        Objectives call the model (not a method) so that DeepSpeed / DDP wrappers see the forward pass.
+        Objectives and rollouts call the model (not a method) so that DeepSpeed / DDP wrappers see every pass.
         """
-        if isinstance(batch, HeadLossRequest):
-            if batch.cond is not None:
-                cond = batch.cond.to(self.device)
-            else:  # RL with a training backbone: encode the scenes once, then one condition row per sample
-                scene_cond = self.encode(batch.inputs)
-                cond = scene_cond.select(batch.scene.to(self.device))
-            return self.head.denoise_loss_branches(
-                batch.x0.to(self.device), cond, batch.branches, t=batch.t, eps=batch.eps
-            )
+        if isinstance(batch, MODEL_REQUESTS):
+            return run_request(self, batch)
         if isinstance(batch, CachedBatch):
             cond = batch.cond.to(self.device)
             x0 = self.normalizer.normalize(batch.trajectory.to(self.device, torch.float32))
-            return self.head.denoise_loss(x0, cond, branch=branch)
+            return self.head.imitation_loss(x0, cond, branch=branch)
         return self.imitation_loss(batch, branch)
 
     def guidance(self, omega: float | None) -> Guidance | None:
-        """DIPOLE guidance with ``omega`` (default: the model's chosen omega); None for a head without branches."""
-        if not self.head.config.branches:
+        """The model's own policy: its ``policy_branch`` when set (an RL algorithm trained that branch), else DIPOLE
+        guidance with ``omega`` (default: the model's chosen omega); None for a head without pos / neg branches."""
+        if self.config.policy_branch:
+            return Guidance("none", branch=self.config.policy_branch)
+        if not {"pos", "neg"} <= set(self.head.config.branches):
             return None
         return Guidance("dichotomous", self.config.guidance_omega if omega is None else float(omega))
 
@@ -361,7 +362,7 @@ class DrivingVLA(nn.Module):
         except (OSError, RuntimeError, SafetensorError) as error:  # an unchecked (older format) damaged file
             where = directory / BACKBONE_DIR
             raise VLAModelError(f"{where}: cannot load the backbone ({_first_line(error)})") from None
-        head = TrajectoryHead(config.head)
+        head = build_head(config.head)
         try:
             state = load_file(str(directory / HEAD_FILE))
         except (OSError, SafetensorError) as error:

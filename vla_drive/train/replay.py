@@ -1,9 +1,10 @@
 """Replay of recent rollouts: the prepared rollouts of the last R iterations join each update (off-policy reuse).
 
-Rewards never change once scored and DIPOLE's weighted denoising regression accepts off-policy samples, so the
-samples of earlier iterations (with the advantages and weights computed in their own groups) add data at no
-sampling or scoring cost. The buffer is per rank and travels with every checkpoint (``Trainer(rank_state=...)``),
-so a resumed run replays exactly what the uninterrupted run would have.
+Rewards never change once scored and weighted denoising regression (DIPOLE, AWR, RWR: the algorithms whose update
+spec allows replay) accepts off-policy samples, so the samples of earlier iterations (with the advantages and
+weights computed in their own groups) add data at no sampling or scoring cost. The buffer is per rank and travels
+with every checkpoint (``Trainer(rank_state=...)``), so a resumed run replays exactly what the uninterrupted run
+would have.
 
 Memory: one iteration keeps its scenes' condition tokens ([S, M, C]) and S x K trajectories; with a multi-billion
 VLM (C = 2048, M ~ 1,000 tokens) that is ~8 MB per scene in float32, so keep R small on big backbones.
@@ -77,6 +78,8 @@ def concat_rollouts(batches: Sequence[RolloutBatch]) -> RolloutBatch:
         x0=torch.cat([s.x0.to(device) for s in samples]),
         chain=_cat_optional([s.chain for s in samples], device),
         step_logp=_cat_optional([s.step_logp for s in samples], device),
+        pair=_cat_optional([s.pair for s in samples], device),
+        latent=_cat_optional([s.latent for s in samples], device),
     )
     logged = None
     if any(batch.logged is not None for batch in batches):
@@ -127,6 +130,8 @@ def _to_state(batch: RolloutBatch) -> dict[str, Any]:
             "x0": cpu(batch.sample.x0),
             "chain": cpu(batch.sample.chain),
             "step_logp": cpu(batch.sample.step_logp),
+            "pair": cpu(batch.sample.pair),
+            "latent": cpu(batch.sample.latent),
         },
         "reward": cpu(batch.reward),
         "group_index": cpu(batch.group_index),

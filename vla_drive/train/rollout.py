@@ -21,7 +21,7 @@ from navsim_eval.pdm.scorer import ScorerConfig
 from navsim_eval.pdm.two_frame import apply_two_frame_comfort
 from navsim_eval.pool import ScoringPool
 from vla_drive.algorithms.base import RolloutBatch, RolloutSpec
-from vla_drive.model.types import Cond, SampleOut
+from vla_drive.model.types import Cond, SampleOut, SampleRequest
 from vla_drive.train.previous_plans import Plans
 
 LOG = logging.getLogger(__name__)
@@ -110,19 +110,21 @@ def collect_rollouts(
     stats = RolloutStats(scenes=len(tokens))
     start = time.perf_counter()
 
+    request = SampleRequest(
+        cond,
+        spec.samples_per_scene,
+        spec.steps,
+        guidance=spec.guidance,
+        stochastic=spec.stochastic,
+        return_chain=spec.return_chain,
+        generator=generator,
+    )
+
     def draw(module):
         was_training = module.training
         module.eval()
         try:
-            return module.sample(
-                cond,
-                spec.samples_per_scene,
-                spec.steps,
-                guidance=spec.guidance,
-                stochastic=spec.stochastic,
-                return_chain=spec.return_chain,
-                generator=generator,
-            )
+            return module(request)  # through the forward: DeepSpeed / DDP wrappers see the pass
         finally:
             module.train(was_training)
 

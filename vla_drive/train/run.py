@@ -1,15 +1,22 @@
-"""``vla-drive train``: run the stage the config's algorithm asks for (imitation on the data, or RL on rollouts)."""
+"""``vla-drive train``: run the stage the config's algorithm asks for (imitation on the data, or RL on rollouts),
+after training the model it starts from when ``train.init_preset`` says how and ``train.init_from`` is missing."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 from vla_drive.algorithms.registry import algorithm_class
-from vla_drive.config import ExperimentConfig
+from vla_drive.config import ExperimentConfig, load_config
+
+LOG = logging.getLogger(__name__)
 
 
 def train(config: ExperimentConfig) -> Path:
     """Train as ``config`` says; returns the final model directory (``<train.output_dir>/model``)."""
+    if config.train.init_preset and not Path(config.train.init_from).exists():
+        build_initial_model(config)
     if algorithm_class(config.algorithm.name).uses_rollouts:
         from vla_drive.train.rl import train_rl
 
@@ -17,3 +24,19 @@ def train(config: ExperimentConfig) -> Path:
     from vla_drive.train.stages import train_imitation
 
     return train_imitation(config)
+
+
+def initial_model_config(config: ExperimentConfig) -> ExperimentConfig:
+    """The config that trains ``train.init_from``: ``train.init_preset`` writing to the folder above it, with the
+    head kind the algorithm trains (GenPO: its coupled-flow imitation) and this run's data and distributed set-up."""
+    target = Path(config.train.init_from)
+    overrides = [f"train.output_dir={target.parent}", f"model.head.kind={config.algorithm.head_kind}"]
+    initial = load_config(config.train.init_preset, overrides)
+    return replace(initial, data=config.data, distributed=config.distributed)
+
+
+def build_initial_model(config: ExperimentConfig) -> Path:
+    """Train the model ``train.init_from`` names from ``train.init_preset`` (every rank takes part)."""
+    initial = initial_model_config(config)
+    LOG.info("%s is missing: training it first with %s", config.train.init_from, config.train.init_preset)
+    return train(initial)

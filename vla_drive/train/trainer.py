@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -60,6 +60,20 @@ EvalHook = Callable[["Trainer", int], Mapping[str, float] | None]
 # batch_source(trainer) -> micro-batches; called once training starts (after resuming), on every rank.
 BatchSource = Callable[["Trainer"], Iterable[Any]]
 T = TypeVar("T")
+
+
+class StepHooks(Protocol):
+    """What an objective may steer between optimizer steps (an RL algorithm: GenPO's KL-adaptive rate, target-KL
+    early stops). Both are called on every rank; ``after_step`` gets the step's metrics averaged over ranks, so
+    every rank decides alike."""
+
+    def lr_scale(self) -> float:
+        """Factor on the scheduled learning rate of the next step."""
+        ...
+
+    def after_step(self, metrics: dict[str, float]) -> None:
+        """Called after every optimizer step (and every skipped one)."""
+        ...
 
 
 class TrainerError(ValueError):
@@ -241,9 +255,11 @@ class Trainer:
         accelerator: Accelerator | None = None,
         on_eval: EvalHook | None = None,
         rank_state: Any = None,
+        step_hooks: StepHooks | None = None,
     ) -> None:
         """``rank_state``: an object with ``state_dict()`` / ``load_state_dict()`` whose state is this rank's own
-        and travels with every checkpoint (e.g. the RL replay buffer)."""
+        and travels with every checkpoint (e.g. the RL replay buffer). ``step_hooks``: a learning-rate factor applied
+        on top of the schedule at every step, and a callback after every step (see :class:`StepHooks`)."""
         if (dataset is None) == (batch_source is None):
             raise TrainerError("Trainer: pass either dataset (+ collate_fn) or batch_source, not both / neither")
         train = config.train
@@ -257,6 +273,7 @@ class Trainer:
         self.dataset, self.collate_fn, self.batch_source = dataset, collate_fn, batch_source
         self.on_eval = on_eval
         self.rank_state = rank_state
+        self.step_hooks = step_hooks
         self.accelerator = accelerator if accelerator is not None else setup_accelerator(config)
         self.model = model
         self.output_dir = Path(train.output_dir)
@@ -340,14 +357,28 @@ class Trainer:
 
     def train_step(self, micro_batches: Sequence[Any]) -> dict[str, float]:
         """One optimizer update from ``train.grad_accumulation`` micro-batches of this rank; returns the metrics
-        averaged over micro-batches and ranks."""
+        averaged over micro-batches and ranks.
+
+        Micro-batches whose ``skip`` attribute is true (an RL iteration stopped early at its target KL: every rank
+        skips alike) make a skipped step: no forward, no update, the step counted (iterations keep their length,
+        so checkpoints stay on iteration boundaries)."""
         if len(micro_batches) != self.config.train.grad_accumulation:
             raise TrainerError(
                 f"train_step got {len(micro_batches)} micro-batches; train.grad_accumulation is "
                 f"{self.config.train.grad_accumulation}"
             )
+        skipped = [bool(getattr(batch, "skip", False)) for batch in micro_batches]
+        if any(skipped):
+            if not all(skipped):
+                raise TrainerError("train_step: a step mixes skipped and live micro-batches")
+            self.state.step += 1
+            out = {"skipped_step": 1.0}
+            if self.step_hooks is not None:
+                self.step_hooks.after_step(out)
+            return out
         start = time.perf_counter()
-        lr = set_learning_rates(self.optimizer, lr_factor(self.state.step, self.config.train))
+        scale = self.step_hooks.lr_scale() if self.step_hooks is not None else 1.0
+        lr = set_learning_rates(self.optimizer, lr_factor(self.state.step, self.config.train) * scale)
         totals: dict[str, Tensor] = {}
         samples = 0
         for index, batch in enumerate(micro_batches):
@@ -378,6 +409,8 @@ class Trainer:
         if grad_norm is not None:
             out["grad_norm"] = float(grad_norm)
         out["samples_per_s"] = samples * self.accelerator.num_processes / max(time.perf_counter() - start, 1e-9)
+        if self.step_hooks is not None:
+            self.step_hooks.after_step(out)
         return out
 
     def call_model(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -223,3 +223,48 @@ def test_real_driving_vla_resumes_and_consolidates(tmp_path, vla_samples):
         reference.model.predict(vla_samples[:1], num_samples=2, steps=2, seed=0),
         atol=1e-5,
     )
+
+
+class _Hooks:
+    """Step hooks that halve the learning rate after every step and record what they saw."""
+
+    def __init__(self) -> None:
+        self.scale, self.seen = 1.0, []
+
+    def lr_scale(self) -> float:
+        return self.scale
+
+    def after_step(self, metrics):
+        self.seen.append(dict(metrics))
+        self.scale *= 0.5
+
+
+def test_step_hooks_scale_the_scheduled_rate_and_see_every_step(tmp_path):
+    config = stand_in_config(tmp_path, max_steps=4, warmup_steps=0, lr_schedule="constant", checkpoint_every=0)
+    hooks = _Hooks()
+    history = Trainer(StandInModel(), exact_objective, config, dataset=regression_data(), step_hooks=hooks).fit()
+    assert [m["lr"] for m in history] == [1e-2, 5e-3, 2.5e-3, 1.25e-3]  # the schedule's rate x the hook's scale
+    assert [m["loss"] for m in hooks.seen] == [m["loss"] for m in history]
+
+
+class _Skippable:
+    def __init__(self, batch, skip: bool) -> None:
+        self.batch, self.skip = batch, skip
+
+
+def test_skipped_steps_count_without_running(tmp_path):
+    config = stand_in_config(tmp_path, max_steps=4, warmup_steps=0, checkpoint_every=0, grad_accumulation=2)
+    data = regression_data()
+    micro = [_Skippable(data[i : i + 2], False) for i in range(0, 4, 2)]
+
+    def objective(model, batch):
+        return exact_objective(model, batch.batch)
+
+    trainer = Trainer(StandInModel(), objective, config, batch_source=lambda trainer: iter(()))
+    live = trainer.train_step(micro)
+    after_live = [p.detach().clone() for p in trainer.model.parameters()]
+    skipped = trainer.train_step([_Skippable(m.batch, True) for m in micro])
+    assert "loss" in live and skipped == {"skipped_step": 1.0} and trainer.state.step == 2
+    assert all(torch.equal(a, b) for a, b in zip(after_live, trainer.model.parameters(), strict=True))
+    with pytest.raises(TrainerError, match="mixes skipped and live"):
+        trainer.train_step([micro[0], _Skippable(micro[1].batch, True)])
