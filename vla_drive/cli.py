@@ -45,7 +45,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     maps_root = nuplan_maps_root(args.maps_root)
     scorer = SceneScorer.from_scenes(loader, maps_root, caches, args.version, progress=progress)
     omegas = args.omegas or DEFAULT_OMEGAS
-    rows = sweep_guidance(model, dataset, scorer, omegas, steps=args.steps, seed=args.seed, progress=progress)
+    if "test" in split_file.stem.lower():
+        print(
+            f"warning: {split_file.name} looks like a test split; choose omega on a validation split and report "
+            "the test split once with it (a sweep on the split it reports overstates the score)"
+        )
+    rows = sweep_guidance(
+        model, dataset, scorer, omegas, steps=args.steps, seed=args.seed, widen=args.widen, progress=progress
+    )
     files = write_sweep(rows, out, title=f"{Path(args.model).name} on {split_file.stem} ({args.version})")
     print(files["markdown"].read_text())
     if not args.no_store:
@@ -439,6 +446,8 @@ def _add_model_and_split(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``vla-drive`` argument parser (every command and option; docs/cli.md lists them all)."""
+    from vla_drive.eval.sweep import DEFAULT_WIDEN
+
     parser = argparse.ArgumentParser(
         prog="vla-drive",
         description="Fine-tune driving VLAs with a diffusion trajectory head (imitation, then DIPOLE RL).",
@@ -466,7 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_and_split(
         sweep, "a NAVSIM split file (e.g. .../synthetic_val.yaml: knobs are chosen on validation)", scoring=True
     )
-    sweep.add_argument("--omegas", nargs="+", type=float, help="default 0 0.5 1 1.5 2 3 5")
+    sweep.add_argument(
+        "--omegas", nargs="+", type=float, help="default 0 0.5 1 1.5 2 3 5 8, widened past the best (see --widen)"
+    )
+    sweep.add_argument(
+        "--widen", type=int, default=DEFAULT_WIDEN, metavar="N",
+        help=f"while the best omega is the largest tried, add up to N larger ones (default {DEFAULT_WIDEN}; 0: off)",
+    )  # fmt: skip
     sweep.add_argument(
         "--out", help="output folder (default $NAVSIM_EXP_ROOT/vla_drive/<model>/sweep, else <model>/sweep)"
     )
@@ -556,7 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
         "key.sub=value apply to both training configs (e.g. train.max_steps=50 for a quick look).",
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    demo.add_argument("--omegas", nargs="+", type=float, help="sweep grid (default 0 0.5 1 1.5 2 3 5)")
+    demo.add_argument(
+        "--omegas",
+        nargs="+",
+        type=float,
+        help="sweep grid on the validation split (default 0 0.5 1 1.5 2 3 5 8, widened past the best)",
+    )
     demo.add_argument("--workers", type=int, default=2, help="scoring processes for the evaluation (default 2)")
     demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.max_steps=50")
     demo.set_defaults(handler=cmd_demo)

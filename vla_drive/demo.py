@@ -3,12 +3,15 @@
 Stages (the world and the two training stages are skipped when their output exists, so an interrupted demo picks
 up where it stopped; the sweep and the evaluation take seconds and always run):
 
-1. generate the synthetic world (4 logs, 188 scenes: train logs and a held-out test log);
+1. generate the synthetic world (the proving ground of ``navsim-eval synth``: scenarios where safety decides the
+   score, a validation split from the training towns and a test split from a town no training log drives in);
 2. imitation (config ``demo-imitation``: small random-weight VLM backbone, frozen and cached, DiT head);
 3. DIPOLE RL from the imitation model (config ``demo-dipole``: PDMS rewards, pos / neg branches);
-4. guidance sweep of omega on the held-out test split; the best omega is stored in the DIPOLE model;
-5. leaderboard-style evaluation of both models on the test split (official CSV, summary, BEV plots);
-6. ``report.md`` in the demo folder: the tables, the plots and the time each stage took.
+4. guidance sweep of omega on the **validation** split; the best omega is stored in the DIPOLE model;
+5. leaderboard-style evaluation of both models on the **test** split, once, with the chosen omega (official CSV,
+   summary, BEV plots);
+6. ``report.md`` in the demo folder: what the world measures (the reference plans beside the models, per
+   scenario), the tables, the plots and the time each stage took.
 
 Overrides (``key.sub=value``) apply to both training configs, e.g. ``train.max_steps=50`` for a quick look.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from navsim_eval.atomic import atomic_write_text
 from vla_drive.config import data_paths, load_config, with_synthetic_world
+from vla_drive.eval.world_report import world_section
 
 LOG = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -54,6 +58,7 @@ def run_demo(
     """Run every stage into ``out_dir``; returns the report's path and the headline numbers."""
     import os
 
+    from navsim_eval.synthetic.world import split_file
     from vla_drive.eval.leaderboard import EvalSettings, evaluate_split
     from vla_drive.eval.sweep import DEFAULT_OMEGAS
     from vla_drive.train.rl import train_rl
@@ -101,7 +106,8 @@ def run_demo(
         rows, chosen = _sweep(dipole_model, paths, grid, sweep_dir, eval_workers)
     settings = EvalSettings(workers=eval_workers, worst=4)
     results = {}
-    with _stage("eval", seconds, say, "5/6 leaderboard-style evaluation of both models on the test split"):
+    test_split = split_file(out / "world", "test")
+    with _stage("eval", seconds, say, f"5/6 evaluation of both models on the test split (omega {chosen:g})"):
         for name, directory, omega in (("imitation", imitation_model, 0.0), ("dipole", dipole_model, chosen)):
             model = DrivingVLA.from_pretrained(directory)
             settings.omega = omega
@@ -109,7 +115,7 @@ def run_demo(
             shutil.rmtree(eval_dir / "predictions", ignore_errors=True)  # the model may have been retrained
             results[name] = evaluate_split(
                 model,
-                paths.val_split,
+                test_split,
                 paths.data_root,
                 paths.maps_root,
                 eval_dir,
@@ -119,8 +125,11 @@ def run_demo(
                 model_dir=directory,
             )
     with _stage("report", seconds, say, "6/6 writing the report"):
+        world = world_section(
+            test_split, out / "eval" / "metric_cache", {name: result.csv for name, result in results.items()}
+        )
         report = _write_report(
-            out, _trained_config(imitation), _trained_config(dipole), rows, chosen, results, seconds, reused
+            out, _trained_config(imitation), _trained_config(dipole), rows, chosen, results, seconds, reused, world
         )
     say(f"done: {report}")
     return DemoResult(
@@ -178,7 +187,7 @@ def _complete(model_dir: Path) -> bool:
 
 
 def _sweep(model_dir: Path, paths, grid, sweep_dir: Path, workers: int):
-    """Sweep omega on the test split, store the chosen omega in the model, write the sweep files."""
+    """Sweep omega on the validation split, store the chosen omega in the model, write the sweep files."""
     from navsim_eval.data.loader import SceneLoader
     from vla_drive.data.dataset import SceneDataset
     from vla_drive.eval.scoring import SceneScorer
@@ -190,19 +199,22 @@ def _sweep(model_dir: Path, paths, grid, sweep_dir: Path, workers: int):
     dataset = SceneDataset.for_model(loader, model)
     scorer = SceneScorer.from_scenes(loader, paths.maps_root, sweep_dir / "metric_cache")
     rows = sweep_guidance(model, dataset, scorer, grid)
-    write_sweep(rows, sweep_dir, title="DIPOLE on the held-out synthetic test split (PDMS v1)")
+    write_sweep(rows, sweep_dir, title=f"DIPOLE on the validation split {Path(paths.val_split).stem} (PDMS v1)")
     chosen = store_sweep(model_dir, rows, Path(paths.val_split).stem, "v1")
     return rows, chosen
 
 
-def _write_report(out: Path, imitation, dipole, rows, chosen, results, seconds, reused) -> Path:
+def _write_report(out: Path, imitation, dipole, rows, chosen, results, seconds, reused, world) -> Path:
     im, dp = results["imitation"], results["dipole"]
     names = [n for n in im.metrics if n not in ("score_with_missing_as_zero",)]
+    val = Path(dipole.data.val_split).stem
     lines = [
         "# vla-drive demo report",
         "",
-        f"Synthetic world: `{out / 'world'}`; test split: {im.scored} held-out scenes (PDMS v1.1, NAVSIM scoring).",
+        f"Synthetic world: `{out / 'world'}`. Omega was chosen on the validation split `{val}`; the test split "
+        f"({im.scored} scenes, PDMS v1.1, NAVSIM scoring) was scored once, for the tables below.",
         "",
+        *world,
         "## Imitation vs DIPOLE on the test split",
         "",
         "| model | omega | " + " | ".join(names) + " |",
@@ -213,7 +225,7 @@ def _write_report(out: Path, imitation, dipole, rows, chosen, results, seconds, 
         f"DIPOLE at omega {chosen:g} vs imitation: {dp.metrics['score'] - im.metrics['score']:+.4f} PDMS "
         "(one seed; `benchmarks/bench_dipole_vs_imitation.py` measures the spread over seeds).",
         "",
-        "## Guidance sweep (DIPOLE)",
+        f"## Guidance sweep (DIPOLE, on the validation split `{val}`)",
         "",
         (out / "sweep" / "sweep.md").read_text().strip(),
         "",

@@ -19,7 +19,9 @@ For a split ``<splits>/<name>.yaml`` the labels live in ``<splits>/<name>_scenar
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,16 @@ class ScenarioLabels:
     def counts(self) -> dict[str, int]:
         """Scenes per scenario."""
         return dict(sorted(Counter(self.scenes.values()).items()))
+
+    def breakdown(self, scores: Mapping[str, float]) -> dict[str, tuple[float, int]]:
+        """Mean score and scene count per scenario over the labelled tokens of ``scores`` with a finite value
+        (a token without a label, or a NaN score, counts nowhere)."""
+        groups: dict[str, list[float]] = {}
+        for token, value in scores.items():
+            scenario = self.scenes.get(token)
+            if scenario is not None and math.isfinite(value):
+                groups.setdefault(scenario, []).append(float(value))
+        return {name: (sum(values) / len(values), len(values)) for name, values in sorted(groups.items())}
 
     def to_json(self) -> dict[str, Any]:
         return {

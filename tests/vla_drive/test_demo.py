@@ -20,8 +20,21 @@ def test_short_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     result = run_demo(out, QUICK, omegas=(0.0, 1.0), eval_workers=1, say=messages.append)
     assert [m.split()[0] for m in messages if m[0].isdigit()] == ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]
     report = result.report.read_text()
-    for section in ("Imitation vs DIPOLE", "Guidance sweep", "Lowest-scoring", "Time per stage"):
+    for section in ("What this world measures", "Imitation vs DIPOLE", "Guidance sweep", "Lowest-scoring", "Time"):
         assert section in report, f"report lacks {section!r}"
+    assert "| constant velocity |" in report and "| logged human |" in report, "the reference plans beside the models"
+    assert "chosen on the validation split `synthetic_val`" in report
+    from navsim_eval.csv_io import read_score_csv
+    from navsim_eval.data.loader import SceneLoader
+    from vla_drive.model.card import read_evaluations
+
+    def tokens(split: str) -> set[str]:
+        return set(SceneLoader.from_split_file(out / "world" / "splits" / f"{split}.yaml", out / "world").tokens)
+
+    test_tokens, val_tokens = tokens("synthetic_test"), tokens("synthetic_val")
+    scored = {row["token"] for row in read_score_csv(out / "eval" / "dipole" / "v1_scores.csv").rows}
+    assert scored == test_tokens and not scored & val_tokens, "the final table is on the test split"
+    assert read_evaluations(result.dipole_model)["sweep"]["split"] == "synthetic_val", "omega chosen on validation"
     assert (out / "sweep" / "sweep.png").is_file() and (out / "eval" / "dipole" / "worst").is_dir()
     for name in ("imitation", "dipole"):
         lines = (out / "eval" / name / "v1_scores.csv").read_text().splitlines()

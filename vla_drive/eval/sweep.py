@@ -1,7 +1,12 @@
 """Guidance sweep: evaluate a grid of omega on a split, tabulate PDMS / EPDMS and sub-metrics, plot, choose.
 
 The chosen omega is the one with the highest mean score (the smaller omega on ties, for the less greedy policy);
-``DrivingVLA.config.guidance_omega`` stores it so that ``predict`` and the exported model use it by default.
+``DrivingVLA.config.guidance_omega`` stores it so that ``predict`` and the exported model use it by default. When
+the best omega is the largest of the grid, the sweep widens the grid (each new omega 1.6 times the last, up to
+``widen`` times) until a larger omega scores lower, so the chosen value is never just the edge of what was tried.
+
+Choose omega on a validation split and report the test split once with it: a sweep on the split it reports
+overstates the score (the CLI warns when the split's name says test).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from vla_drive.eval.scoring import SceneScorer
 from vla_drive.model.card import record_sweep
 from vla_drive.model.vla import store_guidance_omega
 
-DEFAULT_OMEGAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+DEFAULT_OMEGAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
+WIDEN_FACTOR = 1.6  # the next omega when the best is the largest tried
+DEFAULT_WIDEN = 3  # at most this many omegas added past the grid
 
 
 def sweep_guidance(
@@ -31,14 +38,17 @@ def sweep_guidance(
     steps: int | None = None,
     seed: int = 0,
     batch_size: int = 16,
+    widen: int = DEFAULT_WIDEN,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> list[dict[str, float]]:
-    """One row per omega: omega, score, every sub-metric (same seed for every omega: a paired comparison);
-    ``progress(stage, done, total)`` counts the scenes predicted over the whole grid."""
-    rows = []
-    total, done = len(dataset) * len(omegas), 0
-    for omega in omegas:
+    """One row per omega: omega, score, every sub-metric (same seed for every omega: a paired comparison), sorted
+    by omega; while the best omega is the largest tried, up to ``widen`` larger ones are added (see the module doc).
+    ``progress(stage, done, total)`` counts the scenes predicted over the grid."""
+    grid = sorted({float(omega) for omega in omegas})
+    rows: list[dict[str, float]] = []
+    total, done = len(dataset) * len(grid), 0
 
+    def evaluate(omega: float) -> None:
         def predicted(count: int) -> None:
             nonlocal done
             done += count
@@ -48,7 +58,16 @@ def sweep_guidance(
         summary = evaluate_model(
             model, dataset, scorer, steps=steps, omega=omega, seed=seed, batch_size=batch_size, progress=predicted
         )
-        rows.append({"omega": float(omega), **summary})
+        rows.append({"omega": omega, **summary})
+
+    for omega in grid:
+        evaluate(omega)
+    for _ in range(widen):
+        if not at_grid_edge(rows, best_omega(rows)):
+            break
+        largest = max(row["omega"] for row in rows)
+        total += len(dataset)
+        evaluate(round(largest * WIDEN_FACTOR, 3) if largest > 0 else 1.0)
     return rows
 
 

@@ -27,6 +27,36 @@ def test_medoid_selection_picks_the_most_typical_candidate():
         select_trajectory(candidates, "oracle")
 
 
+def _peaked_sweep(monkeypatch, peak: float, omegas, widen: int):
+    """sweep_guidance with a score that rises with omega up to ``peak`` and falls after it."""
+    import vla_drive.eval.sweep as sweep
+
+    calls = []
+
+    def evaluate_model(model, dataset, scorer, *, omega, progress, **_):
+        calls.append(omega)
+        progress(len(dataset))
+        return {"score": 1.0 - abs(omega - peak) / 100.0}
+
+    monkeypatch.setattr(sweep, "evaluate_model", evaluate_model)
+    seen = []
+    rows = sweep.sweep_guidance(None, [0, 1], None, omegas, widen=widen, progress=lambda *a: seen.append(a))
+    return rows, calls, seen
+
+
+def test_the_grid_widens_past_a_best_omega_at_its_edge(monkeypatch):
+    rows, calls, seen = _peaked_sweep(monkeypatch, peak=10.0, omegas=(5.0, 0.0, 1.0), widen=3)
+    assert calls == [0.0, 1.0, 5.0, 8.0, 12.8], "sorted grid, then x1.6 until a larger omega scores lower"
+    assert best_omega(rows) == 8.0 and max(r["omega"] for r in rows) > best_omega(rows)
+    assert seen[-1] == ("sweep", 10, 10), "progress counts the added omegas too"
+    rows, calls, _ = _peaked_sweep(monkeypatch, peak=100.0, omegas=(0.0, 1.0), widen=2)
+    assert calls == [0.0, 1.0, 1.6, 2.56], "at most `widen` omegas are added"
+    _, calls, _ = _peaked_sweep(monkeypatch, peak=0.5, omegas=(0.0, 1.0, 2.0), widen=3)
+    assert calls == [0.0, 1.0, 2.0], "an interior best adds nothing"
+    _, calls, _ = _peaked_sweep(monkeypatch, peak=50.0, omegas=(0.0, 1.0), widen=0)
+    assert calls == [0.0, 1.0], "widen=0 keeps the grid"
+
+
 @pytest.mark.slow
 def test_sweep_writes_a_table_and_a_plot(tmp_path):
     tiny = tiny_world(tmp_path)
@@ -36,7 +66,7 @@ def test_sweep_writes_a_table_and_a_plot(tmp_path):
             if name.endswith((".pos", ".neg")):
                 parameter.add_(0.1 * torch.randn_like(parameter))
     scorer = SceneScorer.from_scenes(loader, world.maps_root, tmp_path / "metric_cache")
-    rows = sweep_guidance(model, dataset, scorer, (0.0, 1.0, 3.0), steps=3)
+    rows = sweep_guidance(model, dataset, scorer, (0.0, 1.0, 3.0), steps=3, widen=0)
     assert [row["omega"] for row in rows] == [0.0, 1.0, 3.0]
     assert all(0.0 <= row["score"] <= 1.0 for row in rows)
     sample = [dataset[0]]
@@ -60,6 +90,7 @@ def test_cli_sweep_stores_omega_records_the_card_and_logs_the_plot(tmp_path, cap
     world = tiny.world
     args = ["sweep", "--model", str(model_dir), "--split", str(world.splits_dir / "synthetic_all.yaml")]
     args += ["--data-root", str(world.data_root), "--maps-root", str(world.maps_root), "--steps", "2"]
+    args += ["--widen", "0"]
     assert main([*args, "--omegas", "0", "2", "--max-scenes", "2", "--out", str(tmp_path / "sweep")]) == 0
     sweep = read_evaluations(model_dir)["sweep"]
     assert sweep["split"] == "synthetic_all" and [r["omega"] for r in sweep["rows"]] == [0.0, 2.0]
