@@ -66,7 +66,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CliError(str(error)) from None
     summary = generate_world(
-        args.out, config, progress=(lambda message: print(f"  {message}")) if args.verbose else None
+        args.out, config, progress=(lambda message: print(f"  {message}")) if args.verbose else None, show_progress=True
     )
     kind = "a small world split by log only" if config.small else "the proving ground (held-out test town)"
     print(f"wrote {kind} to {summary.root} in {summary.seconds:.1f} s:")

@@ -154,16 +154,19 @@ def decide_split(
     split: Split,
     threshold: float = FILTER_THRESHOLD,
     workers: int = 1,
+    progress: Callable[[int], None] | None = None,
 ) -> FilterReport:
     """Decide every scene of a split, building its metric cache from the logs and maps; with ``workers`` > 1 (0 =
-    every CPU) the logs are shared out between processes."""
+    every CPU) the logs are shared out between processes. ``progress(count)`` is called with the number of scenes
+    decided since its last call."""
     from navsim_eval.data.loader import SceneLoader
     from navsim_eval.parallel import map_in_processes
     from navsim_eval.pool import default_workers
 
     workers = workers or default_workers()
     if workers <= 1:
-        return filter_caches(split_caches(data_root, maps_root, split), threshold)
+        each = (lambda _total: progress(1)) if progress is not None else None  # filter_caches counts a running total
+        return filter_caches(split_caches(data_root, maps_root, split), threshold, each)
     loader = SceneLoader(data_root, split.data_split, split.scene_filter)
     skipped = [(r.token, f"{r.kind}: {r.detail}") for r in loader.report.skipped_scenes if r.token]
     per_log = sorted(loader.tokens_per_log().items(), key=lambda item: -len(item[1]))
@@ -190,7 +193,9 @@ def decide_split(
     report = FilterReport(threshold=threshold)
     report.decisions.extend(FilterDecision(token, np.nan, np.nan, (), reason) for token, reason in skipped)
     decided = {}
-    for part in map_in_processes(_decide_part, jobs, len(jobs), min_jobs_per_worker=1):
+    sizes = [len(job[2].scene_filter.tokens) for job in jobs]
+    finished = (lambda index: progress(sizes[index])) if progress is not None else None
+    for part in map_in_processes(_decide_part, jobs, len(jobs), min_jobs_per_worker=1, done=finished):
         decided.update({d.token: d for d in part.decisions})
     report.decisions.extend(decided[t] for t in loader.tokens if t in decided)
     return report

@@ -22,10 +22,11 @@ Everything is deterministic in ``seed``: the same config writes the same files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,11 +223,16 @@ class LogRecord:
 
 
 def generate_world(
-    out: str | Path, config: WorldConfig | None = None, progress: Callable[[str], None] | None = None
+    out: str | Path,
+    config: WorldConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+    *,
+    show_progress: bool = False,
 ) -> WorldSummary:
     """Build the towns, simulate and record every log, render the cameras, write all files under ``out`` and
     (default world) filter the splits. Logs are made in ``config.workers`` processes; the files do not depend on
-    how many."""
+    how many. ``progress`` receives a line per log; ``show_progress`` counts the logs and the filtered scenes on
+    standard error (the proving ground takes minutes)."""
     config = config or WorldConfig()
     say = progress or (lambda message: None)
     started = time.perf_counter()
@@ -234,7 +240,10 @@ def generate_world(
     plans = plan_logs(config)
     jobs = [(plan, config, str(out)) for plan in plans]
     records: list[LogRecord] = []
-    for plan, record in zip(plans, map_in_processes(_log_job, jobs, config.workers), strict=True):
+    with _counter(show_progress, len(plans), "world: logs simulated and written", "logs") as logs_done:
+        each = (lambda _index: logs_done(1)) if logs_done is not None else None
+        results = map_in_processes(_log_job, jobs, config.workers, done=each)
+    for plan, record in zip(plans, results, strict=True):
         if record is None:
             say(f"log {plan.index}: no {plan.scenario} scenario could be set up in {list(plan.towns)}; skipped")
             continue
@@ -291,10 +300,22 @@ def generate_world(
         summary.unfiltered_tokens[split_name] = tokens
         summary.scene_tokens[split_name] = tokens
     if config.filtered:
-        _filter_world(summary, written, config, say)
+        _filter_world(summary, written, config, say, show_progress)
     summary.timings = {"generate_s": generated - started, "total_s": time.perf_counter() - started}
     summary.seconds = summary.timings["total_s"]
     return summary
+
+
+@contextlib.contextmanager
+def _counter(show: bool, total: int, label: str, unit: str = "scenes") -> Iterator[Callable[[int], None] | None]:
+    """A progress count on standard error when ``show`` (its ``update(count)``), else None."""
+    if not show:
+        yield None
+        return
+    from navsim_eval.progress import Progress
+
+    with Progress(total, label, unit) as progress:
+        yield progress.update
 
 
 @functools.cache
@@ -361,13 +382,18 @@ def _make_log(plan: LogPlan, config: WorldConfig):
     return None
 
 
-def _filter_world(summary: WorldSummary, written: dict[str, Split], config: WorldConfig, say) -> None:
+def _filter_world(
+    summary: WorldSummary, written: dict[str, Split], config: WorldConfig, say, show_progress: bool = False
+) -> None:
     """Apply the navtest-style filter to every split (each scene is scored once) and write the filtered splits."""
     from navsim_eval.data.filtering import decide_split
 
     name_all = f"{config.data_split}_all"
-    say(f"filtering {len(summary.unfiltered_tokens[name_all])} scenes (constant velocity and the logged human)")
-    report = decide_split(summary.data_root, summary.maps_root, written[name_all + UNFILTERED], workers=config.workers)
+    count = len(summary.unfiltered_tokens[name_all])
+    say(f"filtering {count} scenes (constant velocity and the logged human)")
+    with _counter(show_progress, count, "world: navtest-style filter") as scenes_done:
+        split = written[name_all + UNFILTERED]
+        report = decide_split(summary.data_root, summary.maps_root, split, workers=config.workers, progress=scenes_done)
     decisions = {d.token: d for d in report.decisions}
     for name, split in list(written.items()):
         if name.endswith(UNFILTERED):

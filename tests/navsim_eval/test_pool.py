@@ -259,3 +259,12 @@ def test_workers_die_when_the_main_process_is_killed(tmp_path: Path) -> None:
         for pid in workers:  # reparented by now: clean up after a failure
             if _process_state(pid) not in (None, "Z"):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_map_in_processes_reports_each_result_in_order():
+    from navsim_eval.parallel import map_in_processes
+
+    done: list[int] = []
+    jobs = [(k,) for k in range(5)]
+    assert map_in_processes(abs, jobs, workers=1, done=done.append) == list(range(5))
+    assert done == [0, 1, 2, 3, 4]

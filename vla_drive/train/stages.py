@@ -66,6 +66,7 @@ def ensure_synthetic_world(config: ExperimentConfig) -> None:
         generate_world(
             data.synthetic_world,
             WorldConfig(num_logs=data.synthetic_logs, seed=data.synthetic_seed, cameras=tuple(config.model.cameras)),
+            show_progress=True,
         )
     barrier()
 

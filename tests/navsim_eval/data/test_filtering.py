@@ -83,9 +83,12 @@ def test_filter_split_writes_the_kept_scenes(world, caches, tmp_path):
 @pytest.mark.slow
 def test_processes_decide_like_one(world):
     split = load_split(world.splits_dir, "synthetic_all")
-    one = decide_split(world.data_root, world.maps_root, split, workers=1)
-    two = decide_split(world.data_root, world.maps_root, split, workers=2)
+    counted = {1: [], 2: []}
+    one = decide_split(world.data_root, world.maps_root, split, workers=1, progress=counted[1].append)
+    two = decide_split(world.data_root, world.maps_root, split, workers=2, progress=counted[2].append)
     assert [(d.token, d.dropped_by) for d in one.decisions] == [(d.token, d.dropped_by) for d in two.decisions]
+    for workers, counts in counted.items():
+        assert sum(counts) == len(one.decisions), f"{workers} worker(s): progress counts every scene once"
 
 
 def test_cli_filter(world, tmp_path, capsys):
