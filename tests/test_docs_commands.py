@@ -14,7 +14,8 @@ Each command is shrunk by the rule of :data:`SHRINK` that matches its start (lon
 last occurrence of an option wins), optional ``[--option ...]`` groups of a synopsis line dropped. Commands that
 cannot run here are in :data:`NOT_RUN`, each with the reason. A documented command that is in neither fails
 :func:`test_every_documented_command_is_run_or_listed_not_run` naming its file and line; a NOT_RUN entry the docs
-no longer show fails too, so both lists follow the docs.
+no longer show fails too, so both lists follow the docs. The commands chain (the demo's models feed the sweep,
+the evaluation and the export), so run the module whole: one command's test alone lacks what the earlier ones made.
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ SHRINK: dict[str, Shrink] = {
     "vla-drive train debug-rl": Shrink(why="already seconds: runs as written"),
     "vla-drive sweep": Shrink(("--omegas", "0", "1", "--max-scenes", "4"), "4 scenes, omega 0 and 1"),
     "vla-drive eval": Shrink(("--max-scenes", "4", "--workers", "1", "--worst", "1"), "4 scenes, 1 BEV plot"),
-    "vla-drive submit": Shrink(why="the stand-in split (27 scenes)"),
+    "vla-drive submit": Shrink(why="the stand-in split (19 scenes)"),
     "vla-drive export": Shrink(),
     "vla-drive push": Shrink(why="--dry-run only (NOT_RUN has the upload)"),
-    "navsim-eval synth": Shrink(("--logs", "1", "--frames", "40"), "one 40-frame log", unless="--logs"),
+    "navsim-eval synth": Shrink(("--logs", "1", "--frames", "32"), "one 32-frame log", unless="--logs"),
     "navsim-eval inspect": Shrink(),
     "navsim-eval cache": Shrink(),
     "navsim-eval score": Shrink(),
@@ -215,6 +216,37 @@ def test_commands_stand_in_shell_blocks():
     )
 
 
+# what the synopsis placeholders of optional groups stand for when a command line is parsed
+PLACEHOLDERS = {"W": "1.5", "N": "2", "S": "0", "DIR": "dir"}
+
+
+def _parsed_argv(text: str) -> list[str]:
+    """The arguments of a documented CLI command (before a pipe) with its optional groups taken (``[--a x|y]`` ->
+    ``--a x``)."""
+    text = re.sub(r"\[(-[^\]]*)\]", lambda m: m.group(1).split("|")[0], text)
+    command = program_of(text).partition(" | ")[0]
+    return [PLACEHOLDERS.get(word, word) for word in shlex.split(command)][1:]
+
+
+def test_every_documented_cli_line_parses_with_its_optional_options():
+    """What does not run here (NOT_RUN, the optional ``[--option ...]`` groups the run drops) still names only
+    commands and options the parsers have, with values of the right type."""
+    from navsim_eval.cli import build_parser as navsim_eval_parser
+    from vla_drive.cli import build_parser as vla_drive_parser
+
+    parsers = {"vla-drive": vla_drive_parser(), "navsim-eval": navsim_eval_parser()}
+    wrong = []
+    for command in documented_commands(ROOT):
+        program = program_of(command.text).split()[0]
+        if program not in parsers:
+            continue
+        try:
+            parsers[program].parse_args(_parsed_argv(command.text))
+        except SystemExit:
+            wrong.append(f"{command.where}: `{command.text}`")
+    assert not wrong, "documented command lines the parsers refuse (argparse says why above):\n  " + "\n  ".join(wrong)
+
+
 def test_the_chain_is_long_enough_to_mean_something():
     """The docs are read: the README's chain and the evaluation guide are among the commands run."""
     run = {c.where.split(":")[0] for r in RUNS for c in r.places}
@@ -261,7 +293,7 @@ def sandbox(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
     # NAVSIM data stands in as a one-log world with NAVSIM-named splits
     navsim = top / "navsim_data"
-    generate_world(navsim, WorldConfig(num_logs=1, frames_per_log=40))
+    generate_world(navsim, WorldConfig(num_logs=1, frames_per_log=32))
     splits = navsim / "splits"
     _rename_split(splits, "synthetic_test", "navtest")
     _rename_split(splits, "synthetic_train", "navtrain")
