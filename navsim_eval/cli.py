@@ -362,11 +362,16 @@ def _print_problems(problems: Sequence[tuple[Path, Any]]) -> None:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
+    from navsim_eval.data.paths import openscene_data_root
     from navsim_eval.pdm.cache_build import SourceProblem, write_metric_caches
     from navsim_eval.progress import Progress
 
-    if bool(args.scenes) == bool(args.data_root):
-        raise CliError("give either --scenes (neutral scene files) or --data-root with --logs / --split (OpenScene)")
+    # OpenScene logs are named by --logs / --split; their root may come from $OPENSCENE_DATA_ROOT
+    if bool(args.scenes) == bool(args.data_root or args.logs or args.split):
+        raise CliError(
+            "give either --scenes (neutral scene files) or --logs / --split (OpenScene logs under --data-root or "
+            "$OPENSCENE_DATA_ROOT)"
+        )
     source = SCENE_SOURCES["neutral" if args.scenes else "openscene"]
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -376,7 +381,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     with Progress(total, "cache") as progress:
         report = write_metric_caches(results, out, progress=progress)
     elapsed = time.perf_counter() - started
-    origin = ", ".join(args.scenes) if args.scenes else str(args.data_root)
+    origin = ", ".join(args.scenes) if args.scenes else str(openscene_data_root(args.data_root))
     kinds: dict[str, int] = {}
     for _, problem in report.problems:
         kinds[problem.kind] = kinds.get(problem.kind, 0) + 1

@@ -112,3 +112,17 @@ def test_inspect_text_line_shows_route_red_lights_objects_and_future(capsys: pyt
         assert f"{count} {kind}" in line, line
     x, y, heading = summary["future_trajectory"][-1]
     assert f"future 4 s: x={x:.2f} y={y:.2f} heading={heading:.3f}" in line, line
+
+
+def test_cache_reads_the_data_and_maps_roots_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/data.md's `navsim-eval cache --split $SPLITS/navtest.yaml --out ...`: no --data-root, as inspect."""
+    tokens = _tokens()[LOGS[0]][:2]
+    world = _world(tmp_path / "world", tokens, truncated_map=False, bad_log=False)
+    monkeypatch.setenv("OPENSCENE_DATA_ROOT", str(world))
+    monkeypatch.setenv("NUPLAN_MAPS_ROOT", str(world / "maps"))
+    assert main(["cache", "--split", str(world / "splits" / "mini.yaml"), "--out", str(tmp_path / "cache")]) == 0
+    assert f"read {len(tokens)} scenes from {world}" in capsys.readouterr().out
+    assert sorted(MetricCacheStore(tmp_path / "cache").tokens()) == sorted(tokens)
+    assert main(["cache", "--out", str(tmp_path / "cache")]) == 2, "no source at all is still refused"
