@@ -287,3 +287,20 @@ def test_compare_end_to_end_resumes_shards_and_reports_failures_in_one_line(
     rows, _, budgets = read_results(out)
     assert len(rows) == 3 * 2 * 2 and len(budgets) == 6 and budget_conflicts(budgets) == []
     assert (out / "plots" / "test_scores.png").is_file()
+
+
+def test_publishing_copies_the_csv_files_and_regenerates_the_marked_docs_sections(tmp_path):
+    from vla_drive.eval.compare.publish import docs_sections, marked, publish
+
+    plan = _crafted(tmp_path)
+    write_report(plan, plots=False)
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    for path in (root / "docs" / "compare.md", root / "README.md"):
+        path.write_text("before\n<!-- compare-x: begin -->\nstale\n<!-- compare-x: end -->\nafter\n")
+    publish(plan.out, "x", root)
+    assert (root / "docs" / "results" / "compare-x" / "scenes.csv").is_file()
+    for path, body in docs_sections("x", root).items():
+        text = path.read_text()
+        assert marked(text, "x") == body and text.startswith("before\n") and text.endswith("after\n")
+        assert "stale" not in text and "| dipole |" in body

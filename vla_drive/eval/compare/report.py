@@ -295,6 +295,30 @@ def report_tables(
     order: Sequence[str] | None = None,
 ) -> str:
     """Every table of the report, from the CSV rows alone (see the module doc)."""
+    lines, names = _headline(rows, scenes, budgets, order)
+    test = [r for r in rows if r["split"] == "synthetic_test"]
+    of = {n: [r for r in test if r["algorithm"] == n] for n in names}
+    lines += ["", "## Sub-metrics (test, mean over seeds)", ""]
+    metric_columns = [c for c in METRIC_FIELDS if not c.endswith("_score")]
+    lines += ["| algorithm | " + " | ".join(metric_columns) + " |", "|" + "---|" * (len(metric_columns) + 1)]
+    for name in names:
+        cells = [_fmt(mean_std([_f(r[c]) for r in of[name]])[0], 3) for c in metric_columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += _per_seed_table(names, scenes) + _scenario_table(names, scenes) + _training_table(names, rows, budgets)
+    return "\n".join(lines) + "\n"
+
+
+def headline_table(
+    rows: Sequence[Mapping[str, str]],
+    scenes: Sequence[Mapping[str, str]],
+    budgets: Sequence[RunBudget],
+    order: Sequence[str] | None = None,
+) -> str:
+    """Whether the runs are ranked and the test-score table (the README shows this part)."""
+    return "\n".join(_headline(rows, scenes, budgets, order)[0]) + "\n"
+
+
+def _headline(rows, scenes, budgets, order) -> tuple[list[str], list[str]]:
     test = [r for r in rows if r["split"] == "synthetic_test"]
     names = list(dict.fromkeys([*(order or []), *(r["algorithm"] for r in test)]))
     names = [n for n in names if any(r["algorithm"] == n for r in test)]
@@ -338,14 +362,7 @@ def report_tables(
             f"{runs[0]['knob']} {knobs}",
         ]
         lines.append("| " + (f"{rank} | " if not conflicts else "") + " | ".join(cells) + " |")
-    lines += ["", "## Sub-metrics (test, mean over seeds)", ""]
-    metric_columns = [c for c in METRIC_FIELDS if not c.endswith("_score")]
-    lines += ["| algorithm | " + " | ".join(metric_columns) + " |", "|" + "---|" * (len(metric_columns) + 1)]
-    for name in names:
-        cells = [_fmt(mean_std([_f(r[c]) for r in of[name]])[0], 3) for c in metric_columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += _per_seed_table(names, scenes) + _scenario_table(names, scenes) + _training_table(names, rows, budgets)
-    return "\n".join(lines) + "\n"
+    return lines, names
 
 
 def _per_seed_table(names: Sequence[str], scenes: Sequence[Mapping[str, str]]) -> list[str]:
