@@ -290,7 +290,7 @@ def test_compare_end_to_end_resumes_shards_and_reports_failures_in_one_line(
 
 
 def test_publishing_copies_the_csv_files_and_regenerates_the_marked_docs_sections(tmp_path):
-    from vla_drive.eval.compare.publish import docs_sections, marked, publish
+    from vla_drive.eval.compare.docs import docs_sections, marked, publish
 
     plan = _crafted(tmp_path)
     write_report(plan, plots=False)

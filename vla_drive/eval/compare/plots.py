@@ -55,15 +55,16 @@ def _series(curves, algorithm: str, kind: str) -> dict[int, tuple[np.ndarray, np
 
 def _curves(plt, names, rows, scenes, curves):
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name in names:
+    for index, name in enumerate(names):
         for axis, kind, label in ((axes[0], "reward", "mean rollout reward"), (axes[1], "val_score", "val PDMS")):
             series = _series(curves, name, kind)
             if not series or (kind == "reward" and name == "imitation"):
                 continue
             grid = sorted({x for xs, _ in series.values() for x in xs})
             stacked = np.array([np.interp(grid, xs, ys) for xs, ys in series.values()])
-            (line,) = axis.plot(grid, stacked.mean(axis=0), label=name, marker=".")
-            axis.fill_between(grid, stacked.min(axis=0), stacked.max(axis=0), color=line.get_color(), alpha=0.2)
+            color = f"C{index}"  # one colour per algorithm in both panels
+            axis.plot(grid, stacked.mean(axis=0), label=name, marker=".", color=color)
+            axis.fill_between(grid, stacked.min(axis=0), stacked.max(axis=0), color=color, alpha=0.2)
             axis.set_xlabel("RL iteration")
             axis.set_ylabel(label)
             axis.grid(alpha=0.3)

@@ -3,7 +3,7 @@ regenerate the tables between ``<!-- compare-<name>: begin -->`` and ``<!-- comp
 ``docs/compare.md`` (every table) and ``README.md`` (the test-score table) from those copies, so the docs show
 what the CSV says (``tests/vla_drive/eval/test_compare.py`` checks it).
 
-    python -m vla_drive.eval.compare.publish runs/compare-quick quick
+    python -m vla_drive.eval.compare.docs runs/compare-quick quick
 """
 
 from __future__ import annotations
