@@ -105,11 +105,18 @@ def test_equal_budgets_have_no_conflict_and_updates_or_adapters_may_differ():
 
 
 def test_a_differing_budget_is_named_with_its_runs():
-    budgets = [_budget("dipole"), _budget("awr", rollouts=4, iterations=1), _budget("awr", seed=1, test_scenes=9)]
+    budgets = [
+        _budget("dipole"),
+        _budget("awr", rollouts=4, iterations=1),
+        _budget("awr", seed=1, test_scenes=9, val_scenes=7),
+    ]
     conflicts = budget_conflicts(budgets)
     assert "budgets differ in rollouts (8: dipole/seed0, awr/seed1; 4: awr/seed0)" in conflicts
     assert any(c.startswith("budgets differ in iterations") for c in conflicts)
-    assert not any("test_scenes" in c for c in conflicts)  # another seed's world may have other test scenes
+    assert not any("_scenes" in c for c in conflicts)  # another seed's world may have other val / test scenes
+    assert budget_conflicts([_budget("dipole"), _budget("awr", val_scenes=3)]) == [
+        "budgets differ in val_scenes (4: dipole/seed0; 3: awr/seed0)"
+    ]
 
 
 def test_budgets_csv_round_trips(tmp_path):
@@ -304,3 +311,13 @@ def test_publishing_copies_the_csv_files_and_regenerates_the_marked_docs_section
         text = path.read_text()
         assert marked(text, "x") == body and text.startswith("before\n") and text.endswith("after\n")
         assert "stale" not in text and "| dipole |" in body
+
+
+def test_the_docs_tables_are_what_the_committed_quick_csv_files_give():
+    from vla_drive.eval.compare.docs import docs_sections, marked
+
+    for path, body in docs_sections("quick").items():
+        assert marked(path.read_text(), "quick") == body, (
+            f"{path.name}: the compare-quick tables differ from docs/results/compare-quick/*.csv; regenerate them "
+            "with python -m vla_drive.eval.compare.docs OUT quick"
+        )

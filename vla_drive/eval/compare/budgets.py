@@ -39,19 +39,20 @@ class RunBudget:
 
 
 SHARED_FIELDS = ("imitation_steps", "knob_grid", "val_scenes", "test_scenes")  # every run, imitation included
+PER_SEED = ("val_scenes", "test_scenes")  # compared inside a seed: each seed may have a world of its own
 RL_FIELDS = ("iterations", "scenes_per_iteration", "samples_per_scene", "rollouts", "rollout_steps")
 REPORTED_FIELDS = ("updates_per_iteration", "updates_per_rollout", "adapter_parameters")
 
 
 def budget_conflicts(budgets: Sequence[RunBudget]) -> list[str]:
     """One line per field that must be equal and is not, naming the runs with each value (empty: all equal).
-    Test scenes are compared inside a seed only (each seed may have its own world)."""
+    Validation and test scenes are compared inside a seed only (each seed may have its own world)."""
     problems = []
     rl = [b for b in budgets if b.algorithm != "imitation"]
-    groups: list[tuple[str, Sequence[RunBudget]]] = [(name, budgets) for name in SHARED_FIELDS if name != "test_scenes"]
+    groups: list[tuple[str, Sequence[RunBudget]]] = [(name, budgets) for name in SHARED_FIELDS if name not in PER_SEED]
     groups += [(name, rl) for name in RL_FIELDS]
     for seed in sorted({b.seed for b in budgets}):
-        groups.append(("test_scenes", [b for b in budgets if b.seed == seed]))
+        groups += [(name, [b for b in budgets if b.seed == seed]) for name in PER_SEED]
     for name, members in groups:
         values: dict[object, list[str]] = {}
         for budget in members:

@@ -31,9 +31,15 @@ def docs_sections(name: str, root: Path = ROOT) -> dict[Path, str]:
     link = f"results/compare-{name}"
     plots = "".join(f"![{p.stem}]({link}/plots/{p.name})\n" for p in sorted((folder / "plots").glob("*.png")))
     return {
-        root / "docs" / "compare.md": report_tables(rows, scenes, budgets, ORDER) + ("\n" + plots if plots else ""),
-        root / "README.md": headline_table(rows, scenes, budgets, ORDER),
+        root / "docs" / "compare.md": _demote(report_tables(rows, scenes, budgets, ORDER), 4)
+        + ("\n" + plots if plots else ""),
+        root / "README.md": _demote(headline_table(rows, scenes, budgets, ORDER), 3),
     }
+
+
+def _demote(text: str, level: int) -> str:
+    """The report's ``##`` headings at ``level`` (the sections sit under a heading of the page)."""
+    return "\n".join("#" * level + line[2:] if line.startswith("## ") else line for line in text.split("\n"))
 
 
 def marked(text: str, name: str) -> str | None:

@@ -108,9 +108,10 @@ def _test_scores(plt, names, rows, scenes, curves):
         highs.append(interval.high - interval.mean if math.isfinite(interval.high) else 0.0)
     axis.bar(range(len(names)), means, yerr=[lows, highs], capsize=4, color="tab:blue", alpha=0.8)
     axis.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    finite = [m for m in means if math.isfinite(m)]
-    if finite:
-        axis.set_ylim(max(0.0, min(finite) - 0.1), min(1.0, max(finite) + 0.05))
+    bottoms = [m - low for m, low in zip(means, lows, strict=True) if math.isfinite(m)]
+    tops = [m + high for m, high in zip(means, highs, strict=True) if math.isfinite(m)]
+    if bottoms:  # the whole of every interval in view
+        axis.set_ylim(max(0.0, min(bottoms) - 0.02), min(1.0, max(tops) + 0.02))
     axis.set_ylabel("test PDMS v1.1")
     axis.set_title("test scores, 95% interval (bootstrap over test logs)")
     axis.grid(alpha=0.3, axis="y")

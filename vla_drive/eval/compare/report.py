@@ -106,7 +106,7 @@ def result_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
         "knob": result["knob"],
         "knob_value": result["chosen_knob"],
         "collapsed": int(nan or val_score < float(result["start_val"]) - COLLAPSE_DROP),
-        "start_val": result["start_val"],
+        "start_val": scores[0],  # the imitation start at the default knob: where the curve begins
         "final_val": scores[-1],
         "best_val": max(scores),
         "curve_area": curve_area(iterations, scores),
@@ -427,7 +427,8 @@ def _training_table(names: Sequence[str], rows: Sequence[Mapping[str, str]], bud
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Collapse: val score more than 0.05 below the run's imitation start, or NaN. Curve area: the mean validation "
+        "Collapse: val score (at the chosen knob) more than 0.05 below the imitation start's (at its chosen knob), "
+        "or NaN. Curve area: the mean validation "
         "score over training (start included). Wall time per iteration includes the periodic validation.",
     ]
     return lines

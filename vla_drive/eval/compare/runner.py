@@ -132,7 +132,7 @@ def execute_run(plan: ComparePlan, run: Run, done_starts: dict[tuple[int, str], 
     """Finish one run (its world and start first); raises :class:`RunFailed` with the reason."""
     try:
         world = ensure_world(plan, run.seed)
-    except (CompareError, ConfigError, OSError, ValueError) as error:
+    except Exception as error:  # any failure of one run is its own: the comparison goes on
         raise RunFailed(f"{run.key}: the world of seed {run.seed} failed: {error}") from None
     start = ensure_start(plan, run.seed, run.algorithm.head_kind, world, done_starts)
     if run.algorithm.label == IMITATION:
@@ -145,7 +145,7 @@ def execute_run(plan: ComparePlan, run: Run, done_starts: dict[tuple[int, str], 
     started = time.perf_counter()
     try:
         model_dir = train_rl(config)
-    except (ConfigError, ValueError, RuntimeError, OSError) as error:
+    except Exception as error:  # any failure of one run is its own: the comparison goes on
         raise RunFailed(f"{run.key}: training failed: {type(error).__name__}: {error}") from None
     wall = time.perf_counter() - started
     training = {"wall_seconds": wall, "resumed": resumed, "steps_per_iteration": steps_per_iteration(config)}
@@ -249,7 +249,7 @@ def _train_and_evaluate_start(plan: ComparePlan, seed: int, head_kind: str, worl
         config = imitation_config(plan, seed, head_kind, world, folder)
         started = time.perf_counter()
         model_dir = train_imitation(config)
-    except (ConfigError, ValueError, RuntimeError, OSError) as error:
+    except Exception as error:  # any failure of one run is its own: the comparison goes on
         raise RunFailed(f"{type(error).__name__}: {error}") from None
     training = {"wall_seconds": time.perf_counter() - started, "resumed": False, "steps_per_iteration": 0}
     run = Run(Algorithm(IMITATION, "bc"), seed)
@@ -369,7 +369,7 @@ def evaluate_run(
         if test:
             result.update(_test_once(plan, world, model, chosen, folder))
         result["budget"] = asdict(_run_budget(plan, run, config, model, grid, result, start))
-    except (ValueError, RuntimeError, OSError, KeyError) as error:
+    except Exception as error:  # any failure of one run is its own: the comparison goes on
         raise RunFailed(f"{run.key}: evaluation failed: {type(error).__name__}: {error}") from None
     atomic_write_text(folder / RESULT_FILE, json.dumps(result, indent=1, default=float) + "\n")
 
