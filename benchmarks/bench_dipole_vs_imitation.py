@@ -57,6 +57,9 @@ def main() -> None:
         f"[{diff.low:+.4f}, {diff.high:+.4f}], Δ EPDMS {epdms.mean:+.4f} [{epdms.low:+.4f}, {epdms.high:+.4f}]; "
         f"distance / human: imitation {distance['imitation']:.3f}, DIPOLE {distance['dipole']:.3f}"
     )
+    if not diff.has_interval:
+        print("one test log per seed: no interval, no verdict (use worlds with several test logs)")
+        return
     verdict = "beats" if diff.low > 0 else ("is beaten by" if diff.high < 0 else "does NOT clearly beat")
     print(f"DIPOLE {verdict} imitation on synthetic_test (95% interval of the paired PDMS difference)")
 

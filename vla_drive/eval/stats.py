@@ -40,9 +40,14 @@ class PairedDifference:
     scenes: int = 0
     logs: int = 0  # clusters the bootstrap drew from (summed over seeds); an interval over 1 log per seed is 0 wide
 
+    @property
+    def has_interval(self) -> bool:
+        """Whether the bootstrap had logs to draw from (some seed has more than one test log)."""
+        return self.logs > len(self.per_seed)
+
     def excludes_zero(self) -> bool:
-        """Whether the interval lies entirely on one side of zero."""
-        return bool(self.low > 0 or self.high < 0)
+        """Whether there is an interval and it lies entirely on one side of zero."""
+        return self.has_interval and bool(self.low > 0 or self.high < 0)
 
 
 def paired_difference(

@@ -54,6 +54,7 @@ def test_non_finite_scenes_are_left_out_and_nothing_finite_gives_nan():
     pair = SeedScores(np.array([0.6, np.nan, 0.7]), np.array([0.5, 0.5, np.nan]), ["a", "a", "b"])
     result = paired_difference({0: pair}, resamples=50)
     assert result.mean == pytest.approx(0.1) and result.scenes == 1 and result.logs == 1
+    assert not result.has_interval and not result.excludes_zero()  # one log: nothing to resample
     empty = paired_difference({0: SeedScores(np.array([np.nan]), np.array([0.1]), ["a"])})
     assert np.isnan(empty.mean) and not empty.excludes_zero()
 

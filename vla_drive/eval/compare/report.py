@@ -282,7 +282,7 @@ def paired_to(scenes: Sequence[Mapping[str, str]], algorithm: str, baseline: str
 def _diff_cell(diff: Any) -> str:
     if diff is None or not math.isfinite(diff.mean):
         return "-"
-    if diff.logs <= len(diff.per_seed):  # one test log per seed: the bootstrap has nothing to draw from
+    if not diff.has_interval:  # one test log per seed: the bootstrap has nothing to draw from
         return f"{diff.mean:+.4f} (one test log per seed: no interval)"
     star = " *" if diff.excludes_zero() else ""
     return f"{diff.mean:+.4f} [{diff.low:+.4f}, {diff.high:+.4f}]{star}"
