@@ -1,4 +1,4 @@
-"""The ``vla-drive`` command: train, sweep, eval, submit, export, push and the demo."""
+"""The ``vla-drive`` command: train, sweep, eval, compare, submit, export, push and the demo."""
 
 from __future__ import annotations
 
@@ -164,6 +164,40 @@ def _report_eval(args: argparse.Namespace, result) -> int:
         log.log_images(0, {f"eval/worst/{plot.stem}": plot for plot in result.plots})
     print(f"wrote {result.csv}, {result.summary} and {len(result.plots)} plots in {result.out_dir / 'worst'}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from vla_drive.eval.compare import CompareError, load_plan, run_comparison
+    from vla_drive.eval.compare.report import write_report
+
+    try:
+        algorithms = [name for text in args.algos or [] for name in text.split(",") if name]
+        plan = load_plan(
+            args.preset,
+            args.out or f"runs/compare-{Path(args.preset).stem}",
+            algorithms=algorithms,
+            seeds=args.seeds,
+            world=args.world,
+            overrides=args.overrides,
+        )
+        shard = _shard(args)[0] if args.shard else None
+        failures = {}
+        if not args.merge:
+            failures = run_comparison(plan, shard, say=lambda line: print(f"vla-drive {line}", file=sys.stderr))
+        if shard is not None:
+            print(
+                f"shard {shard[0]}/{shard[1]} done under {plan.out}; once every shard is: vla-drive compare --merge "
+                "with the same options"
+            )
+            return 1 if failures else 0
+        files = write_report(plan, plots=not args.no_plots)
+    except CompareError as error:
+        print(f"vla-drive compare: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {', '.join(str(path) for path in files.values())}")
+    if failures:
+        print(f"vla-drive compare: {len(failures)} run(s) failed (listed in compare.md)", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -508,6 +542,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (default $NAVSIM_EXP_ROOT/vla_drive/<model>/eval/<split>, else <model>/eval/<split>)",
     )
     evaluate.set_defaults(handler=cmd_eval)
+    compare = sub.add_parser(
+        "compare",
+        help="compare RL algorithms from one imitation start per seed with equal budgets (docs/compare.md)",
+        description="Train one imitation start per seed, then every algorithm with equal budgets (rollouts, "
+        "sampler steps, knob grid); choose each policy's knob on synthetic_val, evaluate synthetic_test once, and "
+        "write compare.md, compare.csv, scenes.csv, curves.csv, budgets.csv and plots/ (paired differences with 95 "
+        "percent intervals clustered by log, collapse counts, learning curves, costs). Each (algorithm, seed) run is a "
+        "folder: the same command continues an interrupted comparison; --shard I/N runs every N-th run (a SLURM "
+        "array) and --merge writes the report. Exit 1 when some run failed (each said in one line; the others "
+        "continue).",
+    )
+    compare.add_argument("--preset", default="full", help="configs/compare/<name>.yaml or a YAML file (default full)")
+    compare.add_argument("--algos", nargs="+", help="e.g. dipole,awr,fpo+dipod (default: the preset's)")
+    compare.add_argument("--seeds", nargs="+", type=int, help="run seeds (default: the preset's)")
+    compare.add_argument("--out", help="output folder (default runs/compare-<preset>)")
+    compare.add_argument("--world", help="one world for every seed (default: a world per seed, world seed = seed)")
+    compare.add_argument("--shard", help="run only shard I of N of the runs (e.g. $SLURM_ARRAY_TASK_ID/N)")
+    compare.add_argument("--merge", action="store_true", help="write the report from the finished runs only")
+    compare.add_argument("--no-plots", action="store_true", help="write the report without plots")
+    compare.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="budget.<field>=N and knobs.<field>=a,b change the plan; anything else both stages' configs",
+    )
+    compare.set_defaults(handler=cmd_compare)
     export = sub.add_parser(
         "export",
         help="merge the backbone's LoRA and write one from_pretrained directory",

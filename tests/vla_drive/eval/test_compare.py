@@ -1,0 +1,323 @@
+"""vla-drive compare: the plan, the knob mapping, budgets, the report (from crafted run folders) and, end to end on
+a tiny world, resuming, shards, and one-line failures while the other runs go on."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+
+from vla_drive.cli import main
+from vla_drive.eval.compare import CompareError, load_plan
+from vla_drive.eval.compare.budgets import RunBudget, budget_conflicts, budgets_csv, read_budgets
+from vla_drive.eval.compare.knobs import head_calls_per_plan, knob_grid, prediction_settings
+from vla_drive.eval.compare.plan import Algorithm, Run, algorithm_of, shard_runs
+from vla_drive.eval.compare.report import read_results, report_tables, write_report
+from vla_drive.eval.compare.runner import RESULT_FILE, RunFailed, World, rl_config
+
+# ------------------------------------------------------------------------------------------------------ the plan
+
+
+def test_a_preset_with_command_line_overrides_becomes_the_plan(tmp_path):
+    plan = load_plan(
+        "tiny",
+        tmp_path,
+        algorithms=["fpo+dipod", "dipole"],
+        seeds=[3, 4],
+        overrides=["budget.iterations=7", "knobs.omegas=0,2", "train.learning_rate=0.01"],
+    )
+    assert plan.budget.iterations == 7 and plan.knobs.omegas == (0.0, 2.0)
+    assert "train.learning_rate=0.01" in plan.overrides and plan.seeds == (3, 4)
+    algorithms, problems = plan.resolved()
+    assert [a.label for a in algorithms] == ["imitation", "fpo+dipod", "dipole"] and not problems
+    assert algorithms[1] == Algorithm("fpo+dipod", "fpo", ("algorithm.dipod_lambda=0.05",))
+    assert [r.key for r in plan.runs()][:3] == ["imitation/seed3", "fpo+dipod/seed3", "dipole/seed3"]
+    assert plan.world_of(4) == tmp_path / "worlds" / "seed4" and plan.world_seed(4) == 4
+
+
+def test_an_unknown_algorithm_is_one_problem_line_and_the_others_still_run(tmp_path):
+    plan = load_plan("tiny", tmp_path, algorithms=["dipole", "dipol", "bc"])
+    algorithms, problems = plan.resolved()
+    assert [a.label for a in algorithms] == ["imitation", "dipole"]
+    assert len(problems) == 2 and problems[0].startswith("unknown algorithm 'dipol'; expected one of dipole")
+    assert algorithm_of("genpo").head_kind == "coupled_flow" and algorithm_of("awr").head_kind == "diffusion"
+
+
+@pytest.mark.parametrize(
+    ("preset", "overrides", "message"),
+    [
+        ("nope", [], "unknown compare preset 'nope'; presets: full, quick, tiny"),
+        ("tiny", ["budget.iterations=x"], "iterations: expected an integer, got 'x'"),
+        ("tiny", ["knobs.omegas=0,1,2"], "equal-sized grid; omegas has 3 values, sample_steps 2"),
+        ("tiny", ["budget.rollout_steps=0"], "budget.rollout_steps: expected >= 1, got 0"),
+    ],
+)
+def test_a_bad_plan_is_refused_naming_the_field(tmp_path, preset, overrides, message):
+    with pytest.raises(CompareError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_plan(preset, tmp_path, overrides=overrides)
+
+
+def test_shards_share_out_the_runs_round_robin_and_together_cover_each_once(tmp_path):
+    runs = load_plan("tiny", tmp_path, seeds=[0, 1, 2]).runs()
+    shards = [shard_runs(runs, (i, 4)) for i in range(4)]
+    assert sorted(r.key for s in shards for r in s) == sorted(r.key for r in runs)
+    assert shards[1] == runs[1::4]
+    with pytest.raises(CompareError, match="0 <= i < n"):
+        shard_runs(runs, (4, 4))
+
+
+# ------------------------------------------------------------------------------------------------------ knobs
+
+
+def test_dipole_tunes_omega_and_the_others_tune_denoising_steps_on_grids_of_one_size(tmp_path):
+    plan = load_plan("quick", tmp_path)
+    dipole, awr = algorithm_of("dipole"), algorithm_of("awr")
+    assert len(knob_grid(dipole, plan.knobs)) == len(knob_grid(awr, plan.knobs)) == 3
+    guided = prediction_settings(dipole, 3.0, plan.budget)
+    assert (guided.omega, guided.steps) == (3.0, plan.budget.sample_steps)
+    stepped = prediction_settings(awr, 10.0, plan.budget)
+    assert (stepped.omega, stepped.steps) == (None, 10)
+    assert head_calls_per_plan(dipole, guided) == 2 * plan.budget.sample_steps  # pos and neg branches
+    assert head_calls_per_plan(dipole, replace(guided, omega=0.0)) == plan.budget.sample_steps
+    assert head_calls_per_plan(awr, stepped) == 10
+
+
+# ------------------------------------------------------------------------------------------------------ budgets
+
+
+def _budget(algorithm: str, seed: int = 0, **changes) -> RunBudget:
+    base = RunBudget(algorithm, seed, 4, 2, 2, 2, 8, 2, 2, 4, 6, 1, 0.25, 100)
+    if algorithm == "imitation":
+        base = replace(base, iterations=0, scenes_per_iteration=0, samples_per_scene=0, rollouts=0, rollout_steps=0)
+    return replace(base, **changes)
+
+
+def test_equal_budgets_have_no_conflict_and_updates_or_adapters_may_differ():
+    budgets = [
+        _budget("imitation"),
+        _budget("dipole", adapter_parameters=200),
+        _budget("fpo", updates_per_iteration=16),
+    ]
+    assert budget_conflicts(budgets) == []
+
+
+def test_a_differing_budget_is_named_with_its_runs():
+    budgets = [
+        _budget("dipole"),
+        _budget("awr", rollouts=4, iterations=1),
+        _budget("awr", seed=1, test_scenes=9, val_scenes=7),
+    ]
+    conflicts = budget_conflicts(budgets)
+    assert "budgets differ in rollouts (8: dipole/seed0, awr/seed1; 4: awr/seed0)" in conflicts
+    assert any(c.startswith("budgets differ in iterations") for c in conflicts)
+    assert not any("_scenes" in c for c in conflicts)  # another seed's world may have other val / test scenes
+    assert budget_conflicts([_budget("dipole"), _budget("awr", val_scenes=3)]) == [
+        "budgets differ in val_scenes (4: dipole/seed0; 3: awr/seed0)"
+    ]
+
+
+def test_budgets_csv_round_trips(tmp_path):
+    budgets = [_budget("imitation"), _budget("dipole", seed=1)]
+    path = tmp_path / "budgets.csv"
+    path.write_text(budgets_csv(budgets))
+    assert read_budgets(path) == sorted(budgets, key=lambda b: (b.algorithm, b.seed))
+
+
+def test_an_algorithm_that_cannot_meet_the_equal_budget_fails_its_run_in_one_line(tmp_path):
+    plan = load_plan("tiny", tmp_path, overrides=["budget.scenes_per_iteration=1"])  # 1 scene x K 2 = 2 rollouts
+    run = Run(algorithm_of("dppo"), 0)  # DPPO splits every iteration into 4 minibatches
+    world = World(tmp_path / "world", tmp_path / "caches", 0)
+    with pytest.raises(
+        RunFailed, match=r"^dppo/seed0: the equal budget cannot be met: .*algorithm.minibatches"
+    ) as info:
+        rl_config(plan, run, world, tmp_path / "start" / "model")
+    assert "\n" not in str(info.value)
+    config = rl_config(plan, Run(algorithm_of("dipole"), 0), world, tmp_path / "start" / "model")
+    assert config.train.batch_size == 1 and config.algorithm.samples_per_scene == plan.budget.samples_per_scene
+    assert config.train.max_steps == plan.budget.iterations  # DIPOLE: one update per iteration
+
+
+# ------------------------------------------------------------------------------------------------------ report
+
+
+def _write_run(out: Path, algorithm: str, seed: int, scores: list[float], val: float, start_val: float, **budget):
+    """A finished run folder as the runner writes it: result.json and test_scenes.csv (two logs)."""
+    folder = out / "runs" / algorithm / f"seed{seed}"
+    folder.mkdir(parents=True)
+    knob = "omega" if algorithm == "dipole" else "steps"
+    test_v1 = {"score": sum(scores) / len(scores), "ego_progress": 0.8, "num_scenes": len(scores)}
+    result = {
+        "algorithm": algorithm,
+        "seed": seed,
+        "world_seed": seed,
+        "knob": knob,
+        "chosen_knob": 1.0,
+        "grid": [{"knob": 0.0, "score": val - 0.01}, {"knob": 1.0, "score": val}],
+        "val": {"score": val, "num_scenes": 4, "predict_seconds_per_scene": 0.01},
+        "val_default": val,
+        "start_val": start_val,
+        "start_val_default": start_val,
+        "head_calls_per_plan": 4,
+        "training": {"wall_seconds": 10.0, "resumed": False, "steps_per_iteration": 1},
+        "curve": {"val_iteration": [1.0, 2.0], "val_score": [val + 0.02, val], "reward_iteration": [], "reward": []},
+        "drift_from_imitation": 0.1,
+        "test_v1": test_v1,
+        "test_v2": {"score": test_v1["score"] - 0.05},
+        "test_scenes": len(scores),
+        "distance_ratio": 1.05,
+        "predict_seconds_per_scene": 0.01,
+        "budget": asdict(_budget(algorithm, seed, test_scenes=len(scores), **budget)),
+    }
+    (folder / RESULT_FILE).write_text(json.dumps(result))
+    with (folder / "test_scenes.csv").open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["token", "log", "scenario", "v1_score", "v2_score", "distance", "human_distance"])
+        for index, score in enumerate(scores):
+            writer.writerow(
+                [f"t{index}", f"log{index % 2}", "cut_in" if index % 2 else "merge", score, score - 0.05, 10, 9]
+            )
+
+
+def _crafted(tmp_path, **awr_budget):
+    plan = load_plan("tiny", tmp_path / "cmp", seeds=[0, 1], algorithms=["dipole", "awr"])
+    for seed in (0, 1):
+        _write_run(plan.out, "imitation", seed, [0.5, 0.6, 0.7, 0.8], 0.70, 0.70)
+        _write_run(plan.out, "dipole", seed, [0.6, 0.7, 0.8, 0.9], 0.75, 0.70)
+        _write_run(plan.out, "awr", seed, [0.4, 0.5, 0.6, 0.7], 0.60, 0.70, **awr_budget)  # collapsed on val
+    return plan
+
+
+def test_the_report_ranks_equal_budgets_with_paired_differences_collapses_and_scenarios(tmp_path):
+    plan = _crafted(tmp_path)
+    files = write_report(plan, plots=False)
+    text = files["compare.md"].read_text()
+    assert "ranked by mean test PDMS" in text
+    table = text.split("## Test scores", 1)[1].split("## Sub-metrics", 1)[0]
+    ranked = [
+        line.split(" | ")[1]
+        for line in table.splitlines()
+        if line.startswith("| 1 ") or line.startswith("| 2 ") or line.startswith("| 3 ")
+    ]
+    assert ranked == ["dipole", "imitation", "awr"]
+    dipole = next(line for line in table.splitlines() if "| dipole |" in line)
+    assert "+0.1000 [+0.1000, +0.1000] *" in dipole  # +0.1 on every scene of both seeds
+    awr = next(line for line in table.splitlines() if "| awr |" in line)
+    assert "-0.1000" in awr and "| 2 / 2 |" in awr  # 0.60 on val vs a 0.70 start: both seeds collapsed
+    assert "| cut_in | 4 |" in text and "| merge | 4 |" in text
+    rows = list(csv.DictReader(files["compare.csv"].open()))
+    assert len(rows) == 3 * 2 * 2 and {r["split"] for r in rows} == {"synthetic_val", "synthetic_test"}
+    dipole_val = next(r for r in rows if r["algorithm"] == "dipole" and r["split"] == "synthetic_val")
+    assert float(dipole_val["best_val"]) == pytest.approx(0.77) and float(dipole_val["final_val"]) == pytest.approx(
+        0.75
+    )
+    assert float(dipole_val["wall_seconds_per_iteration"]) == pytest.approx(5.0)
+
+
+def test_the_report_refuses_to_rank_runs_whose_budgets_differ(tmp_path):
+    plan = _crafted(tmp_path, rollouts=4, iterations=1)
+    text = write_report(plan, plots=False)["compare.md"].read_text()
+    assert "**Not ranked: the runs' budgets differ**" in text and "budgets differ in rollouts" in text
+    assert "ranked by mean test PDMS" not in text and "| rank |" not in text
+
+
+def test_the_tables_come_from_the_csv_files_alone(tmp_path):
+    plan = _crafted(tmp_path)
+    files = write_report(plan, plots=True)
+    rows, scenes, budgets = read_results(plan.out)
+    assert report_tables(rows, scenes, budgets, ["imitation", "dipole", "awr"]) in files["compare.md"].read_text()
+    assert all(
+        (plan.out / "plots" / f"{name}.png").stat().st_size > 0 for name in ("curves", "knob_sweep", "test_scores")
+    )
+
+
+def test_failed_and_pending_runs_are_listed_in_the_report(tmp_path):
+    plan = _crafted(tmp_path)
+    (plan.out / "runs" / "awr" / "seed1" / RESULT_FILE).unlink()
+    (plan.out / "runs" / "awr" / "seed1" / "failed.txt").write_text("awr/seed1: training failed: boom\n")
+    (plan.out / "runs" / "dipole" / "seed1" / RESULT_FILE).unlink()
+    text = write_report(plan, plots=False)["compare.md"].read_text()
+    assert "- `awr/seed1`: awr/seed1: training failed: boom" in text and "## Not run yet\n\n- `dipole/seed1`" in text
+
+
+# ------------------------------------------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_world_dir(tmp_path_factory):
+    from navsim_eval.synthetic.world import WorldConfig, generate_world
+
+    root = tmp_path_factory.mktemp("compare") / "world"
+    generate_world(root, WorldConfig(num_logs=4, seed=0, workers=1))
+    return root
+
+
+@pytest.mark.slow
+def test_compare_end_to_end_resumes_shards_and_reports_failures_in_one_line(
+    tmp_path, tiny_world_dir, monkeypatch, capsys
+):
+    import vla_drive.train.stages as stages
+
+    out = tmp_path / "cmp"
+    real = stages.train_imitation
+
+    def failing_for_seed_1(config):
+        if config.train.seed == 1:
+            raise RuntimeError("no data for this seed")
+        return real(config)
+
+    monkeypatch.setattr(stages, "train_imitation", failing_for_seed_1)
+    common = ["compare", "--preset", "tiny", "--out", str(out), "--world", str(tiny_world_dir), "--seeds", "0", "1"]
+    code = main([*common, "--algos", "dipole,bogus", "awr", "--no-plots"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "vla-drive compare: unknown algorithm 'bogus'; expected one of" in err
+    assert "vla-drive compare: imitation of seed 1 (diffusion head) failed: RuntimeError: no data for this seed" in err
+    assert "Traceback" not in err
+    done = {p.parent.parent.name for p in out.glob("runs/*/seed0/result.json")}
+    assert done == {"imitation", "dipole", "awr"}  # seed 0 went on
+    result = json.loads((out / "runs" / "dipole" / "seed0" / RESULT_FILE).read_text())
+    assert result["test_evaluations"] == 1 and result["knob"] == "omega" and len(result["grid"]) == 2
+    assert result["budget"]["rollouts"] == 2 * 2 * 2 and result["budget"]["iterations"] == 2
+    assert len(result["curve"]["val_score"]) == 2  # validated every iteration
+    stamp = (out / "runs" / "dipole" / "seed0" / RESULT_FILE).stat().st_mtime_ns
+
+    monkeypatch.setattr(stages, "train_imitation", real)  # the data is back: the same command continues, by shards
+    for shard in ("0/2", "1/2"):
+        assert main([*common, "--algos", "dipole,awr", "--shard", shard]) == 0
+    assert (out / "runs" / "dipole" / "seed0" / RESULT_FILE).stat().st_mtime_ns == stamp  # finished runs are kept
+    assert main([*common, "--algos", "dipole,awr", "--merge"]) == 0
+    text = (out / "compare.md").read_text()
+    assert "ranked by mean test PDMS" in text and "Failed runs" not in text and "Not run yet" not in text
+    rows, _, budgets = read_results(out)
+    assert len(rows) == 3 * 2 * 2 and len(budgets) == 6 and budget_conflicts(budgets) == []
+    assert (out / "plots" / "test_scores.png").is_file()
+
+
+def test_publishing_copies_the_csv_files_and_regenerates_the_marked_docs_sections(tmp_path):
+    from vla_drive.eval.compare.docs import docs_sections, marked, publish
+
+    plan = _crafted(tmp_path)
+    write_report(plan, plots=False)
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    for path in (root / "docs" / "compare.md", root / "README.md"):
+        path.write_text("before\n<!-- compare-x: begin -->\nstale\n<!-- compare-x: end -->\nafter\n")
+    publish(plan.out, "x", root)
+    assert (root / "docs" / "results" / "compare-x" / "scenes.csv").is_file()
+    for path, body in docs_sections("x", root).items():
+        text = path.read_text()
+        assert marked(text, "x") == body and text.startswith("before\n") and text.endswith("after\n")
+        assert "stale" not in text and "| dipole |" in body
+
+
+def test_the_docs_tables_are_what_the_committed_quick_csv_files_give():
+    from vla_drive.eval.compare.docs import docs_sections, marked
+
+    for path, body in docs_sections("quick").items():
+        assert marked(path.read_text(), "quick") == body, (
+            f"{path.name}: the compare-quick tables differ from docs/results/compare-quick/*.csv; regenerate them "
+            "with python -m vla_drive.eval.compare.docs OUT quick"
+        )
