@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -45,7 +46,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     maps_root = nuplan_maps_root(args.maps_root)
     scorer = SceneScorer.from_scenes(loader, maps_root, caches, args.version, progress=progress)
     omegas = args.omegas or DEFAULT_OMEGAS
-    rows = sweep_guidance(model, dataset, scorer, omegas, steps=args.steps, seed=args.seed, progress=progress)
+    rows = sweep_guidance(
+        model,
+        dataset,
+        scorer,
+        omegas,
+        steps=args.steps,
+        seed=args.seed,
+        temperature=args.temperature,
+        progress=progress,
+    )
     files = write_sweep(rows, out, title=f"{Path(args.model).name} on {split_file.stem} ({args.version})")
     print(files["markdown"].read_text())
     if not args.no_store:
@@ -70,6 +80,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         omega=args.omega,
         steps=args.steps,
         seed=args.seed,
+        temperature=args.temperature,
         batch_size=args.batch_size,
         workers=args.workers,
         worst=args.worst,
@@ -391,6 +402,26 @@ def _result_logger(args: argparse.Namespace, out: Path, name: str):
     )
 
 
+def _temperature(text: str) -> float:
+    """A sampler temperature: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0.0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _add_temperature(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--temperature",
+        type=_temperature,
+        default=1.0,
+        help="scale of the sampler's initial and stochastic-step noise (default 1: as trained; 0: noise-free)",
+    )
+
+
 def _add_model_and_split(
     parser: argparse.ArgumentParser, split_help: str, scoring: bool, mergeable: bool = False
 ) -> None:
@@ -467,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
         sweep, "a NAVSIM split file (e.g. .../synthetic_val.yaml: knobs are chosen on validation)", scoring=True
     )
     sweep.add_argument("--omegas", nargs="+", type=float, help="default 0 0.5 1 1.5 2 3 5")
+    _add_temperature(sweep)
     sweep.add_argument(
         "--out", help="output folder (default $NAVSIM_EXP_ROOT/vla_drive/<model>/sweep, else <model>/sweep)"
     )
@@ -485,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_and_split(evaluate, "a NAVSIM split file (e.g. navtest.yaml)", scoring=True, mergeable=True)
     evaluate.add_argument("--merge", metavar="OUT", help="score the shards predicted into OUT (its predictions/)")
     evaluate.add_argument("--omega", type=float, help="guidance omega (default: the model's chosen one)")
+    _add_temperature(evaluate)
     evaluate.add_argument("--batch-size", type=int, default=16, help="scenes per forward pass")
     evaluate.add_argument("--workers", type=int, default=0, help="metric-cache and scoring processes (0 = every CPU)")
     evaluate.add_argument("--worst", type=int, default=6, help="BEV plots of this many lowest-scoring scenes")

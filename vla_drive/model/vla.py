@@ -292,8 +292,10 @@ class DrivingVLA(nn.Module):
         return_chain: bool = False,
         generator: Generators = None,
         guidance: Guidance | None = None,
+        temperature: float = 1.0,
     ) -> SampleOut:
-        """K samples per condition row (consecutive), guided by ``omega`` unless ``guidance`` says otherwise."""
+        """K samples per condition row (consecutive), guided by ``omega`` unless ``guidance`` says otherwise;
+        ``temperature`` scales the sampler's noise (1 = as trained)."""
         return self.head.sample(
             cond,
             num_samples,
@@ -302,6 +304,7 @@ class DrivingVLA(nn.Module):
             stochastic,
             return_chain,
             generator,
+            temperature=temperature,
         )
 
     @torch.no_grad()
@@ -312,12 +315,14 @@ class DrivingVLA(nn.Module):
         steps: int | None = None,
         omega: float | None = None,
         seed: int | None = None,
+        temperature: float = 1.0,
     ) -> np.ndarray:
         """Trajectories [B, K, 8, 3] in each scene's ego frame (x, y, heading every 0.5 s).
 
         With ``seed``, each scene's noise comes from its token and the seed (:mod:`vla_drive.model.seeding`), so
         a scene gets the same trajectories in any batch; without, from torch's global generator. ``steps`` None
-        uses ``head.sample_steps``, ``omega`` None the model's ``guidance_omega``."""
+        uses ``head.sample_steps``, ``omega`` None the model's ``guidance_omega``; ``temperature`` scales the
+        sampler's noise."""
         if not samples:
             raise VLAModelError("predict: no samples given")
         was_training = self.training
@@ -327,7 +332,7 @@ class DrivingVLA(nn.Module):
             generator = None
             if seed is not None:
                 generator = scene_generators([s.token for s in samples], seed, device=self.device)
-            out = self.sample(cond, num_samples, steps, omega, generator=generator)
+            out = self.sample(cond, num_samples, steps, omega, generator=generator, temperature=temperature)
         finally:
             self.train(was_training)
         traj = out.traj.reshape(len(samples), num_samples, *out.traj.shape[1:])
