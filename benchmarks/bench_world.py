@@ -9,12 +9,19 @@ EPDMS v2 (two-frame extended comfort included), every sub-metric, overall and pe
 * ``mean_train``: the mean human trajectory of the training split, whatever the scene;
 * ``human``: the logged future; ``human_x1.1``: the same stretched by 1.1 (a speed hack must not pay);
 * ``pdm_closed``: the PDM-Closed reference of the metric cache;
+* with ``--learned``, two models trained by imitation on the world's ``synthetic_train`` split (``demo-ego-status``:
+  ``ego_status``, the ego-status-only model, NAVSIM's EgoStatusMLP analogue; ``demo-imitation``: ``vla_imitation``,
+  the demo's VLA), each for ``--learned-steps`` steps (default: the preset's budget) or reused from
+  ``--models NAME=DIR``; for them the paired difference VLA minus ego-status (PDMS and EPDMS, per scene, 95%
+  bootstrap interval over scenes clustered by log), and, for the VLA's K = 8 samples per scene, the share of
+  groups in which a sub-metric other than EP varies (does RL get a safety signal inside a group?);
 * any other rows given with ``--trajectories NAME=FILE`` (``{token: [[x, y, heading] x 8]}`` JSON or ``.npz``;
   ``{seed}`` in FILE is replaced by the world seed), or by passing ``extra_rows`` to :func:`calibrate`.
 
 It then checks the targets of the proving ground (issue 13) on the filtered test split of every seed::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_world.py [--seeds 0 1 2] [--worlds DIR] [--json OUT]
+        [--learned [--learned-steps N] [--models ego_status=DIR vla_imitation=DIR] [--runs DIR]]
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from common import clustered_bootstrap_ci
 
 from navsim_eval.data.filtering import constant_velocity_trajectory
 from navsim_eval.data.loader import SceneLoader
@@ -94,6 +102,58 @@ def file_row(pattern: str, seed: int) -> TrajectoryFn:
     return lambda scene, cache: trajectories.get(scene.token)
 
 
+# ------------------------------------------------------------------------------------------------ learned rows
+
+LEARNED_PRESETS = {"ego_status": "demo-ego-status", "vla_imitation": "demo-imitation"}
+GROUP_ROW = "vla_imitation"  # the imitation policy whose K samples per scene are examined
+GROUP_SAMPLES = 8
+
+
+@dataclass
+class LearnedRows:
+    """How the learned rows are made: trained for ``steps`` (None: the preset's budget) into ``runs/seed<k>/<name>``,
+    or read from ``models`` (name -> model directory, ``{seed}`` replaced by the world seed)."""
+
+    steps: int | None = None
+    models: dict[str, str] = field(default_factory=dict)
+    runs: Path | None = None
+
+
+def train_learned(name: str, world: Path, out: Path, steps: int | None) -> Path:
+    """Imitation of the preset ``LEARNED_PRESETS[name]`` on ``world``'s training split (no periodic validation:
+    the benchmark scores the test split itself); returns the model directory (reused when already trained)."""
+    from vla_drive.config import load_config, with_synthetic_world
+    from vla_drive.train.run import train
+
+    if (out / "model" / "vla_config.json").is_file():
+        return out / "model"
+    config = with_synthetic_world(load_config(LEARNED_PRESETS[name]), world)
+    config.train.output_dir = str(out)
+    if config.train.feature_cache:
+        config.train.feature_cache = str(out / "features")
+    config.train.eval_every, config.train.checkpoint_every, config.train.loggers = 0, 0, ("jsonl",)
+    if steps:
+        config.train.max_steps = steps
+        config.train.warmup_steps = min(config.train.warmup_steps, steps // 10)
+    return train(config)
+
+
+def learned_plans(model_dir: Path, world: Path, split_name: str, samples: int = 1) -> dict[str, np.ndarray]:
+    """token -> the model's plans [samples, 8, 3] (seed 0, the model's omega and steps) on a split."""
+    from vla_drive.data.dataset import SceneDataset
+    from vla_drive.eval.predictions import predict_scenes
+    from vla_drive.model.vla import DrivingVLA
+
+    model = DrivingVLA.from_pretrained(model_dir)
+    split = load_split(world / "splits", split_name)
+    dataset = SceneDataset.for_model(SceneLoader(world, split.data_split, split.scene_filter), model)
+    return predict_scenes(model, dataset, num_samples=samples, seed=0).trajectories
+
+
+def plan_row(plans: Mapping[str, np.ndarray]) -> TrajectoryFn:
+    return lambda scene, cache: None if scene.token not in plans else plans[scene.token][0]
+
+
 # ------------------------------------------------------------------------------------------------ scoring
 
 
@@ -105,6 +165,8 @@ class SplitScores:
     scenarios: dict[str, str]
     v1: dict[str, list[ScoreTable | None]] = field(default_factory=dict)
     v2: dict[str, list[ScoreTable | None]] = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)  # the log of every scene (bootstrap clusters)
+    group_varies: list[list[str] | None] = field(default_factory=list)  # per scene: the non-EP metrics that vary
 
 
 def _single(table: ScoreTable, k: int) -> ScoreTable:
@@ -124,8 +186,14 @@ def _single(table: ScoreTable, k: int) -> ScoreTable:
     )
 
 
-def score_split(world: Path, split_name: str, rows: Mapping[str, TrajectoryFn]) -> SplitScores:
-    """Build the metric cache of every scene of a split once and score every row on it in both versions."""
+def score_split(
+    world: Path,
+    split_name: str,
+    rows: Mapping[str, TrajectoryFn],
+    groups: Mapping[str, np.ndarray] | None = None,
+) -> SplitScores:
+    """Build the metric cache of every scene of a split once and score every row on it in both versions; with
+    ``groups`` (token -> K plans [K, 8, 3]) also which PDMS v1.1 sub-metrics other than EP vary inside each group."""
     split = load_split(world / "splits", split_name)
     labels = load_scenario_labels(world / "splits" / f"{split_name}.yaml")
     loader = SceneLoader(world, split.data_split, split.scene_filter)
@@ -134,7 +202,10 @@ def score_split(world: Path, split_name: str, rows: Mapping[str, TrajectoryFn]) 
         result.v1[name], result.v2[name] = [], []
     for token in loader.tokens:
         scene = loader[token]
+        result.logs.append(scene.log_name)
         cache = build_metric_cache_from_map(scene, load_map(scene.map_name, world / "maps"))
+        group = None if groups is None else groups.get(token)
+        result.group_varies.append(None if group is None else varying_metrics(score(cache, group, "v1")))
         plans = {name: row(scene, cache) for name, row in rows.items()}
         present = [name for name, plan in plans.items() if plan is not None]
         stack = np.stack([np.asarray(plans[name], dtype=np.float64) for name in present])
@@ -144,6 +215,13 @@ def score_split(world: Path, split_name: str, rows: Mapping[str, TrajectoryFn]) 
             for name in rows:
                 store[name].append(singles.get(name))
     return result
+
+
+def varying_metrics(table: ScoreTable) -> list[str]:
+    """The sub-metrics other than EP (and the score) that take more than one value over a group's valid plans."""
+    valid = np.asarray(table.valid, dtype=bool)
+    names = [c for c in table.columns if c not in ("ego_progress", "score")]
+    return [c for c in names if valid.sum() > 1 and np.ptp(np.asarray(table.columns[c])[valid]) > 1e-9]
 
 
 def _with_extended_comfort(tables: list[ScoreTable | None], keep: set[str]) -> list[ScoreTable | None]:
@@ -193,7 +271,32 @@ def summarise(scores: SplitScores, keep: set[str]) -> dict:
                 for scenario in scenarios
             }
         summary["rows"][name] = entry
+    groups = [scores.group_varies[k] for k in index if scores.group_varies and scores.group_varies[k] is not None]
+    if groups:
+        metrics = sorted({m for g in groups for m in g})
+        summary["groups"] = {
+            "count": len(groups),
+            "share_varying": float(np.mean([bool(g) for g in groups])),
+            "share_by_metric": {m: float(np.mean([m in g for g in groups])) for m in metrics},
+        }
     return summary
+
+
+def paired_difference(scores: SplitScores, keep: set[str], first: str, second: str) -> dict:
+    """Per version, the mean per-scene difference ``first`` minus ``second`` (a missing or invalid plan scores 0;
+    v2 with two-frame comfort over the kept scenes) and its 95% bootstrap interval over scenes clustered by log."""
+    index = [k for k, token in enumerate(scores.tokens) if token in keep]
+    logs = [scores.logs[k] for k in index]
+    out = {}
+    for version in ("v1", "v2"):
+        tables = {
+            name: scores.v1[name] if version == "v1" else _with_extended_comfort(scores.v2[name], keep)
+            for name in (first, second)
+        }
+        diffs = np.array([_value(tables[first][k], "score") - _value(tables[second][k], "score") for k in index])
+        mean, low, high = clustered_bootstrap_ci(diffs, logs)
+        out[version] = {"mean": mean, "low": low, "high": high, "scenes": len(index), "logs": len(set(logs))}
+    return out
 
 
 def _value(table: ScoreTable | None, column: str) -> float:
@@ -241,6 +344,15 @@ def check_targets(after: dict, before: dict, num_test_logs: int) -> list[tuple[s
     checks.append((">= 8 test logs", str(num_test_logs), num_test_logs >= 8))
     kept = after["scenes"] / max(before["scenes"], 1)
     checks.append(("the filter keeps >= half of the test scenes", f"{kept:.2f}", kept >= 0.5))
+    if "groups" in after:
+        share = after["groups"]["share_varying"]
+        checks.append(
+            (
+                f"a sub-metric other than EP varies inside most K = {GROUP_SAMPLES} groups of the imitation policy",
+                f"{share:.2f} of {after['groups']['count']}",
+                share > 0.5,
+            )
+        )
     weak = {k: v for k, v in before["rows"]["constant_velocity"]["safety_failure_share"].items() if v < 0.5}
     checks.append(
         (
@@ -276,17 +388,40 @@ def calibrate(
     worlds: Path,
     extra_rows: Mapping[str, Callable[[int], TrajectoryFn]] | None = None,
     split: str = "synthetic_test",
+    learned: LearnedRows | None = None,
 ) -> dict:
     """Score every row on ``split`` of each seed's default world, before and after the filter, and check the
-    targets. ``extra_rows`` maps a row name to ``seed -> TrajectoryFn`` (e.g. a learned model's predictions)."""
+    targets. ``extra_rows`` maps a row name to ``seed -> TrajectoryFn`` (e.g. a learned model's predictions);
+    ``learned`` adds the models of :data:`LEARNED_PRESETS` (trained here or given)."""
     report: dict = {"seeds": {}}
     for seed in seeds:
         world, generate_s = world_for(seed, worlds)
         rows = baseline_rows(mean_train_trajectory(world))
         for name, make in (extra_rows or {}).items():
             rows[name] = make(seed)
+        groups, learned_info = None, {}
+        for name in LEARNED_PRESETS if learned is not None else ():
+            started = time.perf_counter()
+            given = learned.models.get(name)
+            runs = learned.runs or worlds / "runs"
+            model_dir = (
+                Path(given.format(seed=seed))
+                if given
+                else train_learned(name, world, runs / f"seed{seed}" / name, learned.steps)
+            )
+            trained_s = time.perf_counter() - started
+            samples = GROUP_SAMPLES if name == GROUP_ROW else 1
+            plans = learned_plans(model_dir, world, split + UNFILTERED, samples)
+            rows[name] = plan_row(plans)
+            if name == GROUP_ROW:
+                groups = plans
+            learned_info[name] = {
+                "model": str(model_dir),
+                "train_s": 0.0 if given else trained_s,
+                "predict_s": time.perf_counter() - started - trained_s,
+            }
         started = time.perf_counter()
-        scores = score_split(world, split + UNFILTERED, rows)
+        scores = score_split(world, split + UNFILTERED, rows, groups)
         filtered = set(load_split(world / "splits", split).scene_filter.tokens or ())
         before = summarise(scores, set(scores.tokens))
         after = summarise(scores, filtered)
@@ -302,6 +437,12 @@ def calibrate(
             "after": after,
             "targets": checks,
         }
+        if learned_info:
+            report["seeds"][seed]["learned"] = learned_info
+            report["seeds"][seed]["paired"] = {
+                stage: paired_difference(scores, keep, "vla_imitation", "ego_status")
+                for stage, keep in (("before", set(scores.tokens)), ("after", filtered))
+            }
     return report
 
 
@@ -337,6 +478,24 @@ def print_report(report: dict) -> None:
                 + " | ".join(f"{shares[s]:.2f}" for s in scenarios)
                 + " |"
             )
+            if "groups" in data:
+                groups = data["groups"]
+                by_metric = ", ".join(f"{SHORT.get(m, m)} {v:.2f}" for m, v in groups["share_by_metric"].items())
+                print(
+                    f"\nK = {GROUP_SAMPLES} samples of {GROUP_ROW} per scene ({groups['count']} groups): a sub-metric "
+                    f"other than EP varies in {groups['share_varying']:.2f} of them ({by_metric or 'none'})"
+                )
+            if "paired" in entry:
+                print(f"\n| {stage}: vla_imitation - ego_status, per scene | mean | 95% CI (log-clustered) |")
+                print("|---|---|---|")
+                for version, diff in entry["paired"][stage].items():
+                    print(
+                        f"| {'PDMS v1.1' if version == 'v1' else 'EPDMS v2'} ({diff['scenes']} scenes, "
+                        f"{diff['logs']} logs) | {diff['mean']:+.3f} | [{diff['low']:+.3f}, {diff['high']:+.3f}] |"
+                    )
+        for name, info in entry.get("learned", {}).items():
+            timing = f"trained in {info['train_s']:.0f} s, predicted in {info['predict_s']:.0f} s"
+            print(f"\n{name}: {info['model']} ({timing})")
         print("\n| target | measured | met |\n|---|---|---|")
         for target, value, ok in entry["targets"]:
             print(f"| {target} | {value} | {'yes' if ok else 'NO'} |")
@@ -362,7 +521,28 @@ def main() -> None:
         help="more rows: a trajectory file per row, '{seed}' replaced by the world seed",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the whole report as JSON")
+    parser.add_argument(
+        "--learned", action="store_true", help="add the ego-status-only and the VLA imitation models (trained here)"
+    )
+    parser.add_argument(
+        "--learned-steps", type=int, metavar="N", help="imitation steps of each (default: the preset's budget)"
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[],
+        metavar="NAME=DIR",
+        help=f"reuse trained models ({', '.join(LEARNED_PRESETS)}; '{{seed}}' replaced by the world seed)",
+    )
+    parser.add_argument("--runs", metavar="DIR", help="where the learned models are trained (default <worlds>/runs)")
     args = parser.parse_args()
+    models = {}
+    for item in args.models:
+        name, _, folder = item.partition("=")
+        if name not in LEARNED_PRESETS or not folder:
+            parser.error(f"--models {item!r}: expected NAME=DIR with NAME one of {', '.join(LEARNED_PRESETS)}")
+        models[name] = folder
+    learned = LearnedRows(args.learned_steps, models, Path(args.runs) if args.runs else None)
     extra = {}
     for item in args.trajectories:
         name, _, pattern = item.partition("=")
@@ -370,7 +550,8 @@ def main() -> None:
             parser.error(f"--trajectories {item!r}: expected NAME=FILE")
         extra[name] = lambda seed, pattern=pattern: file_row(pattern, seed)
     with tempfile.TemporaryDirectory() as tmp:
-        report = calibrate(args.seeds, Path(args.worlds) if args.worlds else Path(tmp), extra)
+        learned_rows = learned if args.learned or models else None
+        report = calibrate(args.seeds, Path(args.worlds) if args.worlds else Path(tmp), extra, learned=learned_rows)
         print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n")

@@ -26,3 +26,25 @@ def perturbed_candidates(trajectory: np.ndarray, k: int, rng: np.random.Generato
     candidates = trajectory[None] + noise
     candidates[0] = trajectory
     return candidates
+
+
+def clustered_bootstrap_ci(
+    values: np.ndarray, clusters: list[str], samples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of per-scene ``values`` (e.g. paired score differences) and its ``level`` bootstrap interval,
+    resampling whole clusters (e.g. logs: scenes of one log are not independent) with replacement; each resample's
+    mean is over all the scenes of the clusters drawn. Returns (mean, low, high)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0 or len(clusters) != values.size:
+        raise ValueError(f"clustered_bootstrap_ci: {values.size} values for {len(clusters)} cluster labels")
+    names = sorted(set(clusters))
+    index = {name: i for i, name in enumerate(names)}
+    label = np.array([index[c] for c in clusters])
+    sums = np.bincount(label, weights=values, minlength=len(names))
+    counts = np.bincount(label, minlength=len(names)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(names), size=(samples, len(names)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(values.mean()), float(low), float(high)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -51,7 +52,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "the test split once with it (a sweep on the split it reports overstates the score)"
         )
     rows = sweep_guidance(
-        model, dataset, scorer, omegas, steps=args.steps, seed=args.seed, widen=args.widen, progress=progress
+        model,
+        dataset,
+        scorer,
+        omegas,
+        steps=args.steps,
+        seed=args.seed,
+        widen=args.widen,
+        temperature=args.temperature,
+        progress=progress,
     )
     files = write_sweep(rows, out, title=f"{Path(args.model).name} on {split_file.stem} ({args.version})")
     print(files["markdown"].read_text())
@@ -77,6 +86,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         omega=args.omega,
         steps=args.steps,
         seed=args.seed,
+        temperature=args.temperature,
         batch_size=args.batch_size,
         workers=args.workers,
         worst=args.worst,
@@ -432,6 +442,26 @@ def _result_logger(args: argparse.Namespace, out: Path, name: str):
     )
 
 
+def _temperature(text: str) -> float:
+    """A sampler temperature: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0.0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _add_temperature(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--temperature",
+        type=_temperature,
+        default=1.0,
+        help="scale of the sampler's initial and stochastic-step noise (default 1: as trained; 0: noise-free)",
+    )
+
+
 def _add_model_and_split(
     parser: argparse.ArgumentParser, split_help: str, scoring: bool, mergeable: bool = False
 ) -> None:
@@ -516,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--widen", type=int, default=DEFAULT_WIDEN, metavar="N",
         help=f"while the best omega is the largest tried, add up to N larger ones (default {DEFAULT_WIDEN}; 0: off)",
     )  # fmt: skip
+    _add_temperature(sweep)
     sweep.add_argument(
         "--out", help="output folder (default $NAVSIM_EXP_ROOT/vla_drive/<model>/sweep, else <model>/sweep)"
     )
@@ -534,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_and_split(evaluate, "a NAVSIM split file (e.g. navtest.yaml)", scoring=True, mergeable=True)
     evaluate.add_argument("--merge", metavar="OUT", help="score the shards predicted into OUT (its predictions/)")
     evaluate.add_argument("--omega", type=float, help="guidance omega (default: the model's chosen one)")
+    _add_temperature(evaluate)
     evaluate.add_argument("--batch-size", type=int, default=16, help="scenes per forward pass")
     evaluate.add_argument("--workers", type=int, default=0, help="metric-cache and scoring processes (0 = every CPU)")
     evaluate.add_argument("--worst", type=int, default=6, help="BEV plots of this many lowest-scoring scenes")

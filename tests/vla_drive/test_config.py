@@ -255,7 +255,7 @@ def test_enumerations(override, expected):
         ("train.max_grad_norm=-1", "train.max_grad_norm: expected a number >= 0, got -1.0"),
         ("train.warmup_steps=4", "train.warmup_steps: expected fewer than train.max_steps (4), got 4"),
         ("data.max_val_scenes=0", "data.max_val_scenes: expected an integer >= 1 or null, got 0"),
-        ("model.cameras=[]", "model.cameras: expected a non-empty list"),
+        ("model.cameras=[]", "model.cameras: backbone 'tiny-qwen2.5-vl' reads images; expected at least one camera"),
         ("model.cameras=[CAM_F0,CAM_F0]", "model.cameras: expected no repeated entries"),
         ("model.lora.dropout=1.0", "model.lora.dropout: expected a number in [0, 1), got 1.0"),
         ("model.head.num_heads=0", "model.head.num_heads: expected an integer >= 1, got 0"),

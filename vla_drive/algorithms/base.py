@@ -135,6 +135,7 @@ class RolloutSpec:
     stochastic: NoiseConfig | None = None
     return_chain: bool = False
     include_logged: bool = False  # the logged human trajectory joins each scene's group as one more member
+    temperature: float = 1.0  # scale of the sampler's initial and stochastic-step noise (1 = as trained)
 
 
 @dataclass

@@ -379,6 +379,11 @@ def _cross_checks(config: ExperimentConfig, problems: Problems) -> None:
             "train.feature_cache",
             f"needs model.trainable 'frozen' (a training backbone changes its features), got {model.trainable!r}",
         )
+    if train.feature_cache and model.backbone == "none":
+        problems.add(
+            "train.feature_cache",
+            "model.backbone 'none' has no backbone features to cache (its condition is the ego status); expected ''",
+        )
     if "wandb" in train.loggers and not train.wandb_project:
         problems.add("train.wandb_project", "expected a project name when train.loggers has wandb, got ''")
     if dist.backend != "deepspeed":

@@ -71,8 +71,10 @@ def sample_from_parts(
             f"frames ({expected} expected)"
         )
     status = _switched(ego_status_from_parts(token, velocity, acceleration, command), ego_status)
-    instruction = instruction_text(status[4:], velocity, acceleration, past_poses, ego_status)
-    text = format_prompt(processor, instruction, cameras, history_frames)
+    text = ""  # no processor (the ego-status encoder): no prompt
+    if processor is not None:
+        instruction = instruction_text(status[4:], velocity, acceleration, past_poses, ego_status)
+        text = format_prompt(processor, instruction, cameras, history_frames)
     sizing = as_sizing(image_size)
     images = [sizing.fit(image.convert("RGB"), i // (history_frames + 1)) for i, image in enumerate(images)]
     return DrivingSample(
@@ -97,12 +99,15 @@ def make_sample(
     history_frames: int = 0,
     ego_status: bool = True,
 ) -> DrivingSample:
-    """A :class:`DrivingSample` of one scene (images read from the camera files)."""
+    """A :class:`DrivingSample` of one scene (images read from the camera files); without a processor (the
+    ego-status encoder) no prompt and no images: no camera file is opened."""
     status = _switched(ego_status_vector(scene), ego_status)
     try:
         trajectory = scene.future_trajectory(TRAJECTORY_POSES).poses.astype(np.float32)
     except InvalidSceneError as error:
         raise DrivingSampleError(f"scene {scene.token}: no ground-truth trajectory ({error})") from None
+    if processor is None:
+        return DrivingSample(scene.token, [], status[4:].copy(), status, trajectory, "")
     text, images = build_prompt(scene, processor, cameras, include_history, image_size, history_frames, ego_status)
     if len(images) != len(cameras) * (history_frames + 1):
         raise DrivingSampleError(f"scene {scene.token}: {len(images)} images for {len(cameras)} cameras {cameras}")
@@ -112,7 +117,9 @@ def make_sample(
 class SceneDataset(Dataset[DrivingSample]):
     """Samples of a :class:`SceneLoader` (or a list of scenes): the cameras' images (the current frame, and
     ``history_frames`` past ones) sized by ``image_size`` (an :class:`ImageSizing` or a side), the prompt built with
-    ``processor``, ego status (velocity and acceleration zeroed with ``ego_status`` False) and the logged future."""
+    ``processor``, ego status (velocity and acceleration zeroed with ``ego_status`` False) and the logged future.
+    With ``processor`` None and no cameras (``model.backbone: none``) the samples hold the ego status and the future
+    only."""
 
     def __init__(
         self,
@@ -125,8 +132,11 @@ class SceneDataset(Dataset[DrivingSample]):
         history_frames: int = 0,
         ego_status: bool = True,
     ) -> None:
-        if not cameras:
-            raise ValueError("SceneDataset: pass at least one camera (e.g. ('CAM_F0',))")
+        if bool(cameras) != (processor is not None):
+            raise ValueError(
+                "SceneDataset: pass a processor and at least one camera (e.g. ('CAM_F0',)), or neither (samples of "
+                f"ego status only), got {'a' if processor is not None else 'no'} processor and cameras {list(cameras)}"
+            )
         if not 0 <= history_frames <= MAX_HISTORY_FRAMES:
             raise ValueError(f"SceneDataset: history_frames must be in 0..{MAX_HISTORY_FRAMES}, got {history_frames}")
         self.scenes = scenes

@@ -18,12 +18,20 @@ def evaluate_model(
     steps: int | None = None,
     omega: float | None = None,
     seed: int = 0,
+    temperature: float = 1.0,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Mean PDMS (or EPDMS) and sub-metrics of the model's trajectories on the scenes the scorer knows
     (``progress(n)`` is told how many scenes each predicted batch covered)."""
     predictions = predict_scenes(
-        model, dataset, steps=steps, omega=omega, seed=seed, batch_size=batch_size, progress=progress
+        model,
+        dataset,
+        steps=steps,
+        omega=omega,
+        seed=seed,
+        temperature=temperature,
+        batch_size=batch_size,
+        progress=progress,
     ).first()
     return summarize(scorer.score_plans(predictions))

@@ -51,6 +51,7 @@ class EvalSettings:
     omega: float | None = None  # None = the model's stored guidance omega
     steps: int | None = None  # None = the model's default denoising steps
     seed: int = 0
+    temperature: float = 1.0  # scale of the sampler's noise (1 = as trained; 0 = the noise-free plan)
     batch_size: int = 16
     workers: int = 1  # scoring processes (0 = every CPU)
     worst: int = 6  # BEV plots of this many lowest-scoring scenes
@@ -323,6 +324,8 @@ def predict_split(
         "batch_size": settings.batch_size,
         "max_scenes": settings.max_scenes,
     }
+    if settings.temperature != 1.0:  # recorded only when set, so stores written before it stay valid
+        store_settings["temperature"] = settings.temperature
     if shard[1] > 1:
         store_settings["shard"] = list(shard)
     store = PredictionStore(folder, store_settings)
@@ -341,6 +344,7 @@ def predict_split(
         steps=steps,
         omega=omega,
         seed=settings.seed,
+        temperature=settings.temperature,
         batch_size=settings.batch_size,
         store=store,
         progress=predicted,
@@ -404,7 +408,8 @@ def _write_summary(path: Path, metrics, tables, missing, settings, omega, steps,
         f"# Evaluation of {model_name or 'the model'} on {split}",
         "",
         f"{len(tables)} scenes scored ({'PDMS v1.1' if settings.version == 'v1' else 'EPDMS v2, one stage'}); "
-        f"omega {omega:g}, {steps} denoising steps, seed {settings.seed}.",
+        f"omega {omega:g}, {steps} denoising steps, seed {settings.seed}"
+        f"{'' if settings.temperature == 1.0 else f', sampler temperature {settings.temperature:g}'}.",
         "",
         "| metric | mean |",
         "|---|---|",

@@ -133,6 +133,7 @@ def predict_scenes(
     steps: int | None = None,
     omega: float | None = None,
     seed: int = 0,
+    temperature: float = 1.0,
     batch_size: int = 16,
     call: CallModel | None = None,
     shard: tuple[int, int] = (0, 1),
@@ -145,7 +146,7 @@ def predict_scenes(
     ``shard=(rank, ranks)`` predicts this rank's batches only; with ``gather`` every rank gets all predictions.
     ``call`` runs the model as all ranks must (``Trainer.call_model``). A scene that cannot become a sample (a
     missing image, a non-finite ego status) is reported in ``failed`` and never stops the run; ``progress(n)`` is
-    told how many scenes each batch covered.
+    told how many scenes each batch covered. ``temperature`` scales the sampler's noise (1 = as trained).
     """
     if batch_size < 1:
         raise ValueError(f"predict_scenes: batch_size must be >= 1, got {batch_size}")
@@ -160,14 +161,18 @@ def predict_scenes(
         padding = round_index >= len(mine)
         if padding and not mine:
             if len(batches) and ranks > 1:  # no batch of its own: repeat the first one so the ranks stay in step
-                _predict_batch(model, dataset, tokens, 0, batch_size, num_samples, steps, omega, seed, call)
+                _predict_batch(
+                    model, dataset, tokens, 0, batch_size, num_samples, steps, omega, (seed, temperature), call
+                )
             continue
         start = mine[min(round_index, len(mine) - 1)]
         index = start // batch_size
         if not padding and store is not None and store.done(index):
             part = ScenePredictions(*store.read(index))
         else:
-            part = _predict_batch(model, dataset, tokens, start, batch_size, num_samples, steps, omega, seed, call)
+            part = _predict_batch(
+                model, dataset, tokens, start, batch_size, num_samples, steps, omega, (seed, temperature), call
+            )
             if padding:
                 continue
             if store is not None:
@@ -190,7 +195,8 @@ def predict_scenes(
     return out
 
 
-def _predict_batch(model, dataset, tokens, start, batch_size, num_samples, steps, omega, seed, call):
+def _predict_batch(model, dataset, tokens, start, batch_size, num_samples, steps, omega, noise, call):
+    seed, temperature = noise
     samples, failed = [], {}
     for i in range(start, min(start + batch_size, len(tokens))):
         try:
@@ -199,5 +205,7 @@ def _predict_batch(model, dataset, tokens, start, batch_size, num_samples, steps
             failed[tokens[i]] = f"{type(error).__name__}: {error}"
     if not samples:
         return ScenePredictions({}, failed)
-    trajectories = call(lambda module: module.predict(samples, num_samples, steps, omega, seed=seed))
+    trajectories = call(
+        lambda module: module.predict(samples, num_samples, steps, omega, seed=seed, temperature=temperature)
+    )
     return ScenePredictions({s.token: t for s, t in zip(samples, trajectories, strict=True)}, failed)

@@ -37,6 +37,7 @@ def sweep_guidance(
     *,
     steps: int | None = None,
     seed: int = 0,
+    temperature: float = 1.0,
     batch_size: int = 16,
     widen: int = DEFAULT_WIDEN,
     progress: Callable[[str, int, int], None] | None = None,
@@ -56,7 +57,15 @@ def sweep_guidance(
                 progress("sweep", done, total)
 
         summary = evaluate_model(
-            model, dataset, scorer, steps=steps, omega=omega, seed=seed, batch_size=batch_size, progress=predicted
+            model,
+            dataset,
+            scorer,
+            steps=steps,
+            omega=omega,
+            seed=seed,
+            temperature=temperature,
+            batch_size=batch_size,
+            progress=predicted,
         )
         rows.append({"omega": omega, **summary})
 

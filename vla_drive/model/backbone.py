@@ -370,6 +370,11 @@ class VLMBackbone(nn.Module):
     def forward(self, inputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         return self.encode(inputs)
 
+    def condition(self, batch: Any, device: torch.device) -> tuple[Tensor, Tensor]:
+        """:meth:`encode` of a collated batch's processor outputs (the condition-encoder interface of
+        :mod:`vla_drive.model.encoder`)."""
+        return self.encode(batch.inputs.to(device))
+
     # -------------------------------------------------------------------------------------------- saving
 
     def save_pretrained(self, directory: str | Path, *, include_base: bool | None = None) -> Path:

@@ -136,7 +136,7 @@ def render_model_card(directory: str | os.PathLike[str], name: str | None = None
         f"# {title}",
         "",
         "A driving vision-language-action model made with vla-drive: a "
-        "VLM backbone whose hidden states condition a diffusion trajectory head that plans 8 poses (x, y, heading, "
+        f"{_condition_phrase(config)} condition a diffusion trajectory head that plans 8 poses (x, y, heading, "
         "every 0.5 s for 4 s) in the ego frame, scored with NAVSIM's PDM score.",
         "",
         "## Model",
@@ -204,11 +204,19 @@ def _backbone_facts(directory: Path) -> dict[str, Any]:
     return facts
 
 
+def _condition_phrase(config: Mapping[str, Any]) -> str:
+    if config.get("backbone") == "none":
+        return "no backbone (the ego-status-only baseline): the ego status and the driving command alone"
+    return "VLM backbone whose hidden states"
+
+
 def _looks_like_hub_id(text: str) -> bool:
     return text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).exists()
 
 
 def _backbone_line(config: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
+    if config.get("backbone") == "none":
+        return "none: the ego-status-only model (the head conditions on the ego status and the driving command)"
     family = facts.get("family") or facts.get("model_type") or "?"
     trainable = config.get("trainable", "?")
     if trainable == "lora":
@@ -220,6 +228,8 @@ def _backbone_line(config: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
 
 
 def _cameras_line(config: Mapping[str, Any]) -> str:
+    if not config.get("cameras"):
+        return "none (no images are read)"
     cameras = ", ".join(config.get("cameras", []))
     history = int(config.get("history_frames", 0))
     text = cameras + (f"; the current frame and {history} past frame(s) each" if history else "; the current frame")

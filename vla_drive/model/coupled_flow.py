@@ -107,8 +107,10 @@ class CoupledFlowHead(TrajectoryHead):
         stochastic: NoiseConfig | None = None,
         return_chain: bool = False,
         generator: Generators = None,
+        temperature: float = 1.0,
     ) -> SampleOut:
-        """n pairs per condition row from z ~ N(0, I) (exact, no stochastic chain); ``x0`` = (x + y) / 2."""
+        """n pairs per condition row from z ~ N(0, I) scaled by ``temperature`` (exact, no stochastic chain);
+        ``x0`` = (x + y) / 2."""
         if stochastic is not None or return_chain:
             raise CoupledFlowError(
                 "the coupled-flow head samples exactly from its latent; stochastic chains are the diffusion head's"
@@ -121,6 +123,8 @@ class CoupledFlowHead(TrajectoryHead):
         try:
             shape = (cond.batch_size * n, 2, self.config.poses, self.config.pose_dim)
             z = gaussian_noise(shape, generator, cond.tokens.device, self._state_dtype())
+            if temperature != 1.0:
+                z = z * temperature
             pair = self.flow(z, self._velocity(cond, guidance), steps)
         finally:
             self.train(was_training)

@@ -349,17 +349,27 @@ class Diffusion:
         generator: Generators = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        temperature: float = 1.0,
     ) -> DiffusionSample:
         """Run the configured sampler (or the stochastic DDIM-eta sampler) from N(0, I) noise to data.
 
         ``generator`` is one torch generator for the whole batch, or a sequence of G generators each drawing the
         noise of its own block of ``shape[0] / G`` consecutive rows (one per scene: the samples of a scene then do
-        not depend on the batch they run in)."""
+        not depend on the batch they run in). ``temperature`` scales the initial noise and every stochastic step's
+        noise (1: the sampler as trained; 0: a deterministic sampler's output no longer depends on the noise); the
+        per-step log-probabilities stay those of the untempered steps."""
         times = self.time_grid(steps)
+        if not (temperature >= 0.0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature: expected a finite number >= 0, got {temperature}")
         if stochastic is not None:
             _check_noise(stochastic)
             dtype = torch.float32  # the chain whose log-probabilities are trained on stays in float32
-        x = gaussian_noise(shape, generator, device, dtype)
+
+        def noise() -> Tensor:
+            draw = gaussian_noise(shape, generator, device, dtype)
+            return draw if temperature == 1.0 else draw * temperature  # 1: bit for bit the untempered sampler
+
+        x = noise()
         chain = [x] if return_chain else None
         logps: list[Tensor] = []
         prev_x0: Tensor | None = None
@@ -373,14 +383,14 @@ class Diffusion:
                 draw = gaussian_noise(shape, generator, device, dtype)
                 if stochastic.randn_clip is not None:
                     draw = draw.clamp(-stochastic.randn_clip, stochastic.randn_clip)
-                x = mean + std * draw
+                x = mean + std * (draw if temperature == 1.0 else draw * temperature)
                 logps.append(step_logprob(x, mean, std, stochastic))
             elif self.sampler in ("ddim", "ddpm"):
                 if self.sampler == "ddim":
                     mean, std = self.ddim_mean_std(x0, eps, t, s, self.ddim_eta)
                 else:
                     mean, std = self.ddpm_mean_std(x, x0, t, s)
-                x = mean + std * gaussian_noise(shape, generator, device, dtype) if std > 0 else mean
+                x = mean + std * noise() if std > 0 else mean
             elif self.sampler == "dpmpp_2m":
                 x = self._dpmpp_2m_step(x, x0, prev_x0, times, k)
                 prev_x0 = x0

@@ -518,9 +518,11 @@ class TrajectoryHead(nn.Module):
         stochastic: NoiseConfig | None = None,
         return_chain: bool = False,
         generator: Generators = None,
+        temperature: float = 1.0,
     ) -> SampleOut:
         """n samples per condition row (consecutive, as :meth:`Cond.repeat`) with the configured sampler, or the
-        stochastic DDIM-eta sampler (chain + per-step log-probs) when ``stochastic`` is given.
+        stochastic DDIM-eta sampler (chain + per-step log-probs) when ``stochastic`` is given; ``temperature``
+        scales the sampler's noise (:meth:`Diffusion.sample`).
 
         Runs in eval mode (no dropout) and under the caller's grad mode. ``traj`` is ``x0`` denormalised by the
         attached normaliser (identity if none)."""
@@ -542,6 +544,7 @@ class TrajectoryHead(nn.Module):
                 generator=generator,
                 device=cond.tokens.device,
                 dtype=self.pos_embed.dtype,
+                temperature=temperature,
             )
         finally:
             self.train(was_training)

@@ -42,6 +42,7 @@ def run_request(model: DrivingVLA, request: ModelRequest) -> Any:
             return_chain=request.return_chain,
             generator=request.generator,
             guidance=request.guidance,
+            temperature=request.temperature,
         )
     head = model.head
     cond = _request_cond(model, request)

@@ -402,13 +402,19 @@ def visual_token_count(processor: Any, image: Image.Image) -> int:
 
 
 def collate(samples: Sequence[DrivingSample], backbone: Any) -> Batch:
-    """Pad a list of samples into a :class:`Batch`; ``backbone`` is a VLMBackbone or a bare processor."""
+    """Pad a list of samples into a :class:`Batch`; ``backbone`` is a VLMBackbone, a bare processor, or None (the
+    ego-status encoder: no processor inputs, ``Batch.inputs`` is None)."""
     if not samples:
         raise ValueError("collate: empty list of samples")
     images = [sample.images for sample in samples]
     texts = [sample.prompt for sample in samples]
     prepare = getattr(backbone, "prepare", None)
-    inputs = prepare(images, texts) if prepare is not None else prepare_inputs(backbone, images, texts)
+    if backbone is None or getattr(backbone, "processor", True) is None:
+        inputs = None
+    elif prepare is not None:
+        inputs = prepare(images, texts)
+    else:
+        inputs = prepare_inputs(backbone, images, texts)
     ego = torch.from_numpy(np.stack([s.ego_status for s in samples]).astype(np.float32))
     trajectory = torch.from_numpy(np.stack([s.trajectory for s in samples]).astype(np.float32))
     if ego.shape[1:] != (EGO_STATUS_DIM,) or trajectory.shape[1:] != (TRAJECTORY_POSES, POSE_DIM):

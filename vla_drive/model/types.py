@@ -119,6 +119,7 @@ class SampleRequest:
     stochastic: NoiseConfig | None = None
     return_chain: bool = False
     generator: Any = None  # a torch.Generator, or one per condition row
+    temperature: float = 1.0  # scale of the initial and the stochastic-step noise (1 = as trained)
 
 
 @dataclass

@@ -8,7 +8,8 @@ A model is saved as an HF-style directory:
                            it was trained, and the sha256 of every weight file (checked at load: a truncated or
                            corrupt copy is named)
     README.md              the model card (vla_drive.model.card), with evaluations.json once evaluated
-    backbone/              the VLM (full weights, or a LoRA adapter over its base) and its processor
+    backbone/              the VLM (full weights, or a LoRA adapter over its base) and its processor; absent for
+                           an ego-status-only model (``backbone: none``, :mod:`vla_drive.model.encoder`)
     head.safetensors       the trajectory head, its pos / neg adapters included
     normalizer.json        the trajectory normaliser fitted on the training split
 """
@@ -33,9 +34,17 @@ from torch import Tensor, nn
 
 from navsim_eval.atomic import atomic_write_text, replace_directory
 from navsim_eval.data.openscene import CAMERA_NAMES
-from vla_drive.model.backbone import TRAINABLE_MODES, LoraSettings, VLMBackbone
+from vla_drive.model.backbone import TRAINABLE_MODES, LoraSettings
 from vla_drive.model.card import write_model_card
 from vla_drive.model.diffusion import Generators
+from vla_drive.model.encoder import (
+    BACKBONE_DIR,
+    NO_BACKBONE,
+    ConditionEncoder,
+    build_encoder,
+    load_encoder,
+    saved_encoder_files,
+)
 from vla_drive.model.head import HeadConfig, TrajectoryHead
 from vla_drive.model.heads import build_head
 from vla_drive.model.normalizer import TrajectoryNormalizer
@@ -58,7 +67,6 @@ FORMAT_VERSION = 3  # 3: weight checksums; 2: sample_steps lives in head (format
 MODEL_CONFIG_FILE = "vla_config.json"
 HEAD_FILE = "head.safetensors"
 NORMALIZER_FILE = "normalizer.json"
-BACKBONE_DIR = "backbone"
 CHECKSUMS_KEY = "checksums"  # in vla_config.json: relative path -> sha256 of each weight file
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -71,12 +79,15 @@ ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3
 BACKBONE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
+_DEFAULT_CAMERAS = ("CAM_F0",)
+
+
 @dataclass
 class VLAConfig:
     """Everything that defines a DrivingVLA besides its weights: the ``model`` section of an experiment config,
     and what a saved model directory records (field rules in ``metadata``, see :mod:`vla_drive.config.schema`)."""
 
-    backbone: str = field(default="tiny-qwen2.5-vl", metadata={"nonempty": True})  # preset, hub id or directory
+    backbone: str = field(default="tiny-qwen2.5-vl", metadata={"nonempty": True})  # preset, hub id, dir or "none"
     trainable: str = field(default="frozen", metadata={"choices": TRAINABLE_MODES})  # frozen | lora | full
     lora: LoraSettings = field(default_factory=LoraSettings)  # the backbone's LoRA when trainable is lora
     hidden_layers: tuple[int, ...] = field(default=(-1,), metadata={"nonempty": True})  # backbone states read
@@ -84,7 +95,9 @@ class VLAConfig:
     dtype: str = field(default="auto", metadata={"choices": BACKBONE_DTYPES})  # backbone weights; auto: as saved
     attn_implementation: str | None = field(default=None, metadata={"choices": ATTN_IMPLEMENTATIONS})  # None: HF's
     trust_remote_code: bool = False  # run a checkpoint's own model code (config.json auto_map)
-    cameras: tuple[str, ...] = field(default=("CAM_F0",), metadata={"items": CAMERA_NAMES})  # images per scene
+    cameras: tuple[str, ...] = field(  # images per scene (none for backbone "none")
+        default=_DEFAULT_CAMERAS, metadata={"items": CAMERA_NAMES, "allow_empty": True}
+    )
     max_pixels: tuple[int, ...] = ()  # pixel (token) budget per camera image: one for all or one per camera
     min_pixels: int | None = field(default=None, metadata={"min": 1})  # floor of every camera image's pixels
     history_frames: int = field(default=0, metadata={"choices": (0, 1, 2, 3)})  # past camera frames per camera
@@ -95,6 +108,10 @@ class VLAConfig:
     policy_branch: str = ""  # the head branch predictions sample from ("" = DIPOLE guidance over pos / neg, else base)
 
     def __post_init__(self) -> None:
+        if self.backbone == NO_BACKBONE:
+            self._check_ego_status_only()
+        elif not self.cameras:
+            raise VLAModelError(f"model.cameras: backbone {self.backbone!r} reads images; expected at least one camera")
         if self.max_pixels and len(self.max_pixels) not in (1, len(self.cameras)):
             raise VLAModelError(
                 f"model.max_pixels: expected one budget for every camera or one per camera ({len(self.cameras)}: "
@@ -106,6 +123,27 @@ class VLAConfig:
             raise VLAModelError(
                 f"model.min_pixels: expected at most every max_pixels {list(self.max_pixels)}, got {self.min_pixels}"
             )
+
+    def _check_ego_status_only(self) -> None:
+        """``backbone: none`` reads no images and no prompt: the settings of a backbone, its cameras and its prompt
+        are refused (naming the field) unless left at their defaults; the default camera list becomes empty."""
+        if self.cameras == _DEFAULT_CAMERAS:
+            self.cameras = ()
+        unused = {
+            "trainable": (self.trainable, "frozen"),
+            "cameras": (list(self.cameras), []),
+            "history_frames": (self.history_frames, 0),
+            "include_history": (self.include_history, False),
+            "max_pixels": (list(self.max_pixels), []),
+            "min_pixels": (self.min_pixels, None),
+            "gradient_checkpointing": (self.gradient_checkpointing, False),
+        }
+        for name, (value, expected) in unused.items():
+            if value != expected:
+                raise VLAModelError(
+                    f"model.{name}: model.backbone 'none' (ego status and driving command only) has no backbone, "
+                    f"images or prompt; expected {expected!r}, got {value!r}"
+                )
 
     @property
     def torch_dtype(self) -> torch.dtype | str:
@@ -142,19 +180,22 @@ class VLAConfig:
 
 
 class DrivingVLA(nn.Module):
-    """Backbone + trajectory head + normaliser; ``predict`` returns ego-frame trajectories [B, K, 8, 3]."""
+    """Condition encoder + trajectory head + normaliser; ``predict`` returns ego-frame trajectories [B, K, 8, 3].
+
+    The encoder (held as ``backbone``, :mod:`vla_drive.model.encoder`) is the VLM backbone, or for
+    ``backbone: none`` the ego-status encoder; both give the head the same :class:`Cond`."""
 
     def __init__(
         self,
         config: VLAConfig,
-        backbone: VLMBackbone,
+        backbone: ConditionEncoder,
         head: TrajectoryHead,
         normalizer: TrajectoryNormalizer | None = None,
     ) -> None:
         super().__init__()
         if head.config.cond_dim != backbone.hidden_size:
             raise VLAModelError(
-                f"head.cond_dim={head.config.cond_dim} does not match the backbone's hidden size {backbone.hidden_size}"
+                f"head.cond_dim={head.config.cond_dim} does not match the encoder's hidden size {backbone.hidden_size}"
             )
         self.config = config
         self.backbone = backbone
@@ -167,17 +208,9 @@ class DrivingVLA(nn.Module):
 
     @classmethod
     def build(cls, config: VLAConfig, normalizer: TrajectoryNormalizer | None = None, seed: int = 0) -> DrivingVLA:
-        """A new model: the backbone loaded (or built from a preset), a freshly initialised head sized to it."""
-        backbone = VLMBackbone.from_pretrained(
-            config.backbone,
-            trainable=config.trainable,
-            lora=config.lora,
-            hidden_layers=config.hidden_layers,
-            gradient_checkpointing=config.gradient_checkpointing,
-            torch_dtype=config.torch_dtype,
-            attn_implementation=config.attn_implementation,
-            trust_remote_code=config.trust_remote_code,
-        )
+        """A new model: the encoder loaded (a backbone, or built from a preset), a freshly initialised head sized
+        to it."""
+        backbone = build_encoder(config)
         if config.head.cond_dim not in (None, backbone.hidden_size):
             raise VLAModelError(
                 f"head.cond_dim={config.head.cond_dim} does not match the hidden size {backbone.hidden_size} of "
@@ -211,12 +244,12 @@ class DrivingVLA(nn.Module):
         return collate(samples, self.backbone)
 
     def encode(self, batch: Batch) -> Cond:
-        """Backbone condition tokens and the ego status of a batch (once per scene)."""
+        """The encoder's condition tokens and the ego status of a batch (once per scene)."""
         ego = batch.ego.to(self.device, torch.float32)
         if not torch.isfinite(ego).all():
             bad = [batch.tokens[i] for i in torch.nonzero(~torch.isfinite(ego).all(dim=1)).flatten().tolist()]
             raise VLAModelError(f"ego status has NaN or infinite values for scenes {bad}")
-        tokens, mask = self.backbone.encode(batch.inputs.to(self.device))
+        tokens, mask = self.backbone.condition(batch, self.device)
         return Cond(tokens.to(self.head.pos_embed.dtype), mask, ego)
 
     def imitation_loss(self, batch: Batch, branch: str | None = None) -> Tensor:
@@ -259,8 +292,10 @@ class DrivingVLA(nn.Module):
         return_chain: bool = False,
         generator: Generators = None,
         guidance: Guidance | None = None,
+        temperature: float = 1.0,
     ) -> SampleOut:
-        """K samples per condition row (consecutive), guided by ``omega`` unless ``guidance`` says otherwise."""
+        """K samples per condition row (consecutive), guided by ``omega`` unless ``guidance`` says otherwise;
+        ``temperature`` scales the sampler's noise (1 = as trained)."""
         return self.head.sample(
             cond,
             num_samples,
@@ -269,6 +304,7 @@ class DrivingVLA(nn.Module):
             stochastic,
             return_chain,
             generator,
+            temperature=temperature,
         )
 
     @torch.no_grad()
@@ -279,12 +315,14 @@ class DrivingVLA(nn.Module):
         steps: int | None = None,
         omega: float | None = None,
         seed: int | None = None,
+        temperature: float = 1.0,
     ) -> np.ndarray:
         """Trajectories [B, K, 8, 3] in each scene's ego frame (x, y, heading every 0.5 s).
 
         With ``seed``, each scene's noise comes from its token and the seed (:mod:`vla_drive.model.seeding`), so
         a scene gets the same trajectories in any batch; without, from torch's global generator. ``steps`` None
-        uses ``head.sample_steps``, ``omega`` None the model's ``guidance_omega``."""
+        uses ``head.sample_steps``, ``omega`` None the model's ``guidance_omega``; ``temperature`` scales the
+        sampler's noise."""
         if not samples:
             raise VLAModelError("predict: no samples given")
         was_training = self.training
@@ -294,7 +332,7 @@ class DrivingVLA(nn.Module):
             generator = None
             if seed is not None:
                 generator = scene_generators([s.token for s in samples], seed, device=self.device)
-            out = self.sample(cond, num_samples, steps, omega, generator=generator)
+            out = self.sample(cond, num_samples, steps, omega, generator=generator, temperature=temperature)
         finally:
             self.train(was_training)
         traj = out.traj.reshape(len(samples), num_samples, *out.traj.shape[1:])
@@ -308,7 +346,7 @@ class DrivingVLA(nn.Module):
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
-            self.backbone.save_pretrained(staging / BACKBONE_DIR)
+            self.backbone.save_pretrained(staging / BACKBONE_DIR)  # the ego-status encoder writes nothing
             state = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
             save_file(state, str(staging / HEAD_FILE))
             self.normalizer.save(staging / NORMALIZER_FILE)
@@ -346,19 +384,13 @@ class DrivingVLA(nn.Module):
         config = read_model_config(directory)
         overrides = {"dtype": dtype, "attn_implementation": attn_implementation}
         config = replace(config, **{name: value for name, value in overrides.items() if value is not None})
-        for required in (BACKBONE_DIR, HEAD_FILE, NORMALIZER_FILE):
+        for required in (*saved_encoder_files(config), HEAD_FILE, NORMALIZER_FILE):
             if not (directory / required).exists():
                 raise VLAModelError(f"{directory / required}: missing from the model directory")
         meta = _read_meta(directory / MODEL_CONFIG_FILE)
         verify_checksums(directory, meta.get(CHECKSUMS_KEY) or {})
         try:
-            backbone = VLMBackbone.from_pretrained(
-                directory / BACKBONE_DIR,
-                trainable=trainable,
-                torch_dtype=config.torch_dtype,
-                attn_implementation=config.attn_implementation,
-                trust_remote_code=config.trust_remote_code,
-            )
+            backbone = load_encoder(config, directory, trainable)
         except (OSError, RuntimeError, SafetensorError) as error:  # an unchecked (older format) damaged file
             where = directory / BACKBONE_DIR
             raise VLAModelError(f"{where}: cannot load the backbone ({_first_line(error)})") from None

@@ -118,6 +118,7 @@ def collect_rollouts(
         stochastic=spec.stochastic,
         return_chain=spec.return_chain,
         generator=generator,
+        temperature=spec.temperature,
     )
 
     def draw(module):

@@ -65,10 +65,18 @@ def ensure_synthetic_world(config: ExperimentConfig) -> None:
         LOG.info("generating the synthetic world in %s", data.synthetic_world)
         generate_world(
             data.synthetic_world,
-            WorldConfig(num_logs=data.synthetic_logs, seed=data.synthetic_seed, cameras=tuple(config.model.cameras)),
+            WorldConfig(num_logs=data.synthetic_logs, seed=data.synthetic_seed, cameras=_world_cameras(config)),
             show_progress=True,
         )
     barrier()
+
+
+def _world_cameras(config: ExperimentConfig) -> tuple[str, ...]:
+    """The cameras the world renders: the model's, or the world's default for a model that reads none (the world
+    is shared with the presets that do)."""
+    from navsim_eval.synthetic.world import WorldConfig
+
+    return tuple(config.model.cameras) or WorldConfig.cameras
 
 
 def load_stage_data(config: ExperimentConfig) -> StageData:

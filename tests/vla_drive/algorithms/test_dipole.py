@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vla_drive.algorithms.advantages import group_advantage
+from vla_drive.algorithms.advantages import group_advantage, normalised_advantage
 from vla_drive.algorithms.base import RolloutBatch
 from vla_drive.algorithms.dipole import Dipole, DipoleConfig
 from vla_drive.model.head import HeadConfig, TrajectoryHead
@@ -108,3 +108,94 @@ def test_zero_initialised_adapters_give_the_base_policy_for_every_omega(head):
         ).x0
         torch.testing.assert_close(guided, base, atol=1e-5, rtol=1e-5)
     assert isinstance(head.sample(cond, 1, steps=2), SampleOut)
+
+
+# ------------------------------------------------------------------------------- tuning options (issue 13.7)
+
+
+def test_zscore_is_blind_to_the_reward_scale_centred_and_raw_are_not():
+    rewards = torch.tensor([0.1, 0.5, 0.9, 0.2, 0.3, 0.8, 0.7, 0.3])
+    groups = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
+    scaled = 10.0 * rewards + 3.0
+    for mode, blind in (("zscore", True), ("centred", False), ("raw", False)):
+        plain, _ = normalised_advantage(rewards, groups, mode)
+        other, _ = normalised_advantage(scaled, groups, mode)
+        assert torch.allclose(plain, other, atol=1e-4) == blind, mode
+    centred, _ = normalised_advantage(rewards, groups, "centred")
+    assert torch.allclose(normalised_advantage(scaled, groups, "centred")[0], 10.0 * centred, atol=1e-5)
+    assert torch.equal(normalised_advantage(rewards, groups, "raw")[0], rewards)
+    assert torch.equal(normalised_advantage(rewards, groups)[0], group_advantage(rewards, groups)[0])
+    with pytest.raises(ValueError, match="expected one of zscore, centred, raw"):
+        normalised_advantage(rewards, groups, "rank")
+
+
+def test_a_member_of_weight_zero_is_as_if_it_were_not_in_its_group():
+    rewards = torch.tensor([0.1, 0.5, 0.9, 1.0, 0.2, 0.3, 0.8, 0.0])
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    weights = torch.tensor([1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    kept = weights > 0
+    for mode in ("zscore", "centred"):
+        weighted, _ = normalised_advantage(rewards, groups, mode, weights)
+        without, _ = normalised_advantage(rewards[kept], groups[kept], mode)
+        torch.testing.assert_close(weighted[kept], without)
+
+
+def _with_logged(batch, k):
+    """The batch with a logged trajectory appended to every group of k samples (the layout of collect_rollouts)."""
+    scenes = len(batch.tokens)
+    rows, logged = [], []
+    for s in range(scenes):
+        rows += [*range(s * k, (s + 1) * k), s * k]  # the logged member: a copy of the first, other reward
+        logged += [False] * k + [True]
+    index = torch.tensor(rows)
+    reward = batch.reward[index].clone()
+    reward[torch.tensor(logged)] = torch.linspace(0.95, 0.99, scenes)
+    sample = SampleOut(traj=batch.sample.traj[index], x0=batch.sample.x0[index].clone())
+    return RolloutBatch(batch.cond, sample, reward, batch.group_index[index], batch.tokens, logged=torch.tensor(logged))
+
+
+def test_logged_weight_zero_is_include_logged_false(head):
+    k = 4
+    rollouts = _rollouts(head, k=k)
+    without = Dipole(DipoleConfig(samples_per_scene=k, beta=2.0)).prepare(_rollouts(head, k=k))
+    algorithm = Dipole(DipoleConfig(samples_per_scene=k, beta=2.0, include_logged=True, logged_weight=0.0))
+    batch = algorithm.prepare(_with_logged(rollouts, k))
+    rollout_rows = ~batch.logged
+    for name in ("advantage", "weight_pos", "weight_neg"):
+        torch.testing.assert_close(batch.extras[name][rollout_rows], without.extras[name])
+    # the logged rows add nothing to the loss: moving them leaves it unchanged (same t and noise draws)
+    all_rows = torch.arange(batch.num_samples)
+    torch.manual_seed(5)
+    loss, _ = algorithm.loss(_Wrapper(head), batch, all_rows)
+    batch.sample.x0[batch.logged] += 3.0
+    torch.manual_seed(5)
+    moved, _ = algorithm.loss(_Wrapper(head), batch, all_rows)
+    assert float(loss.detach()) == float(moved.detach())
+    # at the default weight 1 the logged member counts fully and no weights are stored (today's numbers)
+    full = Dipole(DipoleConfig(samples_per_scene=k, beta=2.0, include_logged=True)).prepare(_with_logged(rollouts, k))
+    assert "member_weight" not in full.extras
+    assert not torch.allclose(full.extras["advantage"][rollout_rows], without.extras["advantage"])
+
+
+def test_rollout_temperature_reaches_the_rollout_spec():
+    assert Dipole(DipoleConfig()).rollout_spec().temperature == 1.0
+    assert Dipole(DipoleConfig(rollout_temperature=0.5)).rollout_spec().temperature == 0.5
+
+
+def test_head_and_coupled_flow_sample_at_temperature_zero_independently_of_the_seed(head):
+    from vla_drive.model.coupled_flow import CoupledFlowHead
+
+    cond = Cond(torch.randn(2, 5, 16), torch.ones(2, 5, dtype=torch.bool), torch.randn(2, 8))
+    torch.manual_seed(0)
+    flow = CoupledFlowHead(HeadConfig(kind="coupled_flow", hidden_size=32, depth=1, num_heads=4, cond_dim=16))
+    for model in (head, flow):
+        with torch.no_grad():
+            for p in model.parameters():  # a trained-looking head: the zero-initialised output layer hides noise
+                p.add_(0.05 * torch.randn_like(p))
+            draws = [
+                model.sample(cond, 2, steps=3, generator=torch.Generator().manual_seed(s), temperature=t).x0
+                for s, t in ((1, 0.0), (2, 0.0), (1, 1.0), (2, 1.0))
+            ]
+        assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[2], draws[3]), type(model).__name__
+        default = model.sample(cond, 2, steps=3, generator=torch.Generator().manual_seed(1)).x0
+        assert torch.equal(default, draws[2])

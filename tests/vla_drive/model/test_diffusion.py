@@ -263,3 +263,24 @@ def test_determinism_under_a_seed() -> None:
     s1 = _run(d, 6, seed=7, stochastic=NoiseConfig())
     s2 = _run(d, 6, seed=7, stochastic=NoiseConfig())
     assert torch.equal(s1.x0, s2.x0) and torch.equal(s1.step_logp, s2.step_logp)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_sampler_temperature(path: str) -> None:
+    """Temperature 1 is the sampler as it was (bit for bit, every sampler and the stochastic chain); 0 makes every
+    sampler's output independent of the seed; values between move the samples towards the noise-free plan."""
+    for sampler in [*_samplers(path), *(["ddpm"] if path != "flow" else [])]:
+        target = "v" if path == "flow" else "eps"
+        d = Diffusion(path=path, target=target, sampler=sampler)
+        for stochastic in (None, NoiseConfig()):
+            today = _run(d, 6, seed=3, stochastic=stochastic)
+            tempered = _run(d, 6, seed=3, stochastic=stochastic, temperature=1.0)
+            assert torch.equal(today.x0, tempered.x0), (sampler, stochastic)
+            if stochastic is not None:
+                assert torch.equal(today.step_logp, tempered.step_logp)
+            cold = [_run(d, 6, seed=seed, stochastic=stochastic, temperature=0.0).x0 for seed in (3, 4)]
+            assert torch.equal(cold[0], cold[1]), f"{sampler}: temperature 0 still depends on the seed"
+            warm = _run(d, 6, seed=3, stochastic=stochastic, temperature=0.5).x0
+            assert not torch.equal(warm, today.x0) and not torch.equal(warm, cold[0])
+    with pytest.raises(ValueError, match="temperature: expected a finite number >= 0"):
+        _run(Diffusion(path=path, target="x0"), 2, temperature=-1.0)
