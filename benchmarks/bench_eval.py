@@ -108,8 +108,10 @@ def main() -> None:
         model_dir = model.save_pretrained(root / "model")
         common = ["--model", str(model_dir), "--split", str(split), "--data-root", str(world.data_root)]
         common += ["--batch-size", str(args.batch_size), "--steps", str(args.steps)]
-        print(f"{len(loader)} scenes, backbone {args.backbone}, batch {args.batch_size}, {args.steps} steps, "
-              f"{os.cpu_count()} CPUs\n")  # fmt: skip
+        print(
+            f"{len(loader)} scenes, backbone {args.backbone}, batch {args.batch_size}, {args.steps} steps, "
+            f"{os.cpu_count()} CPUs\n"
+        )
 
         (one,) = run_shards(1, common, root / "one")
         two = run_shards(2, common, root / "two")
@@ -120,8 +122,10 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         print(f"| 1 process | {one['scenes']} | {one['seconds']:.1f} | {base:.2f} | {base:.2f} | 1.00 |")
         per = " / ".join(f"{r['scenes'] / r['seconds']:.2f}" for r in two)
-        print(f"| 2 processes (shards 0/2, 1/2) | {sum(r['scenes'] for r in two)} | {wall:.1f} | {per} | "
-              f"{total:.2f} | {total / base:.2f} |")  # fmt: skip
+        print(
+            f"| 2 processes (shards 0/2, 1/2) | {sum(r['scenes'] for r in two)} | {wall:.1f} | {per} | "
+            f"{total:.2f} | {total / base:.2f} |"
+        )
 
         print("\n| metric caches | seconds | scenes/s | speed-up |")
         print("|---|---|---|---|")

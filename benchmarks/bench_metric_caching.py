@@ -41,9 +41,14 @@ def _v1_only(scene, nuplan_map):
     current = scene.current_frame
     inputs = scene_map_inputs(nuplan_map, current.ego, list(current.roadblock_ids), 100.0)
     return build_metric_cache(
-        scene, inputs.drivable_map, inputs.route_lane_ids, inputs.centerline, speed_limit_mps=inputs.speed_limit_mps,
-        red_light_route_lane_ids=inputs.uncorrected_route_lane_ids, versions=("v1",),
-    )  # fmt: skip
+        scene,
+        inputs.drivable_map,
+        inputs.route_lane_ids,
+        inputs.centerline,
+        speed_limit_mps=inputs.speed_limit_mps,
+        red_light_route_lane_ids=inputs.uncorrected_route_lane_ids,
+        versions=("v1",),
+    )
 
 
 def _per_scene(fn, scenes, repeats: int = 2) -> float:

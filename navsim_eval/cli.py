@@ -160,11 +160,16 @@ def cmd_filter(args: argparse.Namespace) -> int:
     if args.report:
         data = report.to_json() | {
             "scenes_detail": [
-                {"token": d.token, "constant_velocity_pdms": _finite(d.constant_velocity_score),
-                 "human_pdms": _finite(d.human_score), "dropped_by": list(d.dropped_by), "reason": d.reason}
+                {
+                    "token": d.token,
+                    "constant_velocity_pdms": _finite(d.constant_velocity_score),
+                    "human_pdms": _finite(d.human_score),
+                    "dropped_by": list(d.dropped_by),
+                    "reason": d.reason,
+                }
                 for d in report.decisions
             ]
-        }  # fmt: skip
+        }
         Path(args.report).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out} ({len(kept)} scenes)" + (f" and {args.report}" if args.report else ""))
     return EXIT_OK if kept else EXIT_FAILED
@@ -596,9 +601,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
     second_stage = [{t: p for t, p in seed.items() if t in second} for seed in seeds] if two_stage else None
     team = TeamInfo(args.team_name, args.authors, args.email, args.institution, args.country)
     path = write_submission(
-        args.out, team, first_stage, second_stage, required_tokens=required_one,
+        args.out,
+        team,
+        first_stage,
+        second_stage,
+        required_tokens=required_one,
         required_second_stage_tokens=required_two,
-    )  # fmt: skip
+    )
     counts = f"{len(first_stage[0])} first-stage" + (f" + {len(second_stage[0])} second-stage" if two_stage else "")
     print(f"wrote {path} ({'v2 two-stage' if two_stage else 'v1'} layout, {len(seeds)} seed(s), {counts} tokens)")
     return EXIT_OK
@@ -699,30 +708,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--out", required=True, metavar="DIR", help="folder to write the world into")
     synth.add_argument(
-        "--logs", type=int, metavar="N",
+        "--logs",
+        type=int,
+        metavar="N",
         help="a small world of N logs split by log only (as the tests use); default: the proving ground",
-    )  # fmt: skip
+    )
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument(
-        "--frames", type=int, metavar="F",
+        "--frames",
+        type=int,
+        metavar="F",
         help="2 Hz frames per log, every window a scene (default: as many as each log's scenes need)",
-    )  # fmt: skip
+    )
     synth.add_argument(
-        "--split-logs", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+        "--split-logs",
+        type=int,
+        nargs=3,
+        metavar=("TRAIN", "VAL", "TEST"),
         help="logs of the proving ground's train, val and test splits (default: WorldConfig.split_logs)",
-    )  # fmt: skip
+    )
     synth.add_argument(
         "--scenarios", nargs="+", metavar="NAME", help="only these scenario types (default: all of them)"
     )
     synth.add_argument(
-        "--filter", action=argparse.BooleanOptionalAction, default=None,
+        "--filter",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="apply the navtest-style filter to every split (default: on for the proving ground, off with --logs)",
-    )  # fmt: skip
+    )
     synth.add_argument("--verbose", action="store_true", help="print a line per log")
     synth.add_argument(
-        "--cameras", nargs="+", default=["CAM_F0"], metavar="CAM",
+        "--cameras",
+        nargs="+",
+        default=["CAM_F0"],
+        metavar="CAM",
         help="cameras to render (default CAM_F0; any of CAM_F0 CAM_L0 CAM_L1 CAM_L2 CAM_R0 CAM_R1 CAM_R2 CAM_B0)",
-    )  # fmt: skip
+    )
     synth.add_argument("--image-size", default="320x180", metavar="WxH", help="image size (default 320x180)")
     synth.add_argument("--data-split", default="synthetic", help="folder name under navsim_logs/ (default synthetic)")
     synth.set_defaults(handler=cmd_synth)
@@ -747,15 +768,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_scene_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--data-root", metavar="DIR",
+            "--data-root",
+            metavar="DIR",
             help="OpenScene data root with navsim_logs/ and sensor_blobs/ (default $OPENSCENE_DATA_ROOT)",
-        )  # fmt: skip
+        )
         parser.add_argument("--maps-root", metavar="DIR", help="nuPlan maps root (default $NUPLAN_MAPS_ROOT)")
         parser.add_argument("--logs", metavar="SPLIT", help="the log folder navsim_logs/SPLIT (e.g. test, mini)")
         parser.add_argument(
-            "--split", metavar="SPLIT_FILE",
+            "--split",
+            metavar="SPLIT_FILE",
             help="a NAVSIM split file (<name>.yaml next to scene_filter/<name>.yaml): its logs folder and scenes",
-        )  # fmt: skip
+        )
         parser.add_argument("--scene-filter", metavar="YAML", help="a NAVSIM scene_filter file (with --logs)")
         parser.add_argument("--tokens", nargs="+", metavar="TOKEN", help="only these scene tokens")
 
@@ -800,23 +823,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_scene_options(cache)
     cache.add_argument(
-        "--scenes", nargs="+", metavar="PATH",
+        "--scenes",
+        nargs="+",
+        metavar="PATH",
         help="scene JSON files, or folders searched recursively for *.json; the token is the file's 'token' or "
         "'case_id' key, else the file name",
-    )  # fmt: skip
+    )
     cache.add_argument(
-        "--out", required=True, metavar="CACHE_DIR",
+        "--out",
+        required=True,
+        metavar="CACHE_DIR",
         help="metric cache folder to create or add to (scenes with the same token are replaced)",
-    )  # fmt: skip
+    )
     cache.add_argument(
-        "--synthetic-scenes", metavar="DIR",
+        "--synthetic-scenes",
+        metavar="DIR",
         help="a two-stage split's synthetic scene pickles (default <data root>/navhard_two_stage/"
         "synthetic_scene_pickles, where NAVSIM looks)",
-    )  # fmt: skip
+    )
     cache.add_argument(
-        "--strict", action="store_true",
+        "--strict",
+        action="store_true",
         help="exit with status 1 if any scene was skipped, a log is unreadable or a token of the split is missing",
-    )  # fmt: skip
+    )
     cache.set_defaults(handler=cmd_cache)
 
     import_cache = sub.add_parser(
@@ -846,37 +875,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache", required=True, metavar="CACHE_DIR", help="metric cache folder made by `navsim-eval cache`"
     )
     score.add_argument(
-        "--trajectories", required=True, metavar="FILE",
+        "--trajectories",
+        required=True,
+        metavar="FILE",
         help="JSON {token: [[x, y, heading] x 8]} or .npz with one array per token, [8, 3] or [K, 8, 3]: "
         "poses every 0.5 s in the current rear-axle frame (x forward, y left, radians)",
-    )  # fmt: skip
+    )
     score.add_argument(
-        "--version", required=True, choices=("v1", "v2"),
+        "--version",
+        required=True,
+        choices=("v1", "v2"),
         help="v1 = PDMS (NAVSIM v1.1, the navtest leaderboard); v2 = one-stage EPDMS (NAVSIM v2)",
-    )  # fmt: skip
+    )
     score.add_argument("--out", required=True, metavar="CSV", help="where to write the official CSV")
     score.add_argument(
-        "--split", metavar="SPLIT_FILE",
+        "--split",
+        metavar="SPLIT_FILE",
         help="a NAVSIM split file: score its scenes; a two-stage split (with reactive_all_mapping, e.g. "
         "navhard_two_stage) is scored in both stages with reactive traffic and written as the two-stage CSV",
-    )  # fmt: skip
+    )
     score.add_argument(
-        "--traffic-agents", choices=("non_reactive", "reactive"), default="non_reactive",
+        "--traffic-agents",
+        choices=("non_reactive", "reactive"),
+        default="non_reactive",
         help="v2 background traffic of a one-stage run: log replay (default, as the one-stage leaderboard) or "
         "IDM vehicles reacting to the ego (two-stage splits always use reactive)",
-    )  # fmt: skip
+    )
     score.add_argument(
-        "--workers", type=int, default=0, metavar="N",
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
         help="worker processes (default 0 = every CPU, at most one per 32 scenes; 1 = score in this process)",
-    )  # fmt: skip
+    )
     score.add_argument(
         "--tokens", nargs="+", metavar="TOKEN", help="score only these tokens (default: every token in the file)"
     )
     score.add_argument(
-        "--details", metavar="CSV",
+        "--details",
+        metavar="CSV",
         help="also write every candidate with its reason and diagnostics (written by default next to --out, "
         "as <out>_candidates.csv, when some scene has K > 1 candidates; the official CSV uses candidate 0)",
-    )  # fmt: skip
+    )
     score.add_argument("--strict", action="store_true", help="exit with status 1 if any scene is invalid")
     score.set_defaults(handler=cmd_score)
 
@@ -890,18 +930,23 @@ def build_parser() -> argparse.ArgumentParser:
         "is written.",
     )
     submit.add_argument(
-        "--trajectories", nargs="+", required=True, metavar="FILE",
+        "--trajectories",
+        nargs="+",
+        required=True,
+        metavar="FILE",
         help="one file per seed, as `navsim-eval score` reads them ({token: [[x, y, heading] x 8]}, .json or .npz)",
-    )  # fmt: skip
+    )
     submit.add_argument(
-        "--split", metavar="SPLIT_FILE",
+        "--split",
+        metavar="SPLIT_FILE",
         help="the split submitted to (navtest.yaml, navhard_two_stage.yaml): its tokens are required; a "
         "two-stage split gives the v2 layout and says which tokens are second-stage",
-    )  # fmt: skip
+    )
     submit.add_argument(
-        "--two-stage", action="store_true",
+        "--two-stage",
+        action="store_true",
         help="v2 two-stage layout without a two-stage split: 17-character (synthetic) tokens are second-stage",
-    )  # fmt: skip
+    )
     submit.add_argument("--team-name", required=True, help="shown on the board; e.g. '<a href=REPO>Method</a>'")
     submit.add_argument("--authors", required=True, help="shown on the board")
     submit.add_argument("--email", required=True, help="contact (not shown publicly)")
@@ -921,19 +966,21 @@ def build_parser() -> argparse.ArgumentParser:
         "differs.",
     )
     conformance.add_argument(
-        "--dir", metavar="DIR",
+        "--dir",
+        metavar="DIR",
         help="conformance folder (with cases/*.json); default $NAVSIM_EVAL_CONFORMANCE_DIR, else "
         "../shared/pdm_conformance next to the repository",
-    )  # fmt: skip
+    )
     conformance.add_argument(
         "--version", choices=("v1", "v2", "both"), default="both", help="which scorer to check (default both)"
     )
     conformance.add_argument(
-        "--pipeline", metavar="DIR",
+        "--pipeline",
+        metavar="DIR",
         help="instead of the cases: a folder of worlds run through the official NAVSIM pipeline (worlds/, "
         "trajectories/, official/scores_v1.csv and scores_v2.csv, e.g. ../shared/official_pipeline): cache every "
         "world, score every kind of trajectory in each version and compare every sub-metric and the score",
-    )  # fmt: skip
+    )
     conformance.add_argument(
         "--workdir", metavar="DIR", help="with --pipeline: keep the metric caches here (default: a temporary folder)"
     )
@@ -941,10 +988,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, metavar="N", help="with --pipeline: scoring processes (default 1)"
     )
     conformance.add_argument(
-        "--caches", choices=("build", "official"), default="build",
+        "--caches",
+        choices=("build", "official"),
+        default="build",
         help="with --pipeline: build the metric caches from the worlds (default), or convert the official ones "
         "in official/metric_cache_files/<version> (what `navsim-eval import-cache` does)",
-    )  # fmt: skip
+    )
     conformance.add_argument(
         "--cases", nargs="+", metavar="PATTERN", help="only cases whose id matches one of these glob patterns"
     )

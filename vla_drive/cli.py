@@ -543,9 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--omegas", nargs="+", type=float, help="default 0 0.5 1 1.5 2 3 5 8, widened past the best (see --widen)"
     )
     sweep.add_argument(
-        "--widen", type=int, default=DEFAULT_WIDEN, metavar="N",
+        "--widen",
+        type=int,
+        default=DEFAULT_WIDEN,
+        metavar="N",
         help=f"while the best omega is the largest tried, add up to N larger ones (default {DEFAULT_WIDEN}; 0: off)",
-    )  # fmt: skip
+    )
     _add_temperature(sweep)
     sweep.add_argument(
         "--out", help="output folder (default $NAVSIM_EXP_ROOT/vla_drive/<model>/sweep, else <model>/sweep)"

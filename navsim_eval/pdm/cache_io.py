@@ -68,11 +68,24 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,150}")
 # writing fail loudly (and the cache_io tests fail) instead of silently dropping data.
 STORED_FIELDS = frozenset(
     {
-        "token", "ego", "drivable_map", "route_lane_ids", "centerline", "observation", "red_lights",
-        "references", "past_ego_states", "human_trajectory", "observation_v2", "scene_type", "log_name",
-        "metadata", "current_objects", "reactive_traffic",
+        "token",
+        "ego",
+        "drivable_map",
+        "route_lane_ids",
+        "centerline",
+        "observation",
+        "red_lights",
+        "references",
+        "past_ego_states",
+        "human_trajectory",
+        "observation_v2",
+        "scene_type",
+        "log_name",
+        "metadata",
+        "current_objects",
+        "reactive_traffic",
     }
-)  # fmt: skip
+)
 _EGO_FIELDS = ("x", "y", "heading", "vx", "vy", "ax", "ay")
 
 

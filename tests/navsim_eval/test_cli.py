@@ -102,10 +102,20 @@ def test_score_bad_input_is_a_clear_error(workdir: Path, cache_dir: Path, capsys
 
 def test_python_dash_m_entry_point(workdir: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "navsim_eval", "cache", "--scenes", str(workdir / "scenes" / "notes.json"),
-         "--out", str(workdir / "unused_cache")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "navsim_eval",
+            "cache",
+            "--scenes",
+            str(workdir / "scenes" / "notes.json"),
+            "--out",
+            str(workdir / "unused_cache"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "notes.json: not a scene" in result.stdout and "no metric cache was written" in result.stderr
 
@@ -149,8 +159,11 @@ def test_score_npz_with_candidates_and_token_filter(workdir: Path, cache_dir: Pa
     assert [r["token"] for r in read_score_csv(out).rows] == [CASE_IDS[0], CASE_IDS[2]]
     details = read_score_csv(workdir / "k_candidates.csv")
     assert [(r["token"], r["candidate"]) for r in details.rows] == [
-        (CASE_IDS[0], 0), (CASE_IDS[0], 1), (CASE_IDS[2], 0), (CASE_IDS[2], 1),
-    ]  # fmt: skip
+        (CASE_IDS[0], 0),
+        (CASE_IDS[0], 1),
+        (CASE_IDS[2], 0),
+        (CASE_IDS[2], 1),
+    ]
     official = read_score_csv(out).by_token()
     assert official[CASE_IDS[0]]["score"] == details.rows[0]["score"]
 

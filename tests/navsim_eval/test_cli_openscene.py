@@ -59,9 +59,19 @@ def _world(root: Path, tokens: list[str], truncated_map: bool, bad_log: bool) ->
 
 def _cache(world: Path, out: Path, *extra: str) -> int:
     return main(
-        ["cache", "--data-root", str(world), "--maps-root", str(world / "maps"), "--split",
-         str(world / "splits" / "mini.yaml"), "--out", str(out), *extra]
-    )  # fmt: skip
+        [
+            "cache",
+            "--data-root",
+            str(world),
+            "--maps-root",
+            str(world / "maps"),
+            "--split",
+            str(world / "splits" / "mini.yaml"),
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def test_bad_log_missing_token_and_broken_map_are_each_reported_once(

@@ -131,8 +131,15 @@ def test_reader_accepts_official_files_with_and_without_index(tmp_path: Path) ->
 
 def test_format_value_matches_pandas_conventions() -> None:
     assert [format_value(v) for v in (True, np.bool_(False), 1.0, np.float64(0.5), math.nan, None, 3, "x")] == [
-        "True", "False", "1.0", "0.5", "", "", "3", "x",
-    ]  # fmt: skip
+        "True",
+        "False",
+        "1.0",
+        "0.5",
+        "",
+        "",
+        "3",
+        "x",
+    ]
     assert format_value(1e16) == "1e+16" and format_value(1e-5) == "1e-05"
 
 

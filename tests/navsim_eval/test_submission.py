@@ -15,8 +15,13 @@ import pytest
 from navsim_eval.pickle_io import pickle_globals
 from navsim_eval.submission import SubmissionError, TeamInfo, read_submission, write_submission
 
-TEAM = TeamInfo('<a href="https://example.org/repo">VLA-DIPOLE</a>', "A. Author, B. Author", "a@example.org",
-                "Example University", "Germany")  # fmt: skip
+TEAM = TeamInfo(
+    '<a href="https://example.org/repo">VLA-DIPOLE</a>',
+    "A. Author, B. Author",
+    "a@example.org",
+    "Example University",
+    "Germany",
+)
 
 
 def _predictions(tokens, seed=0):
@@ -83,8 +88,14 @@ def test_v1_file_unpickles_into_the_official_classes_with_every_field(tmp_path, 
 
 def test_v2_two_stage_layout_and_round_trip(tmp_path, monkeypatch):
     first, second = _predictions(["o1", "o2"]), _predictions(["s1", "s2", "s3"], 5)
-    path = write_submission(tmp_path / "submission.pkl", TEAM, [first], [second],
-                            required_tokens=["o1", "o2"], required_second_stage_tokens=["s1", "s2", "s3"])  # fmt: skip
+    path = write_submission(
+        tmp_path / "submission.pkl",
+        TEAM,
+        [first],
+        [second],
+        required_tokens=["o1", "o2"],
+        required_second_stage_tokens=["s1", "s2", "s3"],
+    )
     submission = read_submission(path)
     assert submission.version == "v2" and submission.team == TEAM
     assert submission.first_stage[0].keys() == first.keys() and submission.second_stage[0].keys() == second.keys()

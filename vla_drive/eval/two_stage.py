@@ -124,9 +124,17 @@ def evaluate_two_stage(
     ``metrics.json`` into ``out_dir`` and returns the metrics (stage one, stage two and the combined EPDMS)."""
     out = Path(out_dir)
     predicted = predict_two_stage(
-        model, split_file, data_root, out / "predictions", omega=omega, steps=steps, seed=seed,
-        batch_size=batch_size, synthetic_dir=synthetic_dir, model_name=model_name,
-    )  # fmt: skip
+        model,
+        split_file,
+        data_root,
+        out / "predictions",
+        omega=omega,
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        synthetic_dir=synthetic_dir,
+        model_name=model_name,
+    )
     caches_root = Path(metric_cache) if metric_cache else out / "metric_cache"
     store = MetricCacheStore(caches_root)
     one, two = predicted.stage_tokens()

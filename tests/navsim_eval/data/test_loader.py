@@ -85,8 +85,9 @@ def test_skip_report_counts_and_explains(tmp_path):
     (log_dir / "not_a_list.pkl").write_bytes(pickle.dumps({"frames": []}))
     (log_dir / "README.txt").write_text("ignored: not a .pkl")
 
-    loader = SceneLoader.from_log_dir(log_dir, SceneFilter(frame_interval=1), sensor_root=sensors,
-                                      require_cameras=CAMERA_NAMES)  # fmt: skip
+    loader = SceneLoader.from_log_dir(
+        log_dir, SceneFilter(frame_interval=1), sensor_root=sensors, require_cameras=CAMERA_NAMES
+    )
     report = loader.report
     assert (report.logs_found, report.logs_loaded) == (4, 2)
     reasons = report.reasons()
@@ -164,6 +165,8 @@ def test_loading_speed(tmp_path):
     scenes = list(loader)
     assert len(scenes) == 387
     report = loader.report
-    print(f"\nloaded {report.scenes_loaded} scenes ({report.frames_decoded} frames) in {report.seconds:.3f} s: "
-          f"{report.scenes_per_second:.0f} scenes/s")  # fmt: skip
+    print(
+        f"\nloaded {report.scenes_loaded} scenes ({report.frames_decoded} frames) in {report.seconds:.3f} s: "
+        f"{report.scenes_per_second:.0f} scenes/s"
+    )
     assert report.scenes_per_second > 100

@@ -57,8 +57,14 @@ def test_quaternion_yaw_is_pyquaternions_yaw_for_tilted_and_unnormalised_quatern
     for _ in range(200):
         yaw, pitch, roll = rng.uniform(-np.pi, np.pi), rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2)
         cy, sy, cp, sp, cr, sr = (f(a / 2) for a in (yaw, pitch, roll) for f in (math.cos, math.sin))
-        q = np.array([cr * cp * cy + sr * sp * sy, sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
-                      cr * cp * sy - sr * sp * cy])  # fmt: skip
+        q = np.array(
+            [
+                cr * cp * cy + sr * sp * sy,
+                sr * cp * cy - cr * sp * sy,
+                cr * sp * cy + sr * cp * sy,
+                cr * cp * sy - sr * sp * cy,
+            ]
+        )
         # pyquaternion's formula (w z - x y, its R = R_x R_y R_z convention), written out; close to the matrix yaw.
         expected = float(np.arctan2(2 * (q[0] * q[3] - q[1] * q[2]), 1 - 2 * (q[2] ** 2 + q[3] ** 2)))
         assert quaternion_yaw(q) == expected

@@ -69,14 +69,26 @@ def _odd_cache() -> MetricCache:
         current_objects=base.observation.truncated(1),
         reactive_traffic=ReactiveTraffic(
             agents=[
-                IdmAgentSetup(0, np.array([[0.0, 1.0, 2.0, 0.1], [1.5, 2.5, 2.0, -0.0]]), np.array([1.0, 2.0, 0.1]),
-                              0.25, 1 / 3, 10.0),
-                IdmAgentSetup(0, np.array([[0.0, 5.0, 5.0, 3.0], [2.0, 7.0, 5.0, 3.1], [4.0, 9.0, 5.0, 3.14]]),
-                              np.array([5.0, 5.0, 3.0]), 0.0, 0.0, 13.9),
+                IdmAgentSetup(
+                    0,
+                    np.array([[0.0, 1.0, 2.0, 0.1], [1.5, 2.5, 2.0, -0.0]]),
+                    np.array([1.0, 2.0, 0.1]),
+                    0.25,
+                    1 / 3,
+                    10.0,
+                ),
+                IdmAgentSetup(
+                    0,
+                    np.array([[0.0, 5.0, 5.0, 3.0], [2.0, 7.0, 5.0, 3.1], [4.0, 9.0, 5.0, 3.14]]),
+                    np.array([5.0, 5.0, 3.0]),
+                    0.0,
+                    0.0,
+                    13.9,
+                ),
             ],
             kept_if_free=np.array([True] + [False] * (len(base.observation.truncated(1).tokens) - 1)),
         ),
-    )  # fmt: skip
+    )
 
 
 def _bits(array: np.ndarray) -> tuple:

@@ -63,9 +63,14 @@ def test_idm_acceleration_matches_hand_computation():
 def test_idm_propagate_is_one_euler_step():
     idm = BatchIDMPolicy()
     progress, velocity = idm.propagate(
-        np.array([0.0, 5.0]), np.array([10.0, 0.0]), np.array([30.0, 1e6]), np.array([5.0, 0.0]),
-        np.array([0.0, 0.0]), np.array([15.0, 15.0]), 0.1,
-    )  # fmt: skip
+        np.array([0.0, 5.0]),
+        np.array([10.0, 0.0]),
+        np.array([30.0, 1e6]),
+        np.array([5.0, 0.0]),
+        np.array([0.0, 0.0]),
+        np.array([15.0, 15.0]),
+        0.1,
+    )
     np.testing.assert_allclose(progress, [1.0, 5.0])
     np.testing.assert_allclose(velocity, [10.0 + 0.1 * 0.18730020, 0.15], atol=1e-7)
 

@@ -31,10 +31,17 @@ SYNTHETIC = TWO_STAGE / "world_additions" / "navhard_two_stage" / "synthetic_sce
 KINDS = ("human", "constant_velocity")
 TOLERANCE = 1e-9
 ROW_COLUMNS = (
-    "no_at_fault_collisions", "drivable_area_compliance", "driving_direction_compliance",
-    "traffic_light_compliance", "ego_progress", "time_to_collision_within_bound", "lane_keeping",
-    "history_comfort", "two_frame_extended_comfort", "score",
-)  # fmt: skip
+    "no_at_fault_collisions",
+    "drivable_area_compliance",
+    "driving_direction_compliance",
+    "traffic_light_compliance",
+    "ego_progress",
+    "time_to_collision_within_bound",
+    "lane_keeping",
+    "history_comfort",
+    "two_frame_extended_comfort",
+    "score",
+)
 pytestmark = [
     pytest.mark.skipif(not TWO_STAGE.is_dir() or not WORLD.is_dir(), reason="official two-stage data not available"),
     pytest.mark.slow,

@@ -67,13 +67,23 @@ def test_evaluations_and_the_sweep_update_the_card(saved, tmp_path):
 
     directory = shutil.copytree(saved, tmp_path / "model")
     metrics = {"no_at_fault_collisions": 0.98, "ego_progress": 0.81, "score": 0.873, "score_with_missing_as_zero": 0.8}
-    record_evaluation(directory, split="navtest", version="v1", metrics=metrics, scenes=12, missing=1, omega=0.0,
-                      steps=10, seed=0)  # fmt: skip
+    record_evaluation(
+        directory, split="navtest", version="v1", metrics=metrics, scenes=12, missing=1, omega=0.0, steps=10, seed=0
+    )
     card = _card(directory)
     assert "PDMS (NAVSIM v1.1), one trajectory per scene:" in card
     assert "| navtest | **0.8730** | 0.9800 | 0.8100 | 12 | 1 | 0 | 10 | 0 |" in card
-    record_evaluation(directory, split="navtest", version="v1", metrics={**metrics, "score": 0.9}, scenes=12,
-                      missing=0, omega=1.5, steps=10, seed=0)  # fmt: skip
+    record_evaluation(
+        directory,
+        split="navtest",
+        version="v1",
+        metrics={**metrics, "score": 0.9},
+        scenes=12,
+        missing=0,
+        omega=1.5,
+        steps=10,
+        seed=0,
+    )
     assert len(read_evaluations(directory)["evaluations"]) == 1, "the same split and version is replaced"
     rows = [{"omega": 0.0, "score": 0.87}, {"omega": 1.5, "score": 0.9}]
     record_sweep(directory, split="navval", version="v1", rows=rows, chosen=1.5)
