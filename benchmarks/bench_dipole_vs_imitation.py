@@ -1,12 +1,13 @@
 """Does DIPOLE beat imitation? ``vla-drive compare`` with imitation and DIPOLE only, over >= 5 seeds, each seed on
 a world of its own (world seed = run seed), printed as tables.
 
-Per seed: the imitation start and DIPOLE from it with the preset's budget; omega (DIPOLE) and the denoising steps
-(imitation) are chosen on ``synthetic_val`` over grids of the same size, and ``synthetic_test`` is evaluated once, at
-the chosen knob. Printed: PDMS v1.1 and EPDMS v2 per policy (mean ± std over seeds), the paired difference DIPOLE -
-imitation per seed and overall with a 95% interval (bootstrap over test logs, seeds paired), the distance each
-drives relative to the logged human (a speed hack shows here), collapses, and the verdict: DIPOLE beats imitation
-only when the interval lies above zero. Runs are kept under ``--out``: a second call continues where one stopped.
+Per seed: the imitation start and DIPOLE from it with the preset's budget; omega (DIPOLE) and the sampler
+temperature (imitation) are chosen on ``synthetic_val`` over grids of the same size, and ``synthetic_test`` is
+evaluated once, at the chosen knob. Printed: PDMS v1.1 and EPDMS v2 per policy (mean ± std over seeds), the paired
+difference DIPOLE - imitation per seed and overall with a 95% interval (bootstrap over test logs, seeds paired), the
+distance each drives relative to the logged human (a speed hack shows here), collapses, and the verdict: DIPOLE
+beats imitation only when the interval lies above zero. Runs are kept under ``--out``: a second call continues where
+one stopped.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_dipole_vs_imitation.py [--preset full] [--seeds 0 1 2 3 4]
         [--out runs/proof] [budget.iterations=100 knobs.omegas=0,1,3,5,8 algorithm.beta=2 ...]

@@ -79,7 +79,15 @@ def synthetic_data(world: str | Path, **fields_: Any) -> DataConfig:
 
 def with_synthetic_world(config: ExperimentConfig, world: str | Path) -> ExperimentConfig:
     """The config with every data path moved into the synthetic world ``world`` (e.g. a test's tmp_path)."""
-    keep = ("max_train_scenes", "max_val_scenes", "num_workers", "metric_cache", "synthetic_logs", "synthetic_seed")
+    keep = (
+        "max_train_scenes",
+        "max_val_scenes",
+        "num_workers",
+        "metric_cache",
+        "val_metric_cache",
+        "synthetic_logs",
+        "synthetic_seed",
+    )
     return replace(config, data=synthetic_data(world, **{name: getattr(config.data, name) for name in keep}))
 
 

@@ -40,6 +40,7 @@ PLACEHOLDER_FIELDS: tuple[str, ...] = (
     "train.init_preset",
     "train.feature_cache",
     "data.metric_cache",
+    "data.val_metric_cache",
 )
 
 
@@ -58,6 +59,7 @@ class DataConfig:
     synthetic_logs: int | None = field(default=None, metadata={"min": 1})  # None: the proving ground; N: N logs
     synthetic_seed: int = field(default=0, metadata={"min": 0})  # seed of that world
     metric_cache: str = ""  # metric caches of the training scenes for RL rewards ("" = <output_dir>/metric_cache_train)
+    val_metric_cache: str = ""  # metric caches of the validation scenes ("" = <output_dir>/metric_cache_val)
 
 
 @dataclass

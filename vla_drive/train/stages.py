@@ -135,7 +135,7 @@ def validation_hook(
         scorer = SceneScorer.from_scenes(
             data.val,
             data.maps_root,
-            output_dir / "metric_cache_val",
+            Path(config.data.val_metric_cache) if config.data.val_metric_cache else output_dir / "metric_cache_val",
             config.eval.score_version,
             progress=StageProgress(),
             workers=config.eval.workers,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 from vla_drive.cli import main
 from vla_drive.eval.compare import CompareError, load_plan
 from vla_drive.eval.compare.budgets import RunBudget, budget_conflicts, budgets_csv, read_budgets
-from vla_drive.eval.compare.knobs import head_calls_per_plan, knob_grid, prediction_settings
+from vla_drive.eval.compare.checkpoints import SELECTED_DIR, best_step, select_checkpoint, validation_scores
+from vla_drive.eval.compare.knobs import default_knob, head_calls_per_plan, knob_grid, prediction_settings
 from vla_drive.eval.compare.plan import Algorithm, Run, algorithm_of, shard_runs
 from vla_drive.eval.compare.report import read_results, report_tables, write_report
 from vla_drive.eval.compare.runner import RESULT_FILE, RunFailed, World, rl_config
@@ -49,14 +51,15 @@ def test_an_unknown_algorithm_is_one_problem_line_and_the_others_still_run(tmp_p
 @pytest.mark.parametrize(
     ("preset", "overrides", "message"),
     [
-        ("nope", [], "unknown compare preset 'nope'; presets: full, quick, tiny"),
+        ("nope", [], "unknown compare preset 'nope'; presets: full, full-cpu, quick, tiny"),
         ("tiny", ["budget.iterations=x"], "iterations: expected an integer, got 'x'"),
-        ("tiny", ["knobs.omegas=0,1,2"], "equal-sized grid; omegas has 3 values, sample_steps 2"),
+        ("tiny", ["knobs.omegas=0,1,2"], "equal-sized grid; omegas has 3 values, temperatures 2"),
+        ("tiny", ["knobs.temperatures=-1,1"], "knobs.temperatures: expected finite numbers >= 0, got [-1.0, 1.0]"),
         ("tiny", ["budget.rollout_steps=0"], "budget.rollout_steps: expected >= 1, got 0"),
     ],
 )
 def test_a_bad_plan_is_refused_naming_the_field(tmp_path, preset, overrides, message):
-    with pytest.raises(CompareError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(CompareError, match=re.escape(message)):
         load_plan(preset, tmp_path, overrides=overrides)
 
 
@@ -72,17 +75,18 @@ def test_shards_share_out_the_runs_round_robin_and_together_cover_each_once(tmp_
 # ------------------------------------------------------------------------------------------------------ knobs
 
 
-def test_dipole_tunes_omega_and_the_others_tune_denoising_steps_on_grids_of_one_size(tmp_path):
+def test_dipole_tunes_omega_and_the_others_tune_the_temperature_on_grids_of_one_size(tmp_path):
     plan = load_plan("quick", tmp_path)
     dipole, awr = algorithm_of("dipole"), algorithm_of("awr")
-    assert len(knob_grid(dipole, plan.knobs)) == len(knob_grid(awr, plan.knobs)) == 3
+    assert knob_grid(awr, plan.knobs) == (0.0, 0.5, 1.0) and len(knob_grid(dipole, plan.knobs)) == 3
     guided = prediction_settings(dipole, 3.0, plan.budget)
-    assert (guided.omega, guided.steps) == (3.0, plan.budget.sample_steps)
-    stepped = prediction_settings(awr, 10.0, plan.budget)
-    assert (stepped.omega, stepped.steps) == (None, 10)
+    assert (guided.omega, guided.steps, guided.temperature) == (3.0, plan.budget.sample_steps, 1.0)
+    cooled = prediction_settings(awr, 0.5, plan.budget)
+    assert (cooled.omega, cooled.steps, cooled.temperature) == (None, plan.budget.sample_steps, 0.5)
+    assert (default_knob(dipole, plan.budget), default_knob(awr, plan.budget)) == (0.0, 1.0)
     assert head_calls_per_plan(dipole, guided) == 2 * plan.budget.sample_steps  # pos and neg branches
     assert head_calls_per_plan(dipole, replace(guided, omega=0.0)) == plan.budget.sample_steps
-    assert head_calls_per_plan(awr, stepped) == 10
+    assert head_calls_per_plan(awr, cooled) == plan.budget.sample_steps
 
 
 # ------------------------------------------------------------------------------------------------------ budgets
@@ -147,7 +151,7 @@ def _write_run(out: Path, algorithm: str, seed: int, scores: list[float], val: f
     """A finished run folder as the runner writes it: result.json and test_scenes.csv (two logs)."""
     folder = out / "runs" / algorithm / f"seed{seed}"
     folder.mkdir(parents=True)
-    knob = "omega" if algorithm == "dipole" else "steps"
+    knob = "omega" if algorithm == "dipole" else "temperature"
     test_v1 = {"score": sum(scores) / len(scores), "ego_progress": 0.8, "num_scenes": len(scores)}
     result = {
         "algorithm": algorithm,
@@ -282,6 +286,14 @@ def test_compare_end_to_end_resumes_shards_and_reports_failures_in_one_line(
     assert result["test_evaluations"] == 1 and result["knob"] == "omega" and len(result["grid"]) == 2
     assert result["budget"]["rollouts"] == 2 * 2 * 2 and result["budget"]["iterations"] == 2
     assert len(result["curve"]["val_score"]) == 2  # validated every iteration
+    for name in ("dipole", "awr"):  # the evaluated checkpoint is the best on val, the earliest on ties
+        run = json.loads((out / "runs" / name / "seed0" / RESULT_FILE).read_text())
+        curve = run["curve"]
+        best = curve["val_iteration"][curve["val_score"].index(max(curve["val_score"]))]
+        assert run["training"]["selected_iteration"] == best, f"{name}: evaluated {run['training']}, curve {curve}"
+        selected = out / "runs" / name / "seed0" / "train" / SELECTED_DIR
+        assert selected.is_dir() == (best < run["training"]["final_iteration"]), f"{name}: {selected}"
+    _an_earlier_checkpoint_becomes_a_model_with_its_own_weights(out / "runs" / "dipole" / "seed0" / "train", tmp_path)
     stamp = (out / "runs" / "dipole" / "seed0" / RESULT_FILE).stat().st_mtime_ns
 
     monkeypatch.setattr(stages, "train_imitation", real)  # the data is back: the same command continues, by shards
@@ -321,3 +333,50 @@ def test_the_docs_tables_are_what_the_committed_quick_csv_files_give():
             f"{path.name}: the compare-quick tables differ from docs/results/compare-quick/*.csv; regenerate them "
             "with python -m vla_drive.eval.compare.docs OUT quick"
         )
+
+
+def _an_earlier_checkpoint_becomes_a_model_with_its_own_weights(run_dir: Path, tmp_path: Path) -> None:
+    """A copy of a real RL run whose metrics favour iteration 1: its checkpoint is consolidated and differs from the
+    final model (the weights trained after it)."""
+    import shutil
+
+    import torch
+
+    from vla_drive.model.vla import DrivingVLA
+
+    copy = tmp_path / "run_copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(SELECTED_DIR))
+    (copy / "metrics.jsonl").write_text(
+        json.dumps({"step": 1, "eval/score": 0.9}) + "\n" + json.dumps({"step": 2, "eval/score": 0.1}) + "\n"
+    )
+    selection = select_checkpoint(copy, copy / "model", 2)
+    assert (selection.step, selection.final_step, selection.note) == (1, 2, "")
+    assert selection.model_dir == copy / SELECTED_DIR
+    chosen, final = DrivingVLA.from_pretrained(selection.model_dir), DrivingVLA.from_pretrained(copy / "model")
+    assert chosen.training_record["selected_step"] == 1
+    trained = [name for name, p in final.named_parameters() if "lora" in name]
+    assert trained, "the DIPOLE model has no LoRA weights"
+    differ = [
+        n for n in trained if not torch.equal(dict(chosen.named_parameters())[n], dict(final.named_parameters())[n])
+    ]
+    assert differ, "the step-1 checkpoint has the final model's adapter weights"
+
+
+def test_validation_scores_take_the_last_record_of_a_step_and_the_best_is_the_earliest_of_ties(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    records = [{"step": 2, "eval/score": 0.5}, {"step": 4, "loss": 1.0}, {"step": 4, "eval/score": 0.7}]
+    records += [{"step": 2, "eval/score": 0.7}, {"step": 6, "eval/score": float("nan")}]  # step 2 again: resumed
+    metrics.write_text("\n".join(json.dumps(r) for r in records) + "\nnot json\n")
+    scores = validation_scores(metrics)
+    assert scores == {2: 0.7, 4: 0.7, 6: pytest.approx(float("nan"), nan_ok=True)}
+    assert best_step(scores, 6) == 2
+    assert best_step({6: float("nan")}, 6) == 6 and best_step({}, 6) == 6
+
+
+def test_a_checkpoint_that_cannot_be_consolidated_keeps_the_final_model_and_says_why(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "eval/score": 0.9}) + "\n")
+    (tmp_path / "checkpoints" / "step_00000001").mkdir(parents=True)  # no weights in it
+    selection = select_checkpoint(tmp_path, tmp_path / "model", 2)
+    assert selection.model_dir == tmp_path / "model" and selection.step == 2
+    assert selection.note.startswith("step 1 scored best on val but its checkpoint could not be used")
+    assert select_checkpoint(tmp_path, tmp_path / "model", 1).model_dir == tmp_path / "model"  # final is best

@@ -38,7 +38,13 @@ def predict_plans(
     """One plan per scene (the first sample of the seeded sampler) and the prediction seconds per scene."""
     started = time.perf_counter()
     plans = predict_scenes(
-        model, dataset, steps=settings.steps, omega=settings.omega, seed=seed, batch_size=batch_size
+        model,
+        dataset,
+        steps=settings.steps,
+        omega=settings.omega,
+        seed=seed,
+        batch_size=batch_size,
+        temperature=settings.temperature,
     ).first()
     return plans, (time.perf_counter() - started) / max(len(plans), 1)
 

@@ -1,10 +1,10 @@
 """The inference knob of every compared policy and how it becomes prediction settings: the one place that maps a
 knob value to what ``predict`` is told.
 
-DIPOLE tunes its guidance omega (at the budget's denoising steps); every other policy (imitation and the RL
-algorithms that train one ``policy`` branch) tunes the number of denoising steps of its deterministic sampler,
-the only inference knob ``DrivingVLA.predict`` offers them today. A sampler temperature will be mapped here too
-once prediction takes one. Every grid has the same size (``ComparePlan.knobs``), so no policy gets more tries.
+DIPOLE tunes its guidance omega (at temperature 1); every other policy (imitation and the RL algorithms that train
+one ``policy`` branch) tunes its sampler temperature, the scale of the initial noise its deterministic sampler
+starts from (0: the noise-free plan, 1: as trained). Every evaluation runs the budget's denoising steps, and every
+grid has the same size (``ComparePlan.knobs``), so no policy gets more tries.
 """
 
 from __future__ import annotations
@@ -16,34 +16,36 @@ from vla_drive.eval.compare.plan import Algorithm, Budget, Knobs
 
 @dataclass(frozen=True)
 class PredictionSettings:
-    """What one evaluation predicts with: guidance omega (None: the model's own policy) and denoising steps."""
+    """What one evaluation predicts with: guidance omega (None: the model's own policy), denoising steps and the
+    sampler temperature."""
 
     omega: float | None
     steps: int
+    temperature: float = 1.0
 
 
 def knob_name(algorithm: Algorithm) -> str:
-    """``omega`` for DIPOLE, ``steps`` for the others."""
-    return "omega" if algorithm.name == "dipole" else "steps"
+    """``omega`` for DIPOLE, ``temperature`` for the others."""
+    return "omega" if algorithm.name == "dipole" else "temperature"
 
 
 def knob_grid(algorithm: Algorithm, knobs: Knobs) -> tuple[float, ...]:
     """The values of the policy's knob tried on validation, in the order ties are broken (the first wins)."""
     if knob_name(algorithm) == "omega":
         return tuple(float(omega) for omega in knobs.omegas)
-    return tuple(float(steps) for steps in knobs.sample_steps)
+    return tuple(float(temperature) for temperature in knobs.temperatures)
 
 
 def default_knob(algorithm: Algorithm, budget: Budget) -> float:
-    """The knob value of training-time validation (omega 0; the budget's sample steps)."""
-    return 0.0 if knob_name(algorithm) == "omega" else float(budget.sample_steps)
+    """The knob value of training-time validation (omega 0; temperature 1, as trained)."""
+    return 0.0 if knob_name(algorithm) == "omega" else 1.0
 
 
 def prediction_settings(algorithm: Algorithm, knob: float, budget: Budget) -> PredictionSettings:
     """The prediction settings of ``knob`` for ``algorithm``."""
     if knob_name(algorithm) == "omega":
         return PredictionSettings(omega=float(knob), steps=budget.sample_steps)
-    return PredictionSettings(omega=None, steps=int(knob))
+    return PredictionSettings(omega=None, steps=budget.sample_steps, temperature=float(knob))
 
 
 def head_calls_per_plan(algorithm: Algorithm, settings: PredictionSettings) -> int:

@@ -15,11 +15,12 @@ A preset is plain YAML::
     rl_overrides: [...]
     budget: {imitation_steps: 300, iterations: 12, scenes_per_iteration: 4, samples_per_scene: 4,
              rollout_steps: 5, eval_every_iterations: 4, sample_steps: 5, val_scenes: 32, test_scenes: null}
-    knobs: {omegas: [0, 1, 3], sample_steps: [3, 5, 10]}
+    knobs: {omegas: [0, 1, 3], temperatures: [0, 0.5, 1]}
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -53,7 +54,7 @@ class Budget:
     samples_per_scene: int = 4
     rollout_steps: int = 5
     eval_every_iterations: int = 4
-    sample_steps: int = 5  # denoising steps of every evaluation at the default knob (DIPOLE's grid runs at these)
+    sample_steps: int = 5  # denoising steps of every evaluation (the knob grids run at these)
     val_scenes: int | None = 32  # the first N scenes of synthetic_val (None = all)
     test_scenes: int | None = None  # None = every scene of synthetic_test
 
@@ -64,10 +65,10 @@ class Budget:
 
 @dataclass(frozen=True)
 class Knobs:
-    """The inference knob grids: omega for DIPOLE, denoising steps for every other policy (equal sizes)."""
+    """The inference knob grids: omega for DIPOLE, the sampler temperature for every other policy (equal sizes)."""
 
     omegas: tuple[float, ...] = (0.0, 1.0, 3.0)
-    sample_steps: tuple[int, ...] = (3, 5, 10)
+    temperatures: tuple[float, ...] = (0.0, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -225,11 +226,13 @@ def load_plan(
 
 def check_plan(plan: ComparePlan) -> None:
     """Equal-sized knob grids and a sane budget, or a CompareError naming the field."""
-    if len(plan.knobs.omegas) != len(plan.knobs.sample_steps):
+    if len(plan.knobs.omegas) != len(plan.knobs.temperatures):
         raise CompareError(
             f"knobs: every policy tunes an equal-sized grid; omegas has {len(plan.knobs.omegas)} values, "
-            f"sample_steps {len(plan.knobs.sample_steps)}"
+            f"temperatures {len(plan.knobs.temperatures)}"
         )
+    if any(not (t >= 0 and math.isfinite(t)) for t in plan.knobs.temperatures):
+        raise CompareError(f"knobs.temperatures: expected finite numbers >= 0, got {list(plan.knobs.temperatures)}")
     for name in ("imitation_steps", "iterations", "scenes_per_iteration", "samples_per_scene", "rollout_steps"):
         if getattr(plan.budget, name) < 1:
             raise CompareError(f"budget.{name}: expected >= 1, got {getattr(plan.budget, name)}")
@@ -275,8 +278,7 @@ def _set(value: Any, name: str, raw: Any, where: str) -> Any:
     try:
         if isinstance(current, tuple):
             items = raw.split(",") if isinstance(raw, str) else list(raw)
-            kind = float if name == "omegas" else int
-            parsed: Any = tuple(kind(item) for item in items)
+            parsed: Any = tuple(float(item) for item in items)
         elif raw in (None, "null", "none", "None") and "None" in str(types[name]):
             parsed = None
         else:

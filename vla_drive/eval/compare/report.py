@@ -38,6 +38,7 @@ RUN_COLUMNS = (
     "start_val",
     "final_val",
     "best_val",
+    "checkpoint_iteration",
     "curve_area",
     "drift_from_imitation",
     "distance_ratio",
@@ -109,6 +110,7 @@ def result_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
         "start_val": scores[0],  # the imitation start at the default knob: where the curve begins
         "final_val": scores[-1],
         "best_val": max(scores),
+        "checkpoint_iteration": training.get("selected_iteration", iterations[-1]),  # the one evaluated
         "curve_area": curve_area(iterations, scores),
         "drift_from_imitation": result.get("drift_from_imitation", float("nan")),
         "distance_ratio": result.get("distance_ratio", float("nan")),
@@ -207,7 +209,8 @@ def plan_summary(plan: ComparePlan) -> str:
         f"{b.scenes_per_iteration} scenes x K = {b.samples_per_scene} ({b.rollouts} rollouts), {b.rollout_steps} "
         f"sampler steps per rollout, from an imitation start of {b.imitation_steps} steps; knobs tuned on "
         f"synthetic_val over {len(plan.knobs.omegas)} values (DIPOLE omega {list(plan.knobs.omegas)}, the others "
-        f"denoising steps {list(plan.knobs.sample_steps)}); synthetic_test evaluated once, at the chosen knob."
+        f"sampler temperature {list(plan.knobs.temperatures)}, at {b.sample_steps} denoising steps); "
+        "synthetic_test evaluated once, at the chosen knob."
     )
 
 
@@ -400,21 +403,23 @@ def _training_table(names: Sequence[str], rows: Sequence[Mapping[str, str]], bud
         "",
         "## Training and cost (validation at the default knob; mean over seeds)",
         "",
-        "| algorithm | start val | final val | best val | curve area | drift from imitation (m) | wall s / iteration | "
-        "head calls / plan | predict ms / scene | updates / iteration | updates / rollout | adapter params |",
-        "|" + "---|" * 12,
+        "| algorithm | start val | final val | best val | evaluated checkpoint (iteration) | curve area | "
+        "drift from imitation (m) | wall s / iteration | head calls / plan | predict ms / scene | "
+        "updates / iteration | updates / rollout | adapter params |",
+        "|" + "---|" * 13,
     ]
     for name in names:
         runs = [r for r in val if r["algorithm"] == name]
         mine = [b for b in budgets if b.algorithm == name]
 
         def mean(column: str, runs=runs) -> float:
-            return mean_std([_f(r[column]) for r in runs])[0]
+            return mean_std([_f(r.get(column)) for r in runs])[0]
 
         cells = [
             _fmt(mean("start_val")),
             _fmt(mean("final_val")),
             _fmt(mean("best_val")),
+            _fmt(mean("checkpoint_iteration"), 1),
             _fmt(mean("curve_area")),
             _fmt(mean("drift_from_imitation"), 3),
             _fmt(mean("wall_seconds_per_iteration"), 2),
@@ -429,6 +434,8 @@ def _training_table(names: Sequence[str], rows: Sequence[Mapping[str, str]], bud
         "",
         "Collapse: val score (at the chosen knob) more than 0.05 below the imitation start's (at its chosen knob), "
         "or NaN. Curve area: the mean validation "
-        "score over training (start included). Wall time per iteration includes the periodic validation.",
+        "score over training (start included). Evaluated checkpoint: the RL iteration whose checkpoint scored best "
+        "on validation (mean over seeds); its knob sweep and test scores are the ones reported. Wall time per "
+        "iteration includes the periodic validation.",
     ]
     return lines

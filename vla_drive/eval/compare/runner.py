@@ -1,12 +1,13 @@
 """Running a comparison: the world of every seed, one imitation start per seed (and head kind), every RL run with
-the equal budget, each run evaluated on validation (knob chosen there) and on test once.
+the equal budget, each run's checkpoint and knob chosen on validation, and the test split evaluated once.
 
 Layout under ``--out``::
 
     worlds/seed<k>/                 the world of seed k (world seed k), unless --world names one world for all
     caches/seed<k>/{train,val,test} metric caches of that world (built once, before any run reads them)
     features/seed<k>/               frozen-backbone features (content-keyed, shared by the runs of a seed)
-    runs/<algorithm>/seed<k>/       one run: train/ (its training run and model), result.json, test_scenes.csv,
+    runs/<algorithm>/seed<k>/       one run: train/ (its training run, its final model, and selected_model/ when an
+                                    earlier checkpoint scored best on val), result.json, test_scenes.csv,
                                     val_plans.npz, budget.json; failed.txt when it failed (why, one line)
     starts/coupled_flow/seed<k>/    GenPO's own imitation start (coupled-flow head, same data and budget)
 
@@ -32,6 +33,7 @@ from navsim_eval.data.loader import SceneLoader
 from navsim_eval.synthetic.labels import ScenarioLabelsError, labels_path, load_scenario_labels
 from vla_drive.config import ConfigError, ExperimentConfig, load_config
 from vla_drive.eval.compare.budgets import RunBudget
+from vla_drive.eval.compare.checkpoints import select_checkpoint
 from vla_drive.eval.compare.evaluation import (
     load_plans,
     plan_drift,
@@ -148,8 +150,17 @@ def execute_run(plan: ComparePlan, run: Run, done_starts: dict[tuple[int, str], 
     except Exception as error:  # any failure of one run is its own: the comparison goes on
         raise RunFailed(f"{run.key}: training failed: {type(error).__name__}: {error}") from None
     wall = time.perf_counter() - started
-    training = {"wall_seconds": wall, "resumed": resumed, "steps_per_iteration": steps_per_iteration(config)}
-    evaluate_run(plan, run, world, model_dir, config, training, start)
+    per_iteration = steps_per_iteration(config)
+    selection = select_checkpoint(folder / "train", model_dir, config.train.max_steps)
+    training = {
+        "wall_seconds": wall,
+        "resumed": resumed,
+        "steps_per_iteration": per_iteration,
+        "selected_iteration": selection.step / per_iteration,
+        "final_iteration": selection.final_step / per_iteration,
+        "selection_note": selection.note,
+    }
+    evaluate_run(plan, run, world, selection.model_dir, config, training, start)
 
 
 # --------------------------------------------------------------------------------------------------- the world
@@ -195,6 +206,7 @@ def data_overrides(plan: ComparePlan, world: World, seed: int) -> list[str]:
         f"data.val_split={world.split('val')}",
         f"data.max_val_scenes={val_scenes}",
         f"data.metric_cache={world.caches / 'train'}",
+        f"data.val_metric_cache={world.caches / 'val'}",
         f"train.feature_cache={plan.out / 'features' / f'seed{seed}'}",
         f"eval.sample_steps={plan.budget.sample_steps}",
         f"eval.seed={plan.eval_seed}",
@@ -287,6 +299,7 @@ def rl_config(plan: ComparePlan, run: Run, world: World, start_model: Path) -> E
             f"train.max_steps={per_iteration * budget.iterations}",
             f"train.eval_every={every}",
             f"train.checkpoint_every={every}",
+            f"train.keep_checkpoints={budget.iterations * per_iteration // every + 1}",  # every one is a candidate
             f"train.log_every={per_iteration}",
             f"train.warmup_steps={min(config.train.warmup_steps, per_iteration * budget.iterations // 4)}",
         ]
