@@ -102,6 +102,16 @@ NOT_RUN: dict[str, str] = {
     ),
     "vla-drive compare --preset full --out runs/compare-full --merge": "after the full comparison's SLURM array",
     "vla-drive compare --preset full --out runs/compare-full": "the full comparison (hours)",
+    "OMP_NUM_THREADS=1 vla-drive compare --preset full-cpu --out runs/compare-full-cpu &": (
+        "the committed full comparison (about 1.5 h on 2 cores); test_compare.py checks that processes sharing a "
+        "plan leave a claimed run to its holder"
+    ),
+    "OMP_NUM_THREADS=1 vla-drive compare --preset full-cpu --out runs/compare-full-cpu": (
+        "the committed full comparison, its second process"
+    ),
+    "wait; vla-drive compare --preset full-cpu --out runs/compare-full-cpu --merge": (
+        "after the full comparison; test_compare.py runs --merge"
+    ),
     "OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_dipole_vs_imitation.py --preset full --out runs/proof": (
         "the 5-seed proof (hours); test_compare.py covers the compare runs it is made of"
     ),

@@ -380,3 +380,22 @@ def test_a_checkpoint_that_cannot_be_consolidated_keeps_the_final_model_and_says
     assert selection.model_dir == tmp_path / "model" and selection.step == 2
     assert selection.note.startswith("step 1 scored best on val but its checkpoint could not be used")
     assert select_checkpoint(tmp_path, tmp_path / "model", 1).model_dir == tmp_path / "model"  # final is best
+
+
+def test_a_run_another_process_is_working_on_is_left_to_it(tmp_path):
+    from contextlib import ExitStack
+
+    from vla_drive.eval.compare.runner import claimed, run_comparison, run_folder
+
+    plan = load_plan("tiny", tmp_path / "cmp", seeds=[0], algorithms=["dipole"])
+    said = []
+    with ExitStack() as others:  # another process holds every run of the plan
+        held = [others.enter_context(claimed(run_folder(plan, run))) for run in plan.runs()]
+        assert all(held)
+        with claimed(run_folder(plan, plan.runs()[0])) as mine:
+            assert not mine
+        assert run_comparison(plan, say=said.append) == {}
+    assert said == [f"compare: {run.key} is running in another process; left to it" for run in plan.runs()]
+    assert not (plan.out / "worlds").exists()  # nothing was done twice
+    with claimed(run_folder(plan, plan.runs()[0])) as mine:
+        assert mine  # released with its holder

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vla_drive.train.checkpoint import CHECKPOINTS_DIR, CheckpointError, checkpoint_name, consolidate
 
@@ -31,19 +33,23 @@ class Selection:
     note: str = ""  # why the final model was kept although another step scored higher (empty otherwise)
 
 
-def validation_scores(metrics_file: Path) -> dict[int, float]:
-    """step -> ``eval/score`` of a run's metrics.jsonl (the last record of a step wins: a resumed run repeats)."""
-    scores: dict[int, float] = {}
+def metric_records(metrics_file: Path) -> Iterator[dict[str, Any]]:
+    """The records of a run's metrics.jsonl, in order (none when it is missing; a torn last line is skipped)."""
     if not metrics_file.is_file():
-        return scores
+        return
     for line in metrics_file.read_text().splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        if "eval/score" in record and "step" in record:
-            scores[int(record["step"])] = float(record["eval/score"])
-    return scores
+        if isinstance(record, dict):
+            yield record
+
+
+def validation_scores(metrics_file: Path) -> dict[int, float]:
+    """step -> ``eval/score`` of a run's metrics.jsonl (the last record of a step wins: a resumed run repeats)."""
+    records = metric_records(metrics_file)
+    return {int(r["step"]): float(r["eval/score"]) for r in records if "eval/score" in r and "step" in r}
 
 
 def best_step(scores: dict[int, float], final_step: int) -> int:

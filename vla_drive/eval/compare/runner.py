@@ -33,7 +33,7 @@ from navsim_eval.data.loader import SceneLoader
 from navsim_eval.synthetic.labels import ScenarioLabelsError, labels_path, load_scenario_labels
 from vla_drive.config import ConfigError, ExperimentConfig, load_config
 from vla_drive.eval.compare.budgets import RunBudget
-from vla_drive.eval.compare.checkpoints import select_checkpoint
+from vla_drive.eval.compare.checkpoints import metric_records, select_checkpoint, validation_scores
 from vla_drive.eval.compare.evaluation import (
     load_plans,
     plan_drift,
@@ -103,11 +103,30 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def claimed(folder: Path) -> Iterator[bool]:
+    """Whether this process holds ``<folder>.running`` (an exclusive lock, not waited for): a run another process
+    is working on is left to it, so several processes may work through the same plan at once."""
+    lock = folder.with_name(folder.name + ".running")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_comparison(
     plan: ComparePlan, shard: tuple[int, int] | None = None, say: Callable[[str], None] = print
 ) -> dict[str, str]:
-    """Run every unfinished run of the plan (or of ``shard``); returns the failures (run key or name -> one-line
-    reason), each also said as it happens. A failed run never stops the others."""
+    """Run every unfinished run of the plan (or of ``shard``) that no other process is running; returns the
+    failures (run key or name -> one-line reason), each also said as it happens. A failed run never stops the
+    others."""
     _, problems = plan.resolved()
     failures = {}
     for problem in problems:
@@ -118,15 +137,21 @@ def run_comparison(
         folder = run_folder(plan, run)
         if (folder / RESULT_FILE).is_file():
             continue
-        try:
-            execute_run(plan, run, done_starts)
-            (folder / FAILED_FILE).unlink(missing_ok=True)
-        except RunFailed as error:
-            reason = str(error)
-            say(f"compare: {reason}")
-            failures[run.key] = reason
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(folder / FAILED_FILE, reason + "\n")
+        with claimed(folder) as mine:
+            if not mine:
+                say(f"compare: {run.key} is running in another process; left to it")
+                continue
+            if (folder / RESULT_FILE).is_file():  # finished by another process meanwhile
+                continue
+            try:
+                execute_run(plan, run, done_starts)
+                (folder / FAILED_FILE).unlink(missing_ok=True)
+            except RunFailed as error:
+                reason = str(error)
+                say(f"compare: {reason}")
+                failures[run.key] = reason
+                folder.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(folder / FAILED_FILE, reason + "\n")
     return failures
 
 
@@ -432,19 +457,14 @@ def scenario_labels(split_file: Path) -> dict[str, str]:
 def learning_curve(metrics_file: Path, per_iteration: int) -> dict[str, list[float]]:
     """Validation score and mean rollout reward against the RL iteration, from a run's metrics.jsonl."""
     curve: dict[str, list[float]] = {"val_iteration": [], "val_score": [], "reward_iteration": [], "reward": []}
-    if not per_iteration or not metrics_file.is_file():
+    if not per_iteration:
         return curve
-    for line in metrics_file.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        iteration = float(record.get("step", 0)) / per_iteration
-        if "eval/score" in record:
-            curve["val_iteration"].append(iteration)
-            curve["val_score"].append(float(record["eval/score"]))
+    scores = validation_scores(metrics_file)
+    curve["val_iteration"] = [step / per_iteration for step in sorted(scores)]
+    curve["val_score"] = [scores[step] for step in sorted(scores)]
+    for record in metric_records(metrics_file):
         if "train/rl/reward_mean" in record:
-            curve["reward_iteration"].append(iteration)
+            curve["reward_iteration"].append(float(record.get("step", 0)) / per_iteration)
             curve["reward"].append(float(record["train/rl/reward_mean"]))
     return curve
 
