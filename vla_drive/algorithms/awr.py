@@ -20,7 +20,7 @@ from torch import Tensor
 from vla_drive.algorithms.advantages import group_advantage
 from vla_drive.algorithms.base import AlgorithmConfig, RLConfig, RolloutBatch, RolloutSpec, UpdateContext
 from vla_drive.algorithms.policy import POLICY, PolicyAlgorithm
-from vla_drive.model.types import Guidance, NoiseConfig
+from vla_drive.model.types import NoiseConfig
 
 RWR_REWARD_EPS = 1e-3  # irom-lab/dppo's RWR: returns standardised with std + 1e-3
 
@@ -65,13 +65,8 @@ class AWR(PolicyAlgorithm):
     config: AWRConfig
 
     def rollout_spec(self) -> RolloutSpec:
-        config = self.config
-        return RolloutSpec(
-            samples_per_scene=config.samples_per_scene,
-            steps=config.rollout_steps,
-            guidance=Guidance("none", branch=POLICY),
-            stochastic=NoiseConfig(min_std=0.1, randn_clip=3.0) if config.stochastic else None,
-        )
+        noise = NoiseConfig(min_std=0.1, randn_clip=3.0) if self.config.stochastic else None
+        return self.policy_rollout_spec(stochastic=noise)
 
     def signal(self, batch: RolloutBatch) -> tuple[Tensor, Tensor]:
         """(A [N], valid [N]): the group-normalised advantage."""

@@ -73,14 +73,7 @@ class ChainPolicyGradient(PolicyAlgorithm):
         return min(self.config.trained_steps or self.config.rollout_steps, self.config.rollout_steps)
 
     def rollout_spec(self) -> RolloutSpec:
-        config = self.config
-        return RolloutSpec(
-            samples_per_scene=config.samples_per_scene,
-            steps=config.rollout_steps,
-            guidance=Guidance("none", branch=POLICY),
-            stochastic=config.noise(),
-            return_chain=True,
-        )
+        return self.policy_rollout_spec(stochastic=self.config.noise(), return_chain=True)
 
     def step_discount(self, device: torch.device | str) -> Tensor:
         """gamma_denoise^(K' - 1 - k) for the K' trained steps k (float32) [K']."""

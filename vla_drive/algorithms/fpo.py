@@ -28,7 +28,6 @@ from vla_drive.algorithms.base import (
     AlgorithmConfig,
     RLConfig,
     RolloutBatch,
-    RolloutSpec,
     UpdateContext,
     require_context,
 )
@@ -40,7 +39,6 @@ from vla_drive.algorithms.policy import (
     masked_mean,
     ppo_metrics,
 )
-from vla_drive.model.types import Guidance
 
 RATIO_MODES: tuple[str, ...] = ("mean", "per_pair")
 MC_T_MIN = 1e-3  # pair times t ~ U[1e-3, 1], the head's default training range (akanazawa/fpo: U[0, 1])
@@ -68,14 +66,6 @@ class FPO(PolicyAlgorithm):
     config_class: ClassVar[type[AlgorithmConfig]] = FPOConfig
 
     config: FPOConfig
-
-    def rollout_spec(self) -> RolloutSpec:
-        config = self.config
-        return RolloutSpec(
-            samples_per_scene=config.samples_per_scene,
-            steps=config.rollout_steps,
-            guidance=Guidance("none", branch=POLICY),
-        )
 
     @torch.no_grad()
     def prepare(self, batch: RolloutBatch, context: UpdateContext | None = None) -> RolloutBatch:

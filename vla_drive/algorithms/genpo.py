@@ -31,7 +31,6 @@ from vla_drive.algorithms.base import (
     AlgorithmConfig,
     RLConfig,
     RolloutBatch,
-    RolloutSpec,
     UpdateContext,
     require_context,
 )
@@ -95,14 +94,6 @@ class GenPO(PolicyAlgorithm):
     def __init__(self, config: AlgorithmConfig | None = None) -> None:
         super().__init__(config)
         self._lr_scale = 1.0
-
-    def rollout_spec(self) -> RolloutSpec:
-        config = self.config
-        return RolloutSpec(
-            samples_per_scene=config.samples_per_scene,
-            steps=config.rollout_steps,
-            guidance=Guidance("none", branch=POLICY),
-        )
 
     @torch.no_grad()
     def prepare(self, batch: RolloutBatch, context: UpdateContext | None = None) -> RolloutBatch:

@@ -5,12 +5,13 @@ of them use (the clipped surrogate, the KL estimate) and masked means over the s
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from vla_drive.algorithms.base import Algorithm, RolloutBatch
+from vla_drive.algorithms.base import Algorithm, RolloutBatch, RolloutSpec
+from vla_drive.model.types import Guidance
 
 POLICY = "policy"
 
@@ -22,6 +23,21 @@ class PolicyAlgorithm(Algorithm):
 
     def trainable_branches(self) -> tuple[str | None, ...]:
         return (POLICY,)
+
+    def rollout_spec(self) -> RolloutSpec:
+        """K samples per scene from the policy branch, unguided, deterministic (see :meth:`policy_rollout_spec`)."""
+        return self.policy_rollout_spec()
+
+    def policy_rollout_spec(self, **options: Any) -> RolloutSpec:
+        """The rollouts of ``samples_per_scene`` samples per scene and ``rollout_steps`` sampler steps from the
+        policy branch, with ``options`` (e.g. ``stochastic``, ``return_chain``) as the algorithm needs them."""
+        config = self.config
+        return RolloutSpec(
+            samples_per_scene=config.samples_per_scene,
+            steps=config.rollout_steps,
+            guidance=Guidance("none", branch=POLICY),
+            **options,
+        )
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
