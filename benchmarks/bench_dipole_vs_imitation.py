@@ -7,7 +7,8 @@ evaluated once, at the chosen knob. Printed: PDMS v1.1 and EPDMS v2 per policy (
 difference DIPOLE - imitation per seed and overall with a 95% interval (bootstrap over test logs, seeds paired), the
 distance each drives relative to the logged human (a speed hack shows here), collapses, and the verdict: DIPOLE
 beats imitation only when the interval lies above zero. Runs are kept under ``--out``: a second call continues where
-one stopped.
+one stopped; the proof's report goes to ``<out>/proof/`` (so ``--out`` may be a whole comparison's folder, e.g.
+``runs/compare-full-cpu``, whose imitation and DIPOLE runs are then reused).
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_dipole_vs_imitation.py [--preset full] [--seeds 0 1 2 3 4]
         [--out runs/proof] [budget.iterations=100 knobs.omegas=0,1,3,5,8 algorithm.beta=2 ...]
@@ -36,8 +37,9 @@ def main() -> None:
         print(f"note: {len(args.seeds)} seeds; the proof asks for at least 5")
     plan = load_plan(args.preset, args.out, algorithms=["dipole"], seeds=args.seeds, overrides=overrides)
     failures = run_comparison(plan)
-    write_report(plan)
-    rows, scenes, budgets = read_results(plan.out)
+    report = plan.out / "proof"  # beside the report of a whole comparison that may share this folder
+    write_report(plan, into=report)
+    rows, scenes, budgets = read_results(report)
     print(report_tables(rows, scenes, budgets, ["imitation", "dipole"]))
     test = [r for r in rows if r["split"] == "synthetic_test"]
     diff = paired_to(scenes, "dipole", "imitation")

@@ -168,10 +168,12 @@ def curve_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------------- files
 
 
-def write_report(plan: ComparePlan, plots: bool = True) -> dict[str, Path]:
-    """Write compare.csv, scenes.csv, curves.csv, budgets.csv, compare.md (and the plots) into ``plan.out``."""
+def write_report(plan: ComparePlan, plots: bool = True, into: Path | None = None) -> dict[str, Path]:
+    """Write compare.csv, scenes.csv, curves.csv, budgets.csv, compare.md (and the plots) of the plan's runs into
+    ``into`` (default ``plan.out``; another folder keeps a report of a subset of the runs beside the whole one)."""
     collected = collect(plan)
-    out = plan.out
+    out = Path(into) if into is not None else plan.out
+    out.mkdir(parents=True, exist_ok=True)
     files = {
         "compare.csv": atomic_write_text(out / "compare.csv", table_csv(collected.rows, COMPARE_COLUMNS)),
         "scenes.csv": atomic_write_text(out / "scenes.csv", table_csv(collected.scenes, SCENE_COLUMNS)),
