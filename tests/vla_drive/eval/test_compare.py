@@ -399,3 +399,13 @@ def test_a_run_another_process_is_working_on_is_left_to_it(tmp_path):
     assert not (plan.out / "worlds").exists()  # nothing was done twice
     with claimed(run_folder(plan, plan.runs()[0])) as mine:
         assert mine  # released with its holder
+
+
+def test_a_report_of_a_subset_goes_into_its_own_folder_and_leaves_the_whole_one(tmp_path):
+    plan = _crafted(tmp_path)
+    whole = write_report(plan, plots=False)["compare.md"].read_text()
+    subset = replace(plan, algorithms=("dipole",))
+    files = write_report(subset, plots=False, into=plan.out / "proof")
+    assert files["compare.md"] == plan.out / "proof" / "compare.md"
+    assert "| awr |" not in files["compare.md"].read_text() and "| dipole |" in files["compare.md"].read_text()
+    assert (plan.out / "compare.md").read_text() == whole
