@@ -21,7 +21,8 @@ EPDMS v2 (two-frame extended comfort included), every sub-metric, overall and pe
 It then checks the targets of the proving ground (issue 13) on the filtered test split of every seed::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_world.py [--seeds 0 1 2] [--worlds DIR] [--json OUT]
-        [--learned [--learned-steps N] [--models ego_status=DIR vla_imitation=DIR] [--runs DIR]]
+        [--learned [--learned-steps N] [--models ego_status=DIR vla_imitation=DIR] [--runs DIR]
+        [--group-temperature T]]
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class LearnedRows:
     steps: int | None = None
     models: dict[str, str] = field(default_factory=dict)
     runs: Path | None = None
+    group_temperature: float = 1.0  # the sampler temperature of the K samples per scene (1: as trained)
 
 
 def train_learned(name: str, world: Path, out: Path, steps: int | None) -> Path:
@@ -138,8 +140,11 @@ def train_learned(name: str, world: Path, out: Path, steps: int | None) -> Path:
     return train(config)
 
 
-def learned_plans(model_dir: Path, world: Path, split_name: str, samples: int = 1) -> dict[str, np.ndarray]:
-    """token -> the model's plans [samples, 8, 3] (seed 0, the model's omega and steps) on a split."""
+def learned_plans(
+    model_dir: Path, world: Path, split_name: str, samples: int = 1, temperature: float = 1.0
+) -> dict[str, np.ndarray]:
+    """token -> the model's plans [samples, 8, 3] (seed 0, the model's omega and steps, the sampler at
+    ``temperature``) on a split."""
     from vla_drive.data.dataset import SceneDataset
     from vla_drive.eval.predictions import predict_scenes
     from vla_drive.model.vla import DrivingVLA
@@ -147,7 +152,7 @@ def learned_plans(model_dir: Path, world: Path, split_name: str, samples: int = 
     model = DrivingVLA.from_pretrained(model_dir)
     split = load_split(world / "splits", split_name)
     dataset = SceneDataset.for_model(SceneLoader(world, split.data_split, split.scene_filter), model)
-    return predict_scenes(model, dataset, num_samples=samples, seed=0).trajectories
+    return predict_scenes(model, dataset, num_samples=samples, seed=0, temperature=temperature).trajectories
 
 
 def plan_row(plans: Mapping[str, np.ndarray]) -> TrajectoryFn:
@@ -413,12 +418,15 @@ def calibrate(
             samples = GROUP_SAMPLES if name == GROUP_ROW else 1
             plans = learned_plans(model_dir, world, split + UNFILTERED, samples)
             rows[name] = plan_row(plans)
+            if name == GROUP_ROW and learned.group_temperature != 1.0:  # the groups at their own temperature
+                plans = learned_plans(model_dir, world, split + UNFILTERED, samples, learned.group_temperature)
             if name == GROUP_ROW:
                 groups = plans
             learned_info[name] = {
                 "model": str(model_dir),
                 "train_s": 0.0 if given else trained_s,
                 "predict_s": time.perf_counter() - started - trained_s,
+                **({"group_temperature": learned.group_temperature} if name == GROUP_ROW else {}),
             }
         started = time.perf_counter()
         scores = score_split(world, split + UNFILTERED, rows, groups)
@@ -481,9 +489,11 @@ def print_report(report: dict) -> None:
             if "groups" in data:
                 groups = data["groups"]
                 by_metric = ", ".join(f"{SHORT.get(m, m)} {v:.2f}" for m, v in groups["share_by_metric"].items())
+                temperature = entry.get("learned", {}).get(GROUP_ROW, {}).get("group_temperature", 1.0)
                 print(
-                    f"\nK = {GROUP_SAMPLES} samples of {GROUP_ROW} per scene ({groups['count']} groups): a sub-metric "
-                    f"other than EP varies in {groups['share_varying']:.2f} of them ({by_metric or 'none'})"
+                    f"\nK = {GROUP_SAMPLES} samples of {GROUP_ROW} per scene at temperature {temperature:g} "
+                    f"({groups['count']} groups): a sub-metric other than EP varies in {groups['share_varying']:.2f} "
+                    f"of them ({by_metric or 'none'})"
                 )
             if "paired" in entry:
                 print(f"\n| {stage}: vla_imitation - ego_status, per scene | mean | 95% CI (log-clustered) |")
@@ -535,6 +545,13 @@ def main() -> None:
         help=f"reuse trained models ({', '.join(LEARNED_PRESETS)}; '{{seed}}' replaced by the world seed)",
     )
     parser.add_argument("--runs", metavar="DIR", help="where the learned models are trained (default <worlds>/runs)")
+    parser.add_argument(
+        "--group-temperature",
+        type=float,
+        default=1.0,
+        metavar="T",
+        help="sampler temperature of the K = 8 samples per scene of the group share (default 1, as trained)",
+    )
     args = parser.parse_args()
     models = {}
     for item in args.models:
@@ -542,7 +559,7 @@ def main() -> None:
         if name not in LEARNED_PRESETS or not folder:
             parser.error(f"--models {item!r}: expected NAME=DIR with NAME one of {', '.join(LEARNED_PRESETS)}")
         models[name] = folder
-    learned = LearnedRows(args.learned_steps, models, Path(args.runs) if args.runs else None)
+    learned = LearnedRows(args.learned_steps, models, Path(args.runs) if args.runs else None, args.group_temperature)
     extra = {}
     for item in args.trajectories:
         name, _, pattern = item.partition("=")
