@@ -325,13 +325,14 @@ def test_publishing_copies_the_csv_files_and_regenerates_the_marked_docs_section
         assert "stale" not in text and "| dipole |" in body
 
 
-def test_the_docs_tables_are_what_the_committed_quick_csv_files_give():
+@pytest.mark.parametrize("name", ["quick", "full-cpu"])
+def test_the_docs_tables_are_what_the_committed_csv_files_give(name):
     from vla_drive.eval.compare.docs import docs_sections, marked
 
-    for path, body in docs_sections("quick").items():
-        assert marked(path.read_text(), "quick") == body, (
-            f"{path.name}: the compare-quick tables differ from docs/results/compare-quick/*.csv; regenerate them "
-            "with python -m vla_drive.eval.compare.docs OUT quick"
+    for path, body in docs_sections(name).items():
+        assert marked(path.read_text(), name) == body, (
+            f"{path.name}: the compare-{name} tables differ from docs/results/compare-{name}/*.csv; regenerate them "
+            f"with python -m vla_drive.eval.compare.docs OUT {name}"
         )
 
 
