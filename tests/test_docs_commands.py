@@ -103,7 +103,7 @@ NOT_RUN: dict[str, str] = {
     "vla-drive compare --preset full --out runs/compare-full --merge": "after the full comparison's SLURM array",
     "vla-drive compare --preset full --out runs/compare-full": "the full comparison (hours)",
     "OMP_NUM_THREADS=1 vla-drive compare --preset full-cpu --out runs/compare-full-cpu &": (
-        "the committed full comparison (about 1.5 h on 2 cores); test_compare.py checks that processes sharing a "
+        "the committed full comparison (about 2 h on 2 cores); test_compare.py checks that processes sharing a "
         "plan leave a claimed run to its holder"
     ),
     "OMP_NUM_THREADS=1 vla-drive compare --preset full-cpu --out runs/compare-full-cpu": (
