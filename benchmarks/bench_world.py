@@ -418,10 +418,13 @@ def calibrate(
             samples = GROUP_SAMPLES if name == GROUP_ROW else 1
             plans = learned_plans(model_dir, world, split + UNFILTERED, samples)
             rows[name] = plan_row(plans)
-            if name == GROUP_ROW and learned.group_temperature != 1.0:  # the groups at their own temperature
-                plans = learned_plans(model_dir, world, split + UNFILTERED, samples, learned.group_temperature)
-            if name == GROUP_ROW:
-                groups = plans
+            if name == GROUP_ROW:  # the groups at their own temperature (the row's samples at 1 otherwise)
+                hotter = learned.group_temperature != 1.0
+                groups = (
+                    learned_plans(model_dir, world, split + UNFILTERED, samples, learned.group_temperature)
+                    if hotter
+                    else plans
+                )
             learned_info[name] = {
                 "model": str(model_dir),
                 "train_s": 0.0 if given else trained_s,

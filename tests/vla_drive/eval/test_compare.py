@@ -357,9 +357,8 @@ def _an_earlier_checkpoint_becomes_a_model_with_its_own_weights(run_dir: Path, t
     assert chosen.training_record["selected_step"] == 1
     trained = [name for name, p in final.named_parameters() if "lora" in name]
     assert trained, "the DIPOLE model has no LoRA weights"
-    differ = [
-        n for n in trained if not torch.equal(dict(chosen.named_parameters())[n], dict(final.named_parameters())[n])
-    ]
+    before, after = dict(chosen.named_parameters()), dict(final.named_parameters())
+    differ = [name for name in trained if not torch.equal(before[name], after[name])]
     assert differ, "the step-1 checkpoint has the final model's adapter weights"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,7 @@ def validation_scores(metrics_file: Path) -> dict[int, float]:
 
 def best_step(scores: dict[int, float], final_step: int) -> int:
     """The step with the highest finite score, the earliest on ties; ``final_step`` when none is finite."""
-    finite = {step: score for step, score in scores.items() if score == score and abs(score) != float("inf")}
+    finite = {step: score for step, score in scores.items() if math.isfinite(score)}
     if not finite:
         return final_step
     return max(sorted(finite), key=lambda step: finite[step])

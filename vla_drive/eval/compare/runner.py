@@ -91,27 +91,12 @@ def start_folder(plan: ComparePlan, seed: int, head_kind: str) -> Path:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``<path>.lock`` (processes of other shards wait for the holder)."""
-    lock = path.with_name(path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def claimed(folder: Path) -> Iterator[bool]:
-    """Whether this process holds ``<folder>.running`` (an exclusive lock, not waited for): a run another process
-    is working on is left to it, so several processes may work through the same plan at once."""
-    lock = folder.with_name(folder.name + ".running")
+def _file_lock(lock: Path, wait: bool) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``lock``: waited for (``wait``), else tried once; yields whether it is held."""
     lock.parent.mkdir(parents=True, exist_ok=True)
     with lock.open("w") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
@@ -119,6 +104,20 @@ def claimed(folder: Path) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``<path>.lock`` (processes of other shards wait for the holder)."""
+    with _file_lock(path.with_name(path.name + ".lock"), wait=True):
+        yield
+
+
+def claimed(folder: Path) -> contextlib.AbstractContextManager[bool]:
+    """Whether this process holds ``<folder>.running`` (an exclusive lock, not waited for): a run another process
+    is working on is left to it, so several processes may work through the same plan at once. A file of its own,
+    not ``<folder>.lock``: the imitation run's folder is also its start's, locked while the start trains."""
+    return _file_lock(folder.with_name(folder.name + ".running"), wait=False)
 
 
 def run_comparison(
