@@ -306,6 +306,39 @@ def test_compare_end_to_end_resumes_shards_and_reports_failures_in_one_line(
     rows, _, budgets = read_results(out)
     assert len(rows) == 3 * 2 * 2 and len(budgets) == 6 and budget_conflicts(budgets) == []
     assert (out / "plots" / "test_scores.png").is_file()
+    _a_tuning_variant_reuses_the_comparison_and_never_touches_test(out, tiny_world_dir, tmp_path)
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _a_tuning_variant_reuses_the_comparison_and_never_touches_test(out: Path, world: Path, tmp_path: Path) -> None:
+    """benchmarks/tune_dipole.py: a DIPOLE variant trained from the comparison's imitation start, chosen on val."""
+    from vla_drive.eval.compare.runner import run_comparison, run_folder
+
+    tune = _load_benchmark("tune_dipole")
+    defaults = load_plan("tiny", out, algorithms=["dipole"], seeds=[0], world=world)
+    variant = tune.variant_plan(defaults, "centred", tmp_path / "tune")
+    start = run_folder(variant, variant.runs()[0]) / RESULT_FILE
+    assert start.is_file(), "the imitation start is the comparison's (linked), not trained again"
+    assert run_comparison(variant, test=False) == {}
+    folder = run_folder(variant, variant.runs()[1])
+    result = json.loads((folder / RESULT_FILE).read_text())
+    assert result["test_evaluations"] == 0 and "test_v1" not in result and not (folder / "test_scenes.csv").exists()
+    assert "advantage: centred" in (folder / "train" / "config.yaml").read_text()
+    mine, theirs = tune.val_scores(variant, 0), tune.val_scores(defaults, 0)
+    assert len(mine) == result["val"]["num_scenes"] and set(mine) == set(theirs)
+    assert abs(sum(score for score, _ in mine.values()) / len(mine) - result["val"]["score"]) < 1e-9
+    diff = tune.paired_to_defaults({0: mine}, {0: theirs})
+    default_val = json.loads((run_folder(defaults, defaults.runs()[1]) / RESULT_FILE).read_text())["val"]["score"]
+    assert diff.per_seed[0] == pytest.approx(result["val"]["score"] - default_val)
 
 
 def test_publishing_copies_the_csv_files_and_regenerates_the_marked_docs_sections(tmp_path):

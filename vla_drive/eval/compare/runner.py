@@ -121,11 +121,15 @@ def claimed(folder: Path) -> contextlib.AbstractContextManager[bool]:
 
 
 def run_comparison(
-    plan: ComparePlan, shard: tuple[int, int] | None = None, say: Callable[[str], None] = print
+    plan: ComparePlan,
+    shard: tuple[int, int] | None = None,
+    say: Callable[[str], None] = print,
+    test: bool = True,
 ) -> dict[str, str]:
     """Run every unfinished run of the plan (or of ``shard``) that no other process is running; returns the
     failures (run key or name -> one-line reason), each also said as it happens. A failed run never stops the
-    others."""
+    others. ``test=False`` is for tuning: the runs choose their knob and checkpoint on validation and never
+    evaluate synthetic_test (their result.json has no test scores)."""
     _, problems = plan.resolved()
     failures = {}
     for problem in problems:
@@ -143,7 +147,7 @@ def run_comparison(
             if (folder / RESULT_FILE).is_file():  # finished by another process meanwhile
                 continue
             try:
-                execute_run(plan, run, done_starts)
+                execute_run(plan, run, done_starts, test)
                 (folder / FAILED_FILE).unlink(missing_ok=True)
             except RunFailed as error:
                 reason = str(error)
@@ -154,8 +158,11 @@ def run_comparison(
     return failures
 
 
-def execute_run(plan: ComparePlan, run: Run, done_starts: dict[tuple[int, str], str | None]) -> None:
-    """Finish one run (its world and start first); raises :class:`RunFailed` with the reason."""
+def execute_run(
+    plan: ComparePlan, run: Run, done_starts: dict[tuple[int, str], str | None], test: bool = True
+) -> None:
+    """Finish one run (its world and start first; test evaluated unless ``test`` is off); raises
+    :class:`RunFailed` with the reason."""
     try:
         world = ensure_world(plan, run.seed)
     except Exception as error:  # any failure of one run is its own: the comparison goes on
@@ -184,17 +191,22 @@ def execute_run(plan: ComparePlan, run: Run, done_starts: dict[tuple[int, str], 
         "final_iteration": selection.final_step / per_iteration,
         "selection_note": selection.note,
     }
-    evaluate_run(plan, run, world, selection.model_dir, config, training, start)
+    evaluate_run(plan, run, world, selection.model_dir, config, training, start, test=test)
 
 
 # --------------------------------------------------------------------------------------------------- the world
 
 
+def seed_world(plan: ComparePlan, seed: int) -> World:
+    """Where the world of ``seed`` and its metric caches are (made by :func:`ensure_world`)."""
+    caches = plan.out / "caches" / (f"seed{seed}" if plan.world is None else "world")
+    return World(plan.world_of(seed), caches, plan.world_seed(seed))
+
+
 def ensure_world(plan: ComparePlan, seed: int) -> World:
     """The world of ``seed`` with metric caches of its splits, generated / built once (under a lock)."""
-    root = plan.world_of(seed)
-    caches = plan.out / "caches" / (f"seed{seed}" if plan.world is None else "world")
-    world = World(root, caches, plan.world_seed(seed))
+    world = seed_world(plan, seed)
+    root, caches = world.root, world.caches
     with locked(caches):
         if not world.split("train").is_file():
             if plan.world is not None:
@@ -405,6 +417,8 @@ def evaluate_run(
             result["start_val_default"] = val_default
         if test:
             result.update(_test_once(plan, world, model, chosen, folder))
+        else:  # a tuning run: chosen on validation, never tested
+            result["test_evaluations"] = 0
         result["budget"] = asdict(_run_budget(plan, run, config, model, grid, result, start))
     except Exception as error:  # any failure of one run is its own: the comparison goes on
         raise RunFailed(f"{run.key}: evaluation failed: {type(error).__name__}: {error}") from None
