@@ -43,6 +43,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "logged-0.5": ("algorithm.logged_weight=0.5",),
     "logged-0": ("algorithm.include_logged=false",),
     "rollout-T1.5": ("algorithm.rollout_temperature=1.5",),
+    "rollout-T2": ("algorithm.rollout_temperature=2.0",),
     "lr-3e-5": ("train.learning_rate=3.0e-5",),
     "beta-1": ("algorithm.beta=1.0",),
     "beta-10": ("algorithm.beta=10.0",),

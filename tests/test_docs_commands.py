@@ -87,14 +87,14 @@ SHRINK: dict[str, Shrink] = {
 # Documented commands that are not run here (exact text, as the docs show it without its comment), and why.
 NOT_RUN: dict[str, str] = {
     "vla-drive compare --preset quick": (
-        "16 min on 2 cores; tests/vla_drive/eval/test_compare.py runs the tiny preset end to end (shards, merge)"
+        "5-16 min on 2 cores; tests/vla_drive/eval/test_compare.py runs the tiny preset end to end (shards, merge)"
     ),
     "vla-drive compare --algos dipole,awr,diffgrpo,dppo,fpo,fpo+dipod,genpo"
     " --seeds 0 1 2 3 4 --out runs/compare-full": (
         "the full comparison (hours); test_compare.py runs the tiny preset end to end"
     ),
     "vla-drive compare --preset quick --world runs/demo/world budget.iterations=20 train.learning_rate=5e-5": (
-        "needs a demo world and 16+ min; test_compare.py checks the key=value overrides of a plan"
+        "needs a demo world and minutes of training; test_compare.py checks the key=value overrides of a plan"
     ),
     "sbatch --array=0-39 --wrap"
     " 'vla-drive compare --preset full --out runs/compare-full --shard $SLURM_ARRAY_TASK_ID/40'": (

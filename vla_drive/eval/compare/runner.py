@@ -158,9 +158,7 @@ def run_comparison(
     return failures
 
 
-def execute_run(
-    plan: ComparePlan, run: Run, done_starts: dict[tuple[int, str], str | None], test: bool = True
-) -> None:
+def execute_run(plan: ComparePlan, run: Run, done_starts: dict[tuple[int, str], str | None], test: bool = True) -> None:
     """Finish one run (its world and start first; test evaluated unless ``test`` is off); raises
     :class:`RunFailed` with the reason."""
     try:
