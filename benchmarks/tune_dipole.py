@@ -27,13 +27,12 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from vla_drive.eval.compare import load_plan, run_comparison
 from vla_drive.eval.compare.evaluation import load_plans, scene_rows
 from vla_drive.eval.compare.plan import ComparePlan
+from vla_drive.eval.compare.report import diff_cell, paired_to
 from vla_drive.eval.compare.runner import RESULT_FILE, run_folder, seed_world
-from vla_drive.eval.stats import PairedDifference, SeedScores, mean_std, paired_difference
+from vla_drive.eval.stats import mean_std
 
 DEFAULTS = "defaults"
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -64,44 +63,25 @@ def variant_plan(base: ComparePlan, name: str, out: Path) -> ComparePlan:
     return replace(base, out=folder, rl_overrides=(*base.rl_overrides, *VARIANTS[name]))
 
 
-def val_scores(plan: ComparePlan, seed: int) -> dict[str, tuple[float, str]]:
-    """token -> (PDMS v1.1, log) of every validation scene of the seed's DIPOLE run, at its chosen checkpoint and
-    omega (empty while the run is unfinished)."""
+def val_rows(plan: ComparePlan, name: str, seed: int) -> list[dict[str, object]]:
+    """One row per validation scene of the seed's DIPOLE run at its chosen checkpoint and omega (``scene_rows``:
+    token, log, ``v1_score``, ...), labelled ``algorithm`` = the variant and ``seed`` as the report's scene rows are;
+    empty while the run is unfinished."""
     from navsim_eval.data.loader import SceneLoader
     from vla_drive.eval.scoring import SceneScorer
 
-    plans_file = _dipole_folder(plan, seed) / "val_plans.npz"
-    if not (_dipole_folder(plan, seed) / RESULT_FILE).is_file():
-        return {}
+    folder = _dipole_folder(plan, seed)
+    if not (folder / RESULT_FILE).is_file():
+        return []
     world = seed_world(plan, seed)
     loader = SceneLoader.from_split_file(world.split("val"), world.root, plan.budget.val_scenes)
-    plans = load_plans(plans_file)
+    plans = load_plans(folder / "val_plans.npz")
     table = SceneScorer.from_scenes(loader, world.maps, world.caches / "val", "v1").score_plans(plans)
-    return {
-        str(row["token"]): (float(row["v1_score"]), str(row["log"]))
-        for row in scene_rows(loader, plans, {"v1": table}, {})
-    }
+    return [{**row, "algorithm": name, "seed": seed} for row in scene_rows(loader, plans, {"v1": table}, {})]
 
 
 def _dipole_folder(plan: ComparePlan, seed: int) -> Path:
     return run_folder(plan, next(r for r in plan.runs() if r.algorithm.label == "dipole" and r.seed == seed))
-
-
-def paired_to_defaults(
-    mine: dict[int, dict[str, tuple[float, str]]], defaults: dict[int, dict[str, tuple[float, str]]]
-) -> PairedDifference:
-    """variant - defaults over the validation scenes both scored, seed by seed."""
-    seeds = {}
-    for seed, scores in mine.items():
-        other = defaults.get(seed, {})
-        tokens = [t for t in scores if t in other]
-        if tokens:
-            seeds[seed] = SeedScores(
-                np.array([scores[t][0] for t in tokens]),
-                np.array([other[t][0] for t in tokens]),
-                [scores[t][1] for t in tokens],
-            )
-    return paired_difference(seeds)
 
 
 def main() -> None:
@@ -120,27 +100,23 @@ def main() -> None:
         failures = run_comparison(plan, test=False, say=lambda line, name=name: print(f"{name}: {line}"))
         for key, reason in failures.items():
             print(f"{name}: {key} failed: {reason}")
-    scores = {name: {s: v for s in args.seeds if (v := val_scores(plan, s))} for name, plan in plans.items()}
+    rows = {name: {s: r for s in args.seeds if (r := val_rows(plan, name, s))} for name, plan in plans.items()}
+    every_row = [row for seeds in rows.values() for found in seeds.values() for row in found]
     lines = [
         "| variant | options | seeds | val PDMS (mean ± std over seeds) | Δ val PDMS vs defaults [95% CI] | "
         "omega per seed | iteration per seed |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, plan in plans.items():
-        results = {s: json.loads((_dipole_folder(plan, s) / RESULT_FILE).read_text()) for s in scores[name]}
+        results = {s: json.loads((_dipole_folder(plan, s) / RESULT_FILE).read_text()) for s in rows[name]}
         means = [float(r["val"]["score"]) for r in results.values()]
         mean, std = mean_std(means) if means else (math.nan, math.nan)
-        if name == DEFAULTS:
-            diff_cell = "-"
-        else:
-            diff = paired_to_defaults(scores[name], scores[DEFAULTS])
-            star = " *" if diff.excludes_zero() else ""
-            diff_cell = f"{diff.mean:+.4f} [{diff.low:+.4f}, {diff.high:+.4f}]{star}" if diff.per_seed else "-"
+        difference = "-" if name == DEFAULTS else diff_cell(paired_to(every_row, name, DEFAULTS))
         omegas = ", ".join(f"{r['chosen_knob']:g}" for r in results.values())
         iterations = ", ".join(f"{r['training'].get('selected_iteration', math.nan):g}" for r in results.values())
         lines.append(
             f"| {name} | {' '.join(VARIANTS[name]) or '(demo-dipole.yaml)'} | {len(means)} | {mean:.4f} ± {std:.4f} | "
-            f"{diff_cell} | {omegas} | {iterations} |"
+            f"{difference} | {omegas} | {iterations} |"
         )
     table = "\n".join(lines)
     print(table)

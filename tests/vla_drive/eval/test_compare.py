@@ -17,7 +17,7 @@ from vla_drive.eval.compare.budgets import RunBudget, budget_conflicts, budgets_
 from vla_drive.eval.compare.checkpoints import SELECTED_DIR, best_step, select_checkpoint, validation_scores
 from vla_drive.eval.compare.knobs import default_knob, head_calls_per_plan, knob_grid, prediction_settings
 from vla_drive.eval.compare.plan import Algorithm, Run, algorithm_of, shard_runs
-from vla_drive.eval.compare.report import read_results, report_tables, write_report
+from vla_drive.eval.compare.report import paired_to, read_results, report_tables, write_report
 from vla_drive.eval.compare.runner import RESULT_FILE, RunFailed, World, rl_config
 
 # ------------------------------------------------------------------------------------------------------ the plan
@@ -333,10 +333,10 @@ def _a_tuning_variant_reuses_the_comparison_and_never_touches_test(out: Path, wo
     result = json.loads((folder / RESULT_FILE).read_text())
     assert result["test_evaluations"] == 0 and "test_v1" not in result and not (folder / "test_scenes.csv").exists()
     assert "advantage: centred" in (folder / "train" / "config.yaml").read_text()
-    mine, theirs = tune.val_scores(variant, 0), tune.val_scores(defaults, 0)
-    assert len(mine) == result["val"]["num_scenes"] and set(mine) == set(theirs)
-    assert abs(sum(score for score, _ in mine.values()) / len(mine) - result["val"]["score"]) < 1e-9
-    diff = tune.paired_to_defaults({0: mine}, {0: theirs})
+    mine, theirs = tune.val_rows(variant, "centred", 0), tune.val_rows(defaults, tune.DEFAULTS, 0)
+    assert len(mine) == result["val"]["num_scenes"] and {r["token"] for r in mine} == {r["token"] for r in theirs}
+    assert abs(sum(row["v1_score"] for row in mine) / len(mine) - result["val"]["score"]) < 1e-9
+    diff = paired_to([*mine, *theirs], "centred", tune.DEFAULTS)
     default_val = json.loads((run_folder(defaults, defaults.runs()[1]) / RESULT_FILE).read_text())["val"]["score"]
     assert diff.per_seed[0] == pytest.approx(result["val"]["score"] - default_val)
 

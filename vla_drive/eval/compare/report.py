@@ -284,7 +284,8 @@ def paired_to(scenes: Sequence[Mapping[str, str]], algorithm: str, baseline: str
     return paired_difference(seeds) if seeds else None
 
 
-def _diff_cell(diff: Any) -> str:
+def diff_cell(diff: Any) -> str:
+    """A paired difference as a table cell: mean [low, high], * when the interval excludes 0, - when there is none."""
     if diff is None or not math.isfinite(diff.mean):
         return "-"
     if not diff.has_interval:  # one test log per seed: the bootstrap has nothing to draw from
@@ -359,9 +360,9 @@ def _headline(rows, scenes, budgets, order) -> tuple[list[str], list[str]]:
             str(len(runs)),
             f"{_fmt(pdms[name][0])} ± {_fmt(pdms[name][1])}",
             f"{_fmt(epdms[0])} ± {_fmt(epdms[1])}",
-            "-" if name == IMITATION else _diff_cell(paired_to(scenes, name, IMITATION)),
-            "-" if name == "dipole" else _diff_cell(paired_to(scenes, name, "dipole")),
-            "-" if name == IMITATION else _diff_cell(paired_to(scenes, name, IMITATION, "v2_score")),
+            "-" if name == IMITATION else diff_cell(paired_to(scenes, name, IMITATION)),
+            "-" if name == "dipole" else diff_cell(paired_to(scenes, name, "dipole")),
+            "-" if name == IMITATION else diff_cell(paired_to(scenes, name, IMITATION, "v2_score")),
             f"{_fmt(distance[0], 3)}",
             f"{sum(int(_f(r['collapsed'])) for r in runs)} / {len(runs)}",
             f"{runs[0]['knob']} {knobs}",
