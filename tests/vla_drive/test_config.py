@@ -584,6 +584,15 @@ def test_the_initial_model_is_the_preset_with_the_algorithms_head_kind():
     assert initial.train.output_dir == "runs/debug-coupled_flow" and initial.distributed == config.distributed
 
 
+def test_model_overrides_of_an_rl_run_reach_the_start_it_trains_first():
+    from vla_drive.train.run import initial_model_config
+
+    config = load_config("demo-genpo", ["model.head.depth=3", "model.head.sample_steps=7"])
+    initial = initial_model_config(config)
+    assert (initial.model.head.depth, initial.model.head.sample_steps) == (3, 7), "the start ignored model.* overrides"
+    assert initial.algorithm.name == "bc" and initial.train.max_steps == load_config("demo-imitation").train.max_steps
+
+
 @pytest.mark.parametrize("name", ["awr", "rwr", "diffgrpo", "dppo", "fpo", "genpo"])
 def test_every_algorithm_has_a_demo_preset(name):
     config = load_config(f"demo-{name}")

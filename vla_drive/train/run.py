@@ -27,12 +27,12 @@ def train(config: ExperimentConfig) -> Path:
 
 
 def initial_model_config(config: ExperimentConfig) -> ExperimentConfig:
-    """The config that trains ``train.init_from``: ``train.init_preset`` writing to the folder above it, with the
-    head kind the algorithm trains (GenPO: its coupled-flow imitation) and this run's data and distributed set-up."""
-    target = Path(config.train.init_from)
-    overrides = [f"train.output_dir={target.parent}", f"model.head.kind={config.algorithm.head_kind}"]
-    initial = load_config(config.train.init_preset, overrides)
-    return replace(initial, data=config.data, distributed=config.distributed)
+    """The config that trains ``train.init_from``: ``train.init_preset``'s algorithm and training settings, writing
+    to the folder above it, for this run's model (every ``model.*`` key, so a command-line override reaches the start
+    the run fine-tunes; the head kind the algorithm trains, GenPO's coupled flow), data and distributed set-up."""
+    initial = load_config(config.train.init_preset, [f"train.output_dir={Path(config.train.init_from).parent}"])
+    model = replace(config.model, head=replace(config.model.head, kind=config.algorithm.head_kind))
+    return replace(initial, model=model, data=config.data, distributed=config.distributed)
 
 
 def build_initial_model(config: ExperimentConfig) -> Path:
