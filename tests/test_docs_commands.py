@@ -134,9 +134,9 @@ NOT_RUN: dict[str, str] = {
         "real NAVSIM data and Qwen2.5-VL-3B from the hub; tests/vla_drive/test_config.py validates the config"
     ),
     "vla-drive train demo-genpo": (
-        "first trains its coupled-flow imitation model from the demo-imitation preset (800 steps: the run's train / "
-        "model overrides do not reach it, only its data); tests/vla_drive/train/test_rl_algorithms.py and "
-        "tests/vla_drive/test_config.py cover train.init_preset"
+        "first trains its coupled-flow imitation model from the demo-imitation preset (800 steps: the run's train "
+        "overrides do not reach it, its model, data and distributed sections do); "
+        "tests/vla_drive/train/test_rl_algorithms.py and tests/vla_drive/test_config.py cover train.init_preset"
     ),
     "navsim-eval import-cache $NAVSIM_EXP_ROOT/metric_cache --out cache/navtest_v2": (
         "needs an official metric cache (NAVSIM's run_metric_caching.py); tests/navsim_eval convert the official "

@@ -1,7 +1,8 @@
 """``vla-drive demo``: the whole pipeline on the embedded synthetic world, on a laptop CPU.
 
 Stages (the world and the two training stages are skipped when their output exists, so an interrupted demo picks
-up where it stopped; the sweep and the evaluation take seconds and always run):
+up where it stopped; the sweep always runs, and the evaluation reuses its stored predictions when the model, its
+omega and the split are the ones they were made with):
 
 1. generate the synthetic world (the proving ground of ``navsim-eval synth``: scenarios where safety decides the
    score, a validation split from the training towns and a test split from a town no training log drives in);
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,14 +111,12 @@ def run_demo(
         for name, directory, omega in (("imitation", imitation_model, 0.0), ("dipole", dipole_model, chosen)):
             model = DrivingVLA.from_pretrained(directory)
             settings.omega = omega
-            eval_dir = out / "eval" / name
-            shutil.rmtree(eval_dir / "predictions", ignore_errors=True)  # the model may have been retrained
-            results[name] = evaluate_split(
+            results[name] = evaluate_split(  # its prediction store keeps what the same model and omega predicted
                 model,
                 test_split,
                 paths.data_root,
                 paths.maps_root,
-                eval_dir,
+                out / "eval" / name,
                 settings,
                 metric_cache=out / "eval" / "metric_cache",
                 model_name=name,

@@ -45,8 +45,11 @@ def test_short_demo_runs_every_stage_and_resumes(tmp_path, capsys):
 
     # an interrupted demo continues: finished models are not trained again
     stamp = (result.imitation_model / "head.safetensors").stat().st_mtime_ns
+    parts = sorted((out / "eval").glob("*/predictions/part-*.npz"))
+    predicted = {part: part.stat().st_mtime_ns for part in parts}
     code = main(["demo", "--out", str(out), "--omegas", "0", "1", "--workers", "1", *QUICK, "train.max_steps=9"])
     assert code == 0 and (result.imitation_model / "head.safetensors").stat().st_mtime_ns == stamp
+    assert parts and {part: part.stat().st_mtime_ns for part in parts} == predicted, "the same models re-predicted"
     assert "Report:" in capsys.readouterr().out
     report = result.report.read_text()
     assert "imitation (reused from" in report and "DIPOLE (reused from" in report
