@@ -362,10 +362,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from vla_drive.demo import run_demo
 
-    result = run_demo(args.out, args.overrides, omegas=args.omegas, eval_workers=args.workers)
+    result = run_demo(
+        args.out, args.overrides, omegas=args.omegas, temperatures=args.temperatures, eval_workers=args.workers
+    )
     minutes = sum(result.seconds.values()) / 60
     print(
-        f"\nimitation PDMS {result.imitation_score:.4f}, DIPOLE PDMS {result.dipole_score:.4f} at omega "
+        f"\nimitation PDMS {result.imitation_score:.4f} at temperature {result.imitation_temperature:g}, "
+        f"DIPOLE PDMS {result.dipole_score:.4f} at omega "
         f"{result.chosen_omega:g}; total {minutes:.1f} min. Report: {result.report}"
     )
     return 0
@@ -660,7 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="the whole pipeline on the embedded synthetic world (minutes on a laptop CPU)",
-        description="Generate the synthetic world, train imitation, fine-tune with DIPOLE, sweep omega, evaluate "
+        description="Generate the synthetic world, train imitation, fine-tune with DIPOLE, choose DIPOLE's omega and "
+        "imitation's sampler temperature on the validation split, evaluate "
         "both models like the leaderboard and write report.md into the output folder. A world and trained models "
         "found there are reused (those stages are skipped), so an interrupted demo continues. Overrides "
         "key.sub=value apply to both training configs (e.g. train.max_steps=50 for a quick look).",
@@ -671,6 +675,12 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=float,
         help="sweep grid on the validation split (default 0 0.5 1 1.5 2 3 5 8, widened past the best)",
+    )
+    demo.add_argument(
+        "--temperatures",
+        nargs="+",
+        type=float,
+        help="imitation's sampler temperatures tried on the validation split (default 0 0.25 0.5 0.75 1)",
     )
     demo.add_argument("--workers", type=int, default=2, help="scoring processes for the evaluation (default 2)")
     demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.max_steps=50")

@@ -8,9 +8,11 @@ omega and the split are the ones they were made with):
    score, a validation split from the training towns and a test split from a town no training log drives in);
 2. imitation (config ``demo-imitation``: small random-weight VLM backbone, frozen and cached, DiT head);
 3. DIPOLE RL from the imitation model (config ``demo-dipole``: PDMS rewards, pos / neg branches);
-4. guidance sweep of omega on the **validation** split; the best omega is stored in the DIPOLE model;
-5. leaderboard-style evaluation of both models on the **test** split, once, with the chosen omega (official CSV,
-   summary, BEV plots);
+4. on the **validation** split, the guidance sweep of omega (the best is stored in the DIPOLE model) and the
+   choice of imitation's sampler temperature (0: its noise-free plan, 1: a sample as trained), so that both
+   policies are reported at a knob chosen on validation;
+5. leaderboard-style evaluation of both models on the **test** split, once, at the chosen omega and temperature
+   (official CSV, summary, BEV plots);
 6. ``report.md`` in the demo folder: what the world measures (the reference plans beside the models, per
    scenario), the tables, the plots and the time each stage took.
 
@@ -44,6 +46,7 @@ class DemoResult:
     imitation_score: float
     dipole_score: float
     chosen_omega: float
+    imitation_temperature: float = 1.0
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -52,15 +55,17 @@ def run_demo(
     overrides: Sequence[str] = (),
     *,
     omegas: Sequence[float] | None = None,
+    temperatures: Sequence[float] | None = None,
     eval_workers: int = 2,
     say: Say = print,
 ) -> DemoResult:
-    """Run every stage into ``out_dir``; returns the report's path and the headline numbers."""
+    """Run every stage into ``out_dir``; returns the report's path and the headline numbers (``omegas`` and
+    ``temperatures``: the grids tried on validation, default the sweep module's)."""
     import os
 
     from navsim_eval.synthetic.world import split_file
     from vla_drive.eval.leaderboard import EvalSettings, evaluate_split
-    from vla_drive.eval.sweep import DEFAULT_OMEGAS
+    from vla_drive.eval.sweep import DEFAULT_OMEGAS, DEFAULT_TEMPERATURES
     from vla_drive.train.rl import train_rl
     from vla_drive.train.stages import ensure_synthetic_world, train_imitation
 
@@ -101,16 +106,34 @@ def run_demo(
     from vla_drive.model.vla import DrivingVLA
 
     grid = tuple(omegas) if omegas is not None else DEFAULT_OMEGAS
+    heat = tuple(temperatures) if temperatures is not None else DEFAULT_TEMPERATURES
     sweep_dir = out / "sweep"
-    with _stage("sweep", seconds, say, f"4/6 guidance sweep over omega {', '.join(f'{o:g}' for o in grid)}"):
-        rows, chosen = _sweep(dipole_model, paths, grid, sweep_dir, eval_workers)
+    with _stage(
+        "sweep",
+        seconds,
+        say,
+        f"4/6 on validation: guidance sweep over omega {', '.join(f'{o:g}' for o in grid)}, imitation's "
+        f"temperature over {', '.join(f'{t:g}' for t in heat)}",
+    ):
+        _, chosen, heat_rows, temperature = _sweep(
+            dipole_model, imitation_model, paths, grid, heat, sweep_dir, eval_workers
+        )
     settings = EvalSettings(workers=eval_workers, worst=4)
     results = {}
     test_split = split_file(out / "world", "test")
-    with _stage("eval", seconds, say, f"5/6 evaluation of both models on the test split (omega {chosen:g})"):
-        for name, directory, omega in (("imitation", imitation_model, 0.0), ("dipole", dipole_model, chosen)):
+    with _stage(
+        "eval",
+        seconds,
+        say,
+        f"5/6 evaluation of both models on the test split (imitation at temperature {temperature:g}, DIPOLE at "
+        f"omega {chosen:g})",
+    ):
+        for name, directory, omega, heat_of in (
+            ("imitation", imitation_model, 0.0, temperature),
+            ("dipole", dipole_model, chosen, 1.0),
+        ):
             model = DrivingVLA.from_pretrained(directory)
-            settings.omega = omega
+            settings.omega, settings.temperature = omega, heat_of
             results[name] = evaluate_split(  # its prediction store keeps what the same model and omega predicted
                 model,
                 test_split,
@@ -127,7 +150,14 @@ def run_demo(
             test_split, out / "eval" / "metric_cache", {name: result.csv for name, result in results.items()}
         )
         report = _write_report(
-            out, _trained_config(imitation), _trained_config(dipole), rows, chosen, results, seconds, reused, world
+            out,
+            _trained_config(imitation),
+            _trained_config(dipole),
+            (chosen, heat_rows, temperature),
+            results,
+            seconds,
+            reused,
+            world,
         )
     say(f"done: {report}")
     return DemoResult(
@@ -137,6 +167,7 @@ def run_demo(
         results["imitation"].metrics["score"],
         results["dipole"].metrics["score"],
         chosen,
+        temperature,
         seconds,
     )
 
@@ -184,43 +215,48 @@ def _complete(model_dir: Path) -> bool:
     return (model_dir / "vla_config.json").is_file()
 
 
-def _sweep(model_dir: Path, paths, grid, sweep_dir: Path, workers: int):
-    """Sweep omega on the validation split, store the chosen omega in the model, write the sweep files."""
+def _sweep(dipole_dir: Path, imitation_dir: Path, paths, grid, heat, sweep_dir: Path, workers: int):
+    """On the validation split: sweep DIPOLE's omega (stored in its model, the sweep files written) and choose
+    imitation's sampler temperature; returns both tables and both choices."""
     from navsim_eval.data.loader import SceneLoader
     from vla_drive.data.dataset import SceneDataset
     from vla_drive.eval.scoring import SceneScorer
-    from vla_drive.eval.sweep import store_sweep, sweep_guidance, write_sweep
+    from vla_drive.eval.sweep import best_temperature, store_sweep, sweep_guidance, sweep_temperature, write_sweep
     from vla_drive.model.vla import DrivingVLA
 
     loader = SceneLoader.from_split_file(paths.val_split, paths.data_root)
-    model = DrivingVLA.from_pretrained(model_dir)
-    dataset = SceneDataset.for_model(loader, model)
     scorer = SceneScorer.from_scenes(loader, paths.maps_root, sweep_dir / "metric_cache")
-    rows = sweep_guidance(model, dataset, scorer, grid)
+    model = DrivingVLA.from_pretrained(dipole_dir)
+    rows = sweep_guidance(model, SceneDataset.for_model(loader, model), scorer, grid)
     write_sweep(rows, sweep_dir, title=f"DIPOLE on the validation split {Path(paths.val_split).stem} (PDMS v1)")
-    chosen = store_sweep(model_dir, rows, Path(paths.val_split).stem, "v1")
-    return rows, chosen
+    chosen = store_sweep(dipole_dir, rows, Path(paths.val_split).stem, "v1")
+    model = DrivingVLA.from_pretrained(imitation_dir)
+    heat_rows = sweep_temperature(model, SceneDataset.for_model(loader, model), scorer, heat)
+    return rows, chosen, heat_rows, best_temperature(heat_rows)
 
 
-def _write_report(out: Path, imitation, dipole, rows, chosen, results, seconds, reused, world) -> Path:
+def _write_report(out: Path, imitation, dipole, knobs, results, seconds, reused, world) -> Path:
+    chosen, heat_rows, temperature = knobs  # the omega sweep's table is its sweep.md
     im, dp = results["imitation"], results["dipole"]
     names = [n for n in im.metrics if n not in ("score_with_missing_as_zero",)]
     val = Path(dipole.data.val_split).stem
     lines = [
         "# vla-drive demo report",
         "",
-        f"Synthetic world: `{out / 'world'}`. Omega was chosen on the validation split `{val}`; the test split "
+        f"Synthetic world: `{out / 'world'}`. Omega (DIPOLE) and the sampler temperature (imitation) were chosen "
+        f"on the validation split `{val}`; the test split "
         f"({im.scored} scenes, PDMS v1.1, NAVSIM scoring) was scored once, for the tables below.",
         "",
         *world,
         "## Imitation vs DIPOLE on the test split",
         "",
-        "| model | omega | " + " | ".join(names) + " |",
+        "| model | knob | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),
-        "| imitation | - | " + " | ".join(f"{im.metrics[n]:.4f}" for n in names) + " |",
-        f"| DIPOLE | {chosen:g} | " + " | ".join(f"{dp.metrics[n]:.4f}" for n in names) + " |",
+        f"| imitation | temperature {temperature:g} | " + " | ".join(f"{im.metrics[n]:.4f}" for n in names) + " |",
+        f"| DIPOLE | omega {chosen:g} | " + " | ".join(f"{dp.metrics[n]:.4f}" for n in names) + " |",
         "",
-        f"DIPOLE at omega {chosen:g} vs imitation: {dp.metrics['score'] - im.metrics['score']:+.4f} PDMS "
+        f"DIPOLE at omega {chosen:g} vs imitation at temperature {temperature:g}: "
+        f"{dp.metrics['score'] - im.metrics['score']:+.4f} PDMS "
         "(one seed; `benchmarks/bench_dipole_vs_imitation.py` measures the spread over seeds).",
         "",
         f"## Guidance sweep (DIPOLE, on the validation split `{val}`)",
@@ -228,6 +264,20 @@ def _write_report(out: Path, imitation, dipole, rows, chosen, results, seconds, 
         (out / "sweep" / "sweep.md").read_text().strip(),
         "",
         "![sweep](sweep/sweep.png)",
+        "",
+        f"## Sampler temperature of imitation (on the validation split `{val}`)",
+        "",
+        "| temperature | score | " + " | ".join(n for n in names if n != "score") + " |",
+        "|---|---|" + "---|" * (len(names) - 1),
+        *[
+            f"| {'**' if row['temperature'] == temperature else ''}{row['temperature']:g}"
+            f"{'**' if row['temperature'] == temperature else ''} | {row['score']:.4f} | "
+            + " | ".join(f"{row[n]:.4f}" for n in names if n != "score")
+            + " |"
+            for row in heat_rows
+        ],
+        "",
+        f"chosen temperature: {temperature:g} (highest mean score; 0 is the noise-free plan, 1 a sample as trained)",
         "",
     ]
     for title, result in (("DIPOLE", dp), ("imitation", im)):

@@ -17,13 +17,15 @@ QUICK = ["train.max_steps=4", "train.warmup_steps=1", "train.log_every=2", "data
 def test_short_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     out = tmp_path / "demo"
     messages: list[str] = []
-    result = run_demo(out, QUICK, omegas=(0.0, 1.0), eval_workers=1, say=messages.append)
+    result = run_demo(out, QUICK, omegas=(0.0, 1.0), temperatures=(0.0, 1.0), eval_workers=1, say=messages.append)
     assert [m.split()[0] for m in messages if m[0].isdigit()] == ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]
     report = result.report.read_text()
     for section in ("What this world measures", "Imitation vs DIPOLE", "Guidance sweep", "Lowest-scoring", "Time"):
         assert section in report, f"report lacks {section!r}"
     assert "| constant velocity |" in report and "| logged human |" in report, "the reference plans beside the models"
     assert "chosen on the validation split `synthetic_val`" in report
+    assert "Sampler temperature of imitation" in report and result.imitation_temperature in (0.0, 1.0)
+    assert f"| imitation | temperature {result.imitation_temperature:g} |" in report, "imitation at its chosen knob"
     from navsim_eval.csv_io import read_score_csv
     from navsim_eval.data.loader import SceneLoader
     from vla_drive.model.card import read_evaluations
@@ -47,7 +49,8 @@ def test_short_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     stamp = (result.imitation_model / "head.safetensors").stat().st_mtime_ns
     parts = sorted((out / "eval").glob("*/predictions/part-*.npz"))
     predicted = {part: part.stat().st_mtime_ns for part in parts}
-    code = main(["demo", "--out", str(out), "--omegas", "0", "1", "--workers", "1", *QUICK, "train.max_steps=9"])
+    grids = ["--omegas", "0", "1", "--temperatures", "0", "1"]
+    code = main(["demo", "--out", str(out), *grids, "--workers", "1", *QUICK, "train.max_steps=9"])
     assert code == 0 and (result.imitation_model / "head.safetensors").stat().st_mtime_ns == stamp
     assert parts and {part: part.stat().st_mtime_ns for part in parts} == predicted, "the same models re-predicted"
     assert "Report:" in capsys.readouterr().out

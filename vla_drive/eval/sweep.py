@@ -80,6 +80,36 @@ def sweep_guidance(
     return rows
 
 
+DEFAULT_TEMPERATURES = (0.0, 0.25, 0.5, 0.75, 1.0)  # 0: the noise-free plan, 1: as trained
+
+
+def sweep_temperature(
+    model,
+    dataset: SceneDataset,
+    scorer: SceneScorer,
+    temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> list[dict[str, float]]:
+    """One row per sampler temperature (the knob of a policy without guidance, e.g. imitation): temperature,
+    score and every sub-metric, same seed for every temperature, sorted by temperature."""
+    rows = []
+    for temperature in sorted({float(t) for t in temperatures}):
+        summary = evaluate_model(
+            model, dataset, scorer, steps=steps, seed=seed, temperature=temperature, batch_size=batch_size
+        )
+        rows.append({"temperature": temperature, **summary})
+    return rows
+
+
+def best_temperature(rows: Sequence[dict[str, float]]) -> float:
+    """The temperature with the highest mean score; the smallest such temperature on ties."""
+    best = max(rows, key=lambda row: (round(row["score"], 12), -row["temperature"]))
+    return float(best["temperature"])
+
+
 def store_sweep(model_dir: str | os.PathLike[str], rows: Sequence[dict[str, float]], split: str, version: str) -> float:
     """Store the chosen omega in a saved model and record the sweep on its model card; returns the omega."""
     chosen = best_omega(rows)

@@ -1,4 +1,4 @@
-"""Guidance sweep: one row per omega, the chosen omega, files; and the medoid best-of-N rule."""
+"""Guidance sweep: one row per omega, the chosen omega, files; the temperature choice; the medoid best-of-N rule."""
 
 from __future__ import annotations
 
@@ -8,13 +8,29 @@ import torch
 
 from tests.vla_drive.tiny_world import tiny_world
 from vla_drive.eval.scoring import SceneScorer
-from vla_drive.eval.sweep import best_omega, sweep_guidance, write_sweep
+from vla_drive.eval.sweep import best_omega, best_temperature, sweep_guidance, write_sweep
 from vla_drive.model.selection import select_trajectory
 
 
 def test_best_omega_prefers_the_higher_score_then_the_smaller_omega():
     rows = [{"omega": 0.0, "score": 0.7}, {"omega": 1.0, "score": 0.8}, {"omega": 3.0, "score": 0.8}]
     assert best_omega(rows) == 1.0
+
+
+def test_the_temperature_choice_evaluates_each_temperature_once_in_order(monkeypatch):
+    import vla_drive.eval.sweep as sweep
+
+    told = []
+
+    def evaluate_model(model, dataset, scorer, *, temperature, seed, **_):
+        told.append((temperature, seed))
+        return {"score": {0.0: 0.8, 0.5: 0.9, 1.0: 0.9}[temperature]}
+
+    monkeypatch.setattr(sweep, "evaluate_model", evaluate_model)
+    rows = sweep.sweep_temperature(None, None, None, (1.0, 0.0, 0.5, 1.0))
+    assert told == [(0.0, 0), (0.5, 0), (1.0, 0)], "each temperature once, sorted, the same seed (paired)"
+    assert [row["temperature"] for row in rows] == [0.0, 0.5, 1.0]
+    assert best_temperature(rows) == 0.5, "the highest score, the smaller temperature on ties"
 
 
 def test_medoid_selection_picks_the_most_typical_candidate():

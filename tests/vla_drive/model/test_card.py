@@ -56,7 +56,7 @@ def test_the_card_states_the_models_facts(saved):
     assert "LoRA r=8 alpha=16 on the language model" in card
     assert "CAM_F0, CAM_L0; the current frame and 2 past frame(s) each; at most 3136 pixels per image" in card
     assert "no ego status (ablated)" in card
-    assert "DiT 32 x 1 blocks, vp_cosine path, x0 target, dpmpp_2m sampler with 10 steps" in card
+    assert "DiT 32 x 1 blocks, vp_cosine path, v target, dpmpp_2m sampler with 10 steps" in card
     assert "guidance branches pos, neg" in card
     assert "| algorithm | dipole, 300 steps (experiment `demo-dipole`) on `navtrain` |" in card
     assert "| guidance omega | 0 |" in card and "Not evaluated yet" in card
