@@ -23,12 +23,32 @@ def alpha_sigma(t: float | Tensor) -> tuple:
     return math.cos(angle), math.sin(angle)
 
 
+def regression_target(target: str, x0: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+    """What a head with ``target`` regresses on at x_t = alpha x0 + sigma eps (v = alpha eps - sigma x0)."""
+    if target == "x0":
+        return x0
+    if target == "eps":
+        return eps
+    return alpha * eps - sigma * x0
+
+
+def to_x0_eps(target: str, x: Tensor, pred: Tensor, alpha: float, sigma: float) -> tuple[Tensor, Tensor]:
+    """(x0, eps) from a prediction at x = alpha x0 + sigma eps, with alpha^2 + sigma^2 = 1 on the cosine path."""
+    if target == "x0":
+        return pred, (x - alpha * pred) / sigma
+    if target == "eps":
+        return (x - sigma * pred) / alpha, pred
+    return alpha * x - sigma * pred, sigma * x + alpha * pred
+
+
 def denoising_losses(head, x0: Tensor, cond: Cond, branch: str | None, t: Tensor, eps: Tensor) -> Tensor:
-    """Per-sample MSE [B] of an x0-predicting head at x_t = alpha x0 + sigma eps."""
+    """Per-sample MSE [B] of the head's prediction against its target at x_t = alpha x0 + sigma eps."""
     alpha, sigma = alpha_sigma(t.double())
-    x_t = (alpha[:, None, None] * x0.double() + sigma[:, None, None] * eps.double()).float()
+    alpha, sigma = alpha[:, None, None], sigma[:, None, None]
+    x_t = (alpha * x0.double() + sigma * eps.double()).float()
     pred = head.predict(x_t, t, cond, branch)
-    return (pred.float() - x0.float()).square().flatten(1).mean(1)
+    goal = regression_target(head.config.target, x0.double(), eps.double(), alpha, sigma).float()
+    return (pred.float() - goal).square().flatten(1).mean(1)
 
 
 def chain_logprobs(
@@ -49,8 +69,8 @@ def chain_logprobs(
         a_t, s_t = alpha_sigma(t)
         a_s, s_s = alpha_sigma(s)
         x = chain[:, k]
-        x0 = head.predict(x, torch.full((x.shape[0],), t), cond, branch).float()
-        eps = (x - a_t * x0) / s_t
+        pred = head.predict(x, torch.full((x.shape[0],), t), cond, branch).float()
+        x0, eps = to_x0_eps(head.config.target, x, pred, a_t, s_t)
         posterior = math.sqrt(max(s_t**2 - (a_t / a_s) ** 2 * s_s**2, 0.0) * s_s**2) / s_t
         std = eta * posterior
         mean = a_s * x0 + math.sqrt(max(s_s**2 - std**2, 0.0)) * eps

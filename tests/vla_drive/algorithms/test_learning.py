@@ -23,8 +23,9 @@ from vla_drive.train.rl import prepare_policy
 pytestmark = pytest.mark.slow
 
 CASES = {
-    "dipole": ({"beta": 3.0}, 10, 1e-2),  # the DIPOLE presets' beta
-    "awr": ({"stochastic": True}, 20, 3e-3),  # irom-lab/dppo's AWR samples stochastically
+    # the weighted-denoising pair needs more iterations since the head regresses on v (x0 moved in 10 / 20)
+    "dipole": ({"beta": 3.0}, 40, 1e-2),  # the DIPOLE presets' beta
+    "awr": ({"stochastic": True}, 40, 5e-3),  # irom-lab/dppo's AWR samples stochastically
     "rwr": ({"update_epochs": 4}, 20, 3e-3),
     "diffgrpo": ({"bc_weight": 0.01}, 20, 1e-2),
     "diffgrpo+dipod": ({"bc_weight": 0.01, "dipod_lambda": 0.05}, 20, 1e-2),
@@ -33,7 +34,7 @@ CASES = {
     "fpo+dipod": ({"update_epochs": 2, "minibatches": 2, "dipod_lambda": 0.05}, 10, 1e-2),
     "genpo": ({"update_epochs": 2, "minibatches": 1}, 10, 1e-2),
 }
-MIN_GAIN = 0.2  # the smallest difference measured is 0.38 (DIPOLE); random rewards move one run by up to 0.14
+MIN_GAIN = 0.2  # random rewards move one run by up to 0.14; every algorithm here differs by 1.1 or more
 
 
 def expected_reward(model, algorithm, cond) -> float:
