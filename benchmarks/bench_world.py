@@ -22,7 +22,7 @@ It then checks the targets of the proving ground (issue 13) on the filtered test
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_world.py [--seeds 0 1 2] [--worlds DIR] [--json OUT]
         [--learned [--learned-steps N] [--models ego_status=DIR vla_imitation=DIR] [--runs DIR]
-        [--group-temperature T]]
+        [--group-temperature T] [--learned-temperature T]]
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ class LearnedRows:
     models: dict[str, str] = field(default_factory=dict)
     runs: Path | None = None
     group_temperature: float = 1.0  # the sampler temperature of the K samples per scene (1: as trained)
+    row_temperature: float = 1.0  # the sampler temperature of the rows' plans (1: a sample; 0: the noise-free plan)
 
 
 def train_learned(name: str, world: Path, out: Path, steps: int | None) -> Path:
@@ -415,20 +416,17 @@ def calibrate(
                 else train_learned(name, world, runs / f"seed{seed}" / name, learned.steps)
             )
             trained_s = time.perf_counter() - started
-            samples = GROUP_SAMPLES if name == GROUP_ROW else 1
-            plans = learned_plans(model_dir, world, split + UNFILTERED, samples)
+            split_name = split + UNFILTERED
+            if name == GROUP_ROW:  # K samples per scene; the row is their first when both temperatures agree
+                groups = learned_plans(model_dir, world, split_name, GROUP_SAMPLES, learned.group_temperature)
+            same = name == GROUP_ROW and learned.row_temperature == learned.group_temperature
+            plans = groups if same else learned_plans(model_dir, world, split_name, 1, learned.row_temperature)
             rows[name] = plan_row(plans)
-            if name == GROUP_ROW:  # the groups at their own temperature (the row's samples at 1 otherwise)
-                hotter = learned.group_temperature != 1.0
-                groups = (
-                    learned_plans(model_dir, world, split + UNFILTERED, samples, learned.group_temperature)
-                    if hotter
-                    else plans
-                )
             learned_info[name] = {
                 "model": str(model_dir),
                 "train_s": 0.0 if given else trained_s,
                 "predict_s": time.perf_counter() - started - trained_s,
+                "row_temperature": learned.row_temperature,
                 **({"group_temperature": learned.group_temperature} if name == GROUP_ROW else {}),
             }
         started = time.perf_counter()
@@ -508,7 +506,8 @@ def print_report(report: dict) -> None:
                     )
         for name, info in entry.get("learned", {}).items():
             timing = f"trained in {info['train_s']:.0f} s, predicted in {info['predict_s']:.0f} s"
-            print(f"\n{name}: {info['model']} ({timing})")
+            heat = info.get("row_temperature", 1.0)
+            print(f"\n{name}: {info['model']} ({timing}; its row's plans at sampler temperature {heat:g})")
         print("\n| target | measured | met |\n|---|---|---|")
         for target, value, ok in entry["targets"]:
             print(f"| {target} | {value} | {'yes' if ok else 'NO'} |")
@@ -555,6 +554,13 @@ def main() -> None:
         metavar="T",
         help="sampler temperature of the K = 8 samples per scene of the group share (default 1, as trained)",
     )
+    parser.add_argument(
+        "--learned-temperature",
+        type=float,
+        default=1.0,
+        metavar="T",
+        help="sampler temperature of the learned rows' plans (default 1, a sample as trained; 0: noise-free)",
+    )
     args = parser.parse_args()
     models = {}
     for item in args.models:
@@ -562,7 +568,8 @@ def main() -> None:
         if name not in LEARNED_PRESETS or not folder:
             parser.error(f"--models {item!r}: expected NAME=DIR with NAME one of {', '.join(LEARNED_PRESETS)}")
         models[name] = folder
-    learned = LearnedRows(args.learned_steps, models, Path(args.runs) if args.runs else None, args.group_temperature)
+    runs = Path(args.runs) if args.runs else None
+    learned = LearnedRows(args.learned_steps, models, runs, args.group_temperature, args.learned_temperature)
     extra = {}
     for item in args.trajectories:
         name, _, pattern = item.partition("=")
