@@ -115,9 +115,7 @@ def run_demo(
         f"4/6 on validation: guidance sweep over omega {', '.join(f'{o:g}' for o in grid)}, imitation's "
         f"temperature over {', '.join(f'{t:g}' for t in heat)}",
     ):
-        _, chosen, heat_rows, temperature = _sweep(
-            dipole_model, imitation_model, paths, grid, heat, sweep_dir, eval_workers
-        )
+        chosen, heat_rows, temperature = _sweep(dipole_model, imitation_model, paths, grid, heat, sweep_dir)
     settings = EvalSettings(workers=eval_workers, worst=4)
     results = {}
     test_split = split_file(out / "world", "test")
@@ -215,9 +213,9 @@ def _complete(model_dir: Path) -> bool:
     return (model_dir / "vla_config.json").is_file()
 
 
-def _sweep(dipole_dir: Path, imitation_dir: Path, paths, grid, heat, sweep_dir: Path, workers: int):
+def _sweep(dipole_dir: Path, imitation_dir: Path, paths, grid, heat, sweep_dir: Path):
     """On the validation split: sweep DIPOLE's omega (stored in its model, the sweep files written) and choose
-    imitation's sampler temperature; returns both tables and both choices."""
+    imitation's sampler temperature; returns the chosen omega, the temperature table and its choice."""
     from navsim_eval.data.loader import SceneLoader
     from vla_drive.data.dataset import SceneDataset
     from vla_drive.eval.scoring import SceneScorer
@@ -232,7 +230,7 @@ def _sweep(dipole_dir: Path, imitation_dir: Path, paths, grid, heat, sweep_dir: 
     chosen = store_sweep(dipole_dir, rows, Path(paths.val_split).stem, "v1")
     model = DrivingVLA.from_pretrained(imitation_dir)
     heat_rows = sweep_temperature(model, SceneDataset.for_model(loader, model), scorer, heat)
-    return rows, chosen, heat_rows, best_temperature(heat_rows)
+    return chosen, heat_rows, best_temperature(heat_rows)
 
 
 def _write_report(out: Path, imitation, dipole, knobs, results, seconds, reused, world) -> Path:
@@ -269,13 +267,7 @@ def _write_report(out: Path, imitation, dipole, knobs, results, seconds, reused,
         "",
         "| temperature | score | " + " | ".join(n for n in names if n != "score") + " |",
         "|---|---|" + "---|" * (len(names) - 1),
-        *[
-            f"| {'**' if row['temperature'] == temperature else ''}{row['temperature']:g}"
-            f"{'**' if row['temperature'] == temperature else ''} | {row['score']:.4f} | "
-            + " | ".join(f"{row[n]:.4f}" for n in names if n != "score")
-            + " |"
-            for row in heat_rows
-        ],
+        *[_temperature_row(row, temperature, names) for row in heat_rows],
         "",
         f"chosen temperature: {temperature:g} (highest mean score; 0 is the noise-free plan, 1 a sample as trained)",
         "",
@@ -306,6 +298,14 @@ def _write_report(out: Path, imitation, dipole, knobs, results, seconds, reused,
         f"`dipole/model` (chosen omega {chosen:g} stored).",
     ]
     return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+
+
+def _temperature_row(row: dict[str, float], chosen: float, names: Sequence[str]) -> str:
+    """A row of the report's temperature table, the chosen temperature in bold."""
+    mark = "**" if row["temperature"] == chosen else ""
+    cells = [f"{mark}{row['temperature']:g}{mark}", f"{row['score']:.4f}"]
+    cells += [f"{row[n]:.4f}" for n in names if n != "score"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def _reused_note(stage: str, reused: dict[str, Path]) -> str:

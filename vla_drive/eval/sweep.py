@@ -106,8 +106,7 @@ def sweep_temperature(
 
 def best_temperature(rows: Sequence[dict[str, float]]) -> float:
     """The temperature with the highest mean score; the smallest such temperature on ties."""
-    best = max(rows, key=lambda row: (round(row["score"], 12), -row["temperature"]))
-    return float(best["temperature"])
+    return best_knob(rows, "temperature")
 
 
 def store_sweep(model_dir: str | os.PathLike[str], rows: Sequence[dict[str, float]], split: str, version: str) -> float:
@@ -119,9 +118,14 @@ def store_sweep(model_dir: str | os.PathLike[str], rows: Sequence[dict[str, floa
 
 
 def best_omega(rows: Sequence[dict[str, float]]) -> float:
-    """The omega with the highest mean score; the smallest such omega on ties."""
-    best = max(rows, key=lambda row: (round(row["score"], 12), -row["omega"]))
-    return float(best["omega"])
+    """The omega with the highest mean score; the smallest such omega on ties (the less greedy policy)."""
+    return best_knob(rows, "omega")
+
+
+def best_knob(rows: Sequence[dict[str, float]], knob: str) -> float:
+    """The value of ``knob`` whose row has the highest mean score; the smallest such value on ties."""
+    best = max(rows, key=lambda row: (round(row["score"], 12), -row[knob]))
+    return float(best[knob])
 
 
 def write_sweep(rows: Sequence[dict[str, float]], out_dir: str | os.PathLike[str], title: str = "") -> dict[str, Path]:
