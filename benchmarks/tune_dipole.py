@@ -1,11 +1,11 @@
 """Tuning DIPOLE on validation only: its options (issue 13, point 7) against today's defaults, synthetic_test untouched.
 
 Each variant is DIPOLE with one option changed (the advantage normalisation, the weight of the logged trajectory in
-each group, the rollouts' sampler temperature, the learning rate, beta), trained from the same imitation start
-with the same budget as the comparison it reuses (``--from``: its worlds, metric caches, frozen-backbone features,
-imitation starts and its default DIPOLE runs). Every variant chooses its RL checkpoint and omega on
-``synthetic_val`` exactly as ``vla-drive compare`` does, but never evaluates ``synthetic_test``: the variant that
-validation prefers is then run once on test by the comparison itself (``vla-drive compare ... <its override>``).
+each group, the rollouts' omega, the rollouts' sampler temperature, the learning rate, beta), trained from the same
+imitation start with the same budget as the comparison it reuses (``--from``: its worlds, metric caches,
+frozen-backbone features, imitation starts and its default DIPOLE runs). Every variant chooses its RL checkpoint and
+omega on ``synthetic_val`` exactly as ``vla-drive compare`` does, but never evaluates ``synthetic_test``: the variant
+that validation prefers is then run once on test by the comparison itself (``vla-drive compare ... <its override>``).
 
 Printed per variant: the validation PDMS v1.1 at its chosen checkpoint and omega (mean over seeds), the paired
 difference to the defaults over the validation scenes with a 95% interval (bootstrap over val logs, seeds paired),
@@ -41,6 +41,11 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "raw": ("algorithm.advantage=raw",),
     "logged-0.5": ("algorithm.logged_weight=0.5",),
     "logged-0": ("algorithm.include_logged=false",),
+    "logged-2": ("algorithm.logged_weight=2.0",),
+    "logged-4": ("algorithm.logged_weight=4.0",),
+    "rollout-omega-0.5": ("algorithm.rollout_omega=0.5",),
+    "rollout-omega-1": ("algorithm.rollout_omega=1.0",),
+    "rollout-T0.5": ("algorithm.rollout_temperature=0.5",),
     "rollout-T1.5": ("algorithm.rollout_temperature=1.5",),
     "rollout-T2": ("algorithm.rollout_temperature=2.0",),
     "lr-3e-5": ("train.learning_rate=3.0e-5",),
