@@ -1,11 +1,12 @@
 """Tuning DIPOLE on validation only: its options (issue 13, point 7) against today's defaults, synthetic_test untouched.
 
 Each variant is DIPOLE with one option changed (the advantage normalisation, the weight of the logged trajectory in
-each group, the rollouts' omega, the rollouts' sampler temperature, the learning rate, beta), trained from the same
-imitation start with the same budget as the comparison it reuses (``--from``: its worlds, metric caches,
-frozen-backbone features, imitation starts and its default DIPOLE runs). Every variant chooses its RL checkpoint and
-omega on ``synthetic_val`` exactly as ``vla-drive compare`` does, but never evaluates ``synthetic_test``: the variant
-that validation prefers is then run once on test by the comparison itself (``vla-drive compare ... <its override>``).
+each group, the rollouts' omega, the rollouts' sampler temperature, the learning rate, beta, the sampler temperature
+its omega is swept at), trained from the same imitation start with the same budget as the comparison it reuses
+(``--from``: its worlds, metric caches, frozen-backbone features, imitation starts and its default DIPOLE runs). Every
+variant chooses its RL checkpoint and omega on ``synthetic_val`` exactly as ``vla-drive compare`` does, but never
+evaluates ``synthetic_test``: the variant that validation prefers is then run once on test by the comparison itself
+(``vla-drive compare ... <its override>``).
 
 Printed per variant: the validation PDMS v1.1 at its chosen checkpoint and omega (mean over seeds), the paired
 difference to the defaults over the validation scenes with a 95% interval (bootstrap over val logs, seeds paired),
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from vla_drive.eval.compare import load_plan, run_comparison
 from vla_drive.eval.compare.evaluation import load_plans, scene_rows
-from vla_drive.eval.compare.plan import ComparePlan
+from vla_drive.eval.compare.plan import ComparePlan, check_plan, with_overrides
 from vla_drive.eval.compare.report import diff_cell, paired_to
 from vla_drive.eval.compare.runner import RESULT_FILE, run_folder, seed_world
 from vla_drive.eval.stats import mean_std
@@ -51,12 +52,15 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "lr-3e-5": ("train.learning_rate=3.0e-5",),
     "beta-1": ("algorithm.beta=1.0",),
     "beta-10": ("algorithm.beta=10.0",),
+    "omega-at-T0": ("knobs.omega_temperature=0",),
+    "omega-at-T0.5": ("knobs.omega_temperature=0.5",),
 }
 SHARED = ("worlds", "caches", "features", "runs/imitation")  # what every variant reuses from the comparison
 
 
 def variant_plan(base: ComparePlan, name: str, out: Path) -> ComparePlan:
-    """The comparison's DIPOLE plan with the variant's options (the defaults are the comparison's own runs)."""
+    """The comparison's DIPOLE plan with the variant's options: ``knobs.*`` change how its omega is swept, the others
+    its RL config (the defaults are the comparison's own runs)."""
     if name == DEFAULTS:
         return base
     folder = out / name
@@ -65,7 +69,11 @@ def variant_plan(base: ComparePlan, name: str, out: Path) -> ComparePlan:
         if target.exists() and not link.exists():
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(target.resolve(), target_is_directory=True)
-    return replace(base, out=folder, rl_overrides=(*base.rl_overrides, *VARIANTS[name]))
+    knobs = [option for option in VARIANTS[name] if option.startswith("knobs.")]
+    training = tuple(option for option in VARIANTS[name] if not option.startswith("knobs."))
+    plan = replace(with_overrides(base, knobs), out=folder, rl_overrides=(*base.rl_overrides, *training))
+    check_plan(plan)
+    return plan
 
 
 def val_rows(plan: ComparePlan, name: str, seed: int) -> list[dict[str, object]]:

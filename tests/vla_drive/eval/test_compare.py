@@ -79,14 +79,26 @@ def test_dipole_tunes_omega_and_the_others_tune_the_temperature_on_grids_of_one_
     plan = load_plan("quick", tmp_path)
     dipole, awr = algorithm_of("dipole"), algorithm_of("awr")
     assert knob_grid(awr, plan.knobs) == (0.0, 0.5, 1.0) and len(knob_grid(dipole, plan.knobs)) == 3
-    guided = prediction_settings(dipole, 3.0, plan.budget)
+    guided = prediction_settings(dipole, 3.0, plan.budget, plan.knobs)
     assert (guided.omega, guided.steps, guided.temperature) == (3.0, plan.budget.sample_steps, 1.0)
-    cooled = prediction_settings(awr, 0.5, plan.budget)
+    cooled = prediction_settings(awr, 0.5, plan.budget, plan.knobs)
     assert (cooled.omega, cooled.steps, cooled.temperature) == (None, plan.budget.sample_steps, 0.5)
     assert (default_knob(dipole, plan.budget), default_knob(awr, plan.budget)) == (0.0, 1.0)
     assert head_calls_per_plan(dipole, guided) == 2 * plan.budget.sample_steps  # pos and neg branches
     assert head_calls_per_plan(dipole, replace(guided, omega=0.0)) == plan.budget.sample_steps
     assert head_calls_per_plan(awr, cooled) == plan.budget.sample_steps
+
+
+def test_dipole_sweeps_its_omegas_at_the_plans_omega_temperature_and_the_others_ignore_it(tmp_path):
+    plan = load_plan("quick", tmp_path, overrides=["knobs.omega_temperature=0"])
+    assert plan.knobs.omega_temperature == 0.0
+    noise_free = prediction_settings(algorithm_of("dipole"), 2.0, plan.budget, plan.knobs)
+    assert (noise_free.omega, noise_free.temperature) == (2.0, 0.0)
+    assert prediction_settings(algorithm_of("awr"), 0.5, plan.budget, plan.knobs).temperature == 0.5
+    with pytest.raises(CompareError, match="knobs.omega_temperature: expected a finite number >= 0"):
+        load_plan("quick", tmp_path, overrides=["knobs.omega_temperature=-1"])
+    with pytest.raises(CompareError, match="omega_temperature: expected a number, got 'warm'"):
+        load_plan("quick", tmp_path, overrides=["knobs.omega_temperature=warm"])
 
 
 # ------------------------------------------------------------------------------------------------------ budgets
@@ -336,6 +348,10 @@ def _a_tuning_variant_reuses_the_comparison_and_never_touches_test(out: Path, wo
     mine, theirs = tune.val_rows(variant, "centred", 0), tune.val_rows(defaults, tune.DEFAULTS, 0)
     assert len(mine) == result["val"]["num_scenes"] and {r["token"] for r in mine} == {r["token"] for r in theirs}
     assert abs(sum(row["v1_score"] for row in mine) / len(mine) - result["val"]["score"]) < 1e-9
+    noise_free = tune.variant_plan(defaults, "omega-at-T0", tmp_path / "tune")
+    assert noise_free.knobs.omega_temperature == 0.0 and noise_free.rl_overrides == defaults.rl_overrides, (
+        "a knobs.* variant changes how omega is swept, not the RL config"
+    )
     diff = paired_to([*mine, *theirs], "centred", tune.DEFAULTS)
     default_val = json.loads((run_folder(defaults, defaults.runs()[1]) / RESULT_FILE).read_text())["val"]["score"]
     assert diff.per_seed[0] == pytest.approx(result["val"]["score"] - default_val)

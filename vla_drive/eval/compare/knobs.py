@@ -1,10 +1,10 @@
 """The inference knob of every compared policy and how it becomes prediction settings: the one place that maps a
 knob value to what ``predict`` is told.
 
-DIPOLE tunes its guidance omega (at temperature 1); every other policy (imitation and the RL algorithms that train
-one ``policy`` branch) tunes its sampler temperature, the scale of the initial noise its deterministic sampler
-starts from (0: the noise-free plan, 1: as trained). Every evaluation runs the budget's denoising steps, and every
-grid has the same size (``ComparePlan.knobs``), so no policy gets more tries.
+DIPOLE tunes its guidance omega (at ``knobs.omega_temperature``, 1 unless set); every other policy (imitation and the RL
+algorithms that train one ``policy`` branch) tunes its sampler temperature, the scale of the initial noise its
+deterministic sampler starts from (0: the noise-free plan, 1: as trained). Every evaluation runs the budget's denoising
+steps, and every grid has the same size (``ComparePlan.knobs``), so no policy gets more tries.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ def default_knob(algorithm: Algorithm, budget: Budget) -> float:
     return 0.0 if knob_name(algorithm) == "omega" else 1.0
 
 
-def prediction_settings(algorithm: Algorithm, knob: float, budget: Budget) -> PredictionSettings:
-    """The prediction settings of ``knob`` for ``algorithm``."""
+def prediction_settings(algorithm: Algorithm, knob: float, budget: Budget, knobs: Knobs) -> PredictionSettings:
+    """The prediction settings of ``knob`` for ``algorithm`` (DIPOLE's omega at ``knobs.omega_temperature``)."""
     if knob_name(algorithm) == "omega":
-        return PredictionSettings(omega=float(knob), steps=budget.sample_steps)
+        return PredictionSettings(omega=float(knob), steps=budget.sample_steps, temperature=knobs.omega_temperature)
     return PredictionSettings(omega=None, steps=budget.sample_steps, temperature=float(knob))
 
 

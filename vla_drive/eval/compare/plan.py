@@ -65,10 +65,12 @@ class Budget:
 
 @dataclass(frozen=True)
 class Knobs:
-    """The inference knob grids: omega for DIPOLE, the sampler temperature for every other policy (equal sizes)."""
+    """The inference knob grids: omega for DIPOLE, the sampler temperature for every other policy (equal sizes), and
+    the one sampler temperature DIPOLE's omegas are tried at (1: as trained; 0: the noise-free guided plan)."""
 
     omegas: tuple[float, ...] = (0.0, 1.0, 3.0)
     temperatures: tuple[float, ...] = (0.0, 0.5, 1.0)
+    omega_temperature: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,20 @@ def load_plan(
             raise CompareError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
         if not isinstance(data, Mapping):
             raise CompareError(f"{path}: expected a mapping of plan fields")
-    plan = _plan_from(dict(data), Path(out), source)
+    plan = with_overrides(_plan_from(dict(data), Path(out), source), overrides)
+    if algorithms:
+        plan = replace(plan, algorithms=tuple(algorithms))
+    if seeds:
+        plan = replace(plan, seeds=tuple(int(s) for s in seeds))
+    if world:
+        plan = replace(plan, world=Path(world))
+    check_plan(plan)
+    return plan
+
+
+def with_overrides(plan: ComparePlan, overrides: Sequence[str]) -> ComparePlan:
+    """``plan`` with command-line overrides on top: ``budget.<field>=N`` and ``knobs.<field>=a,b,c`` change the plan,
+    every other ``key.sub=value`` joins ``overrides`` (both stages' configs). Not checked: :func:`check_plan` is."""
     experiment = []
     budget, knobs = plan.budget, plan.knobs
     for text in overrides:
@@ -213,15 +228,7 @@ def load_plan(
             knobs = _set(knobs, name, value, f"override {text!r}")
         else:
             experiment.append(text)
-    plan = replace(plan, budget=budget, knobs=knobs, overrides=(*plan.overrides, *experiment))
-    if algorithms:
-        plan = replace(plan, algorithms=tuple(algorithms))
-    if seeds:
-        plan = replace(plan, seeds=tuple(int(s) for s in seeds))
-    if world:
-        plan = replace(plan, world=Path(world))
-    check_plan(plan)
-    return plan
+    return replace(plan, budget=budget, knobs=knobs, overrides=(*plan.overrides, *experiment))
 
 
 def check_plan(plan: ComparePlan) -> None:
@@ -233,6 +240,10 @@ def check_plan(plan: ComparePlan) -> None:
         )
     if any(not (t >= 0 and math.isfinite(t)) for t in plan.knobs.temperatures):
         raise CompareError(f"knobs.temperatures: expected finite numbers >= 0, got {list(plan.knobs.temperatures)}")
+    if not (plan.knobs.omega_temperature >= 0 and math.isfinite(plan.knobs.omega_temperature)):
+        raise CompareError(
+            f"knobs.omega_temperature: expected a finite number >= 0, got {plan.knobs.omega_temperature}"
+        )
     for name in ("imitation_steps", "iterations", "scenes_per_iteration", "samples_per_scene", "rollout_steps"):
         if getattr(plan.budget, name) < 1:
             raise CompareError(f"budget.{name}: expected >= 1, got {getattr(plan.budget, name)}")
@@ -281,9 +292,17 @@ def _set(value: Any, name: str, raw: Any, where: str) -> Any:
             parsed: Any = tuple(float(item) for item in items)
         elif raw in (None, "null", "none", "None") and "None" in str(types[name]):
             parsed = None
+        elif isinstance(current, float):
+            parsed = float(raw)
         else:
             parsed = int(raw)
     except (TypeError, ValueError):
-        expected = "a list of numbers" if isinstance(current, tuple) else "an integer"
+        expected = (
+            "a list of numbers"
+            if isinstance(current, tuple)
+            else "a number"
+            if isinstance(current, float)
+            else "an integer"
+        )
         raise CompareError(f"{where}: {name}: expected {expected}, got {raw!r}") from None
     return replace(value, **{name: parsed})

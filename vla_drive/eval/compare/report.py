@@ -210,7 +210,8 @@ def plan_summary(plan: ComparePlan) -> str:
         f"Seeds {', '.join(map(str, plan.seeds))}; {world}. Budget of every RL run: {b.iterations} iterations x "
         f"{b.scenes_per_iteration} scenes x K = {b.samples_per_scene} ({b.rollouts} rollouts), {b.rollout_steps} "
         f"sampler steps per rollout, from an imitation start of {b.imitation_steps} steps; knobs tuned on "
-        f"synthetic_val over {len(plan.knobs.omegas)} values (DIPOLE omega {list(plan.knobs.omegas)}, the others "
+        f"synthetic_val over {len(plan.knobs.omegas)} values (DIPOLE omega {list(plan.knobs.omegas)} at "
+        f"temperature {plan.knobs.omega_temperature:g}, the others "
         f"sampler temperature {list(plan.knobs.temperatures)}, at {b.sample_steps} denoising steps); "
         "synthetic_test evaluated once, at the chosen knob."
     )

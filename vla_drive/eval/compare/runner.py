@@ -373,7 +373,7 @@ def evaluate_run(
             dataset,
             val_scorer,
             knob_grid(algorithm, plan.knobs),
-            lambda knob: prediction_settings(algorithm, knob, budget),
+            lambda knob: prediction_settings(algorithm, knob, budget, plan.knobs),
             plan.eval_seed,
             plan.eval_batch_size,
         )
@@ -383,11 +383,15 @@ def evaluate_run(
             val_default = known[default]["score"]
         else:
             plans, _ = predict_plans(
-                model, dataset, prediction_settings(algorithm, default, budget), plan.eval_seed, plan.eval_batch_size
+                model,
+                dataset,
+                prediction_settings(algorithm, default, budget, plan.knobs),
+                plan.eval_seed,
+                plan.eval_batch_size,
             )
             val_default = summarize(val_scorer.score_plans(plans)).get("score", float("nan"))
         save_plans(folder / "val_plans.npz", grid.plans)
-        chosen = prediction_settings(algorithm, grid.chosen, budget)
+        chosen = prediction_settings(algorithm, grid.chosen, budget, plan.knobs)
         result: dict[str, Any] = {
             "algorithm": algorithm.label,
             "registry_name": algorithm.name,
