@@ -52,15 +52,15 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "lr-3e-5": ("train.learning_rate=3.0e-5",),
     "beta-1": ("algorithm.beta=1.0",),
     "beta-10": ("algorithm.beta=10.0",),
-    "omega-at-T0": ("knobs.omega_temperature=0",),
+    "omega-at-T1": ("knobs.omega_temperature=1",),  # the default until val preferred 0 (docs/training.md)
     "omega-at-T0.5": ("knobs.omega_temperature=0.5",),
 }
 SHARED = ("worlds", "caches", "features", "runs/imitation")  # what every variant reuses from the comparison
 
 
 def variant_plan(base: ComparePlan, name: str, out: Path) -> ComparePlan:
-    """The comparison's DIPOLE plan with the variant's options: ``knobs.*`` change how its omega is swept, the others
-    its RL config (the defaults are the comparison's own runs)."""
+    """The comparison's DIPOLE plan with the variant's options: ``knobs.*`` change how its omega is swept and its
+    checkpoint validated, the others its training options (the defaults are the comparison's own runs)."""
     if name == DEFAULTS:
         return base
     folder = out / name

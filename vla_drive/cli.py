@@ -65,8 +65,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     files = write_sweep(rows, out, title=f"{Path(args.model).name} on {split_file.stem} ({args.version})")
     print(files["markdown"].read_text())
     if not args.no_store:
-        chosen = store_sweep(args.model, rows, split_file.stem, args.version)
-        print(f"stored guidance_omega={chosen:g} in {args.model} (and the sweep on its model card)")
+        chosen = store_sweep(args.model, rows, split_file.stem, args.version, temperature=args.temperature)
+        print(
+            f"stored guidance_omega={chosen:g} in {args.model} (and the sweep on its model card; evaluate it at "
+            f"--temperature {args.temperature:g}, the temperature it was chosen at)"
+        )
     with _result_logger(args, out, "sweep") as log:
         for index, row in enumerate(rows):
             log.log(index, row, prefix="sweep/")
@@ -368,8 +371,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     minutes = sum(result.seconds.values()) / 60
     print(
         f"\nimitation PDMS {result.imitation_score:.4f} at temperature {result.imitation_temperature:g}, "
-        f"DIPOLE PDMS {result.dipole_score:.4f} at omega "
-        f"{result.chosen_omega:g}; total {minutes:.1f} min. Report: {result.report}"
+        f"DIPOLE PDMS {result.dipole_score:.4f} at omega {result.chosen_omega:g} (temperature "
+        f"{result.dipole_temperature:g}); total {minutes:.1f} min. Report: {result.report}"
     )
     return 0
 

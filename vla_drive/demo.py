@@ -8,9 +8,10 @@ omega and the split are the ones they were made with):
    score, a validation split from the training towns and a test split from a town no training log drives in);
 2. imitation (config ``demo-imitation``: small random-weight VLM backbone, frozen and cached, DiT head);
 3. DIPOLE RL from the imitation model (config ``demo-dipole``: PDMS rewards, pos / neg branches);
-4. on the **validation** split, the guidance sweep of omega (the best is stored in the DIPOLE model) and the
-   choice of imitation's sampler temperature (0: its noise-free plan, 1: a sample as trained), so that both
-   policies are reported at a knob chosen on validation;
+4. on the **validation** split, the guidance sweep of omega (the best is stored in the DIPOLE model), at the
+   sampler temperature of ``demo-dipole``'s ``eval.temperature`` (0: the noise-free guided plan, which beat
+   temperature 1 on validation, docs/training.md), and the choice of imitation's sampler temperature (0: its
+   noise-free plan, 1: a sample as trained), so that both policies are reported at a knob chosen on validation;
 5. leaderboard-style evaluation of both models on the **test** split, once, at the chosen omega and temperature
    (official CSV, summary, BEV plots);
 6. ``report.md`` in the demo folder: what the world measures (the reference plans beside the models, per
@@ -47,6 +48,7 @@ class DemoResult:
     dipole_score: float
     chosen_omega: float
     imitation_temperature: float = 1.0
+    dipole_temperature: float = 0.0  # the sampler temperature DIPOLE's omega was swept and evaluated at
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -108,14 +110,15 @@ def run_demo(
     grid = tuple(omegas) if omegas is not None else DEFAULT_OMEGAS
     heat = tuple(temperatures) if temperatures is not None else DEFAULT_TEMPERATURES
     sweep_dir = out / "sweep"
+    guided = dipole.eval.temperature  # DIPOLE's sampler temperature: its omega is swept and reported at it
     with _stage(
         "sweep",
         seconds,
         say,
-        f"4/6 on validation: guidance sweep over omega {', '.join(f'{o:g}' for o in grid)}, imitation's "
-        f"temperature over {', '.join(f'{t:g}' for t in heat)}",
+        f"4/6 on validation: guidance sweep over omega {', '.join(f'{o:g}' for o in grid)} at temperature "
+        f"{guided:g}, imitation's temperature over {', '.join(f'{t:g}' for t in heat)}",
     ):
-        chosen, heat_rows, temperature = _sweep(dipole_model, imitation_model, paths, grid, heat, sweep_dir)
+        chosen, heat_rows, temperature = _sweep(dipole_model, imitation_model, paths, (grid, guided), heat, sweep_dir)
     settings = EvalSettings(workers=eval_workers, worst=4)
     results = {}
     test_split = split_file(out / "world", "test")
@@ -124,11 +127,11 @@ def run_demo(
         seconds,
         say,
         f"5/6 evaluation of both models on the test split (imitation at temperature {temperature:g}, DIPOLE at "
-        f"omega {chosen:g})",
+        f"omega {chosen:g}, temperature {guided:g})",
     ):
         for name, directory, omega, heat_of in (
             ("imitation", imitation_model, 0.0, temperature),
-            ("dipole", dipole_model, chosen, 1.0),
+            ("dipole", dipole_model, chosen, guided),
         ):
             model = DrivingVLA.from_pretrained(directory)
             settings.omega, settings.temperature = omega, heat_of
@@ -151,7 +154,7 @@ def run_demo(
             out,
             _trained_config(imitation),
             _trained_config(dipole),
-            (chosen, heat_rows, temperature),
+            (chosen, guided, heat_rows, temperature),
             results,
             seconds,
             reused,
@@ -166,6 +169,7 @@ def run_demo(
         results["dipole"].metrics["score"],
         chosen,
         temperature,
+        guided,
         seconds,
     )
 
@@ -213,9 +217,10 @@ def _complete(model_dir: Path) -> bool:
     return (model_dir / "vla_config.json").is_file()
 
 
-def _sweep(dipole_dir: Path, imitation_dir: Path, paths, grid, heat, sweep_dir: Path):
-    """On the validation split: sweep DIPOLE's omega (stored in its model, the sweep files written) and choose
-    imitation's sampler temperature; returns the chosen omega, the temperature table and its choice."""
+def _sweep(dipole_dir: Path, imitation_dir: Path, paths, omegas, heat, sweep_dir: Path):
+    """On the validation split: sweep DIPOLE's omega (``omegas``: the grid and the sampler temperature; the chosen
+    omega stored in its model, the sweep files written) and choose imitation's sampler temperature; returns the
+    chosen omega, the temperature table and its choice."""
     from navsim_eval.data.loader import SceneLoader
     from vla_drive.data.dataset import SceneDataset
     from vla_drive.eval.scoring import SceneScorer
@@ -225,16 +230,18 @@ def _sweep(dipole_dir: Path, imitation_dir: Path, paths, grid, heat, sweep_dir: 
     loader = SceneLoader.from_split_file(paths.val_split, paths.data_root)
     scorer = SceneScorer.from_scenes(loader, paths.maps_root, sweep_dir / "metric_cache")
     model = DrivingVLA.from_pretrained(dipole_dir)
-    rows = sweep_guidance(model, SceneDataset.for_model(loader, model), scorer, grid)
-    write_sweep(rows, sweep_dir, title=f"DIPOLE on the validation split {Path(paths.val_split).stem} (PDMS v1)")
-    chosen = store_sweep(dipole_dir, rows, Path(paths.val_split).stem, "v1")
+    grid, guided = omegas
+    rows = sweep_guidance(model, SceneDataset.for_model(loader, model), scorer, grid, temperature=guided)
+    title = f"DIPOLE on the validation split {Path(paths.val_split).stem} (PDMS v1, temperature {guided:g})"
+    write_sweep(rows, sweep_dir, title=title)
+    chosen = store_sweep(dipole_dir, rows, Path(paths.val_split).stem, "v1", temperature=guided)
     model = DrivingVLA.from_pretrained(imitation_dir)
     heat_rows = sweep_temperature(model, SceneDataset.for_model(loader, model), scorer, heat)
     return chosen, heat_rows, best_temperature(heat_rows)
 
 
 def _write_report(out: Path, imitation, dipole, knobs, results, seconds, reused, world) -> Path:
-    chosen, heat_rows, temperature = knobs  # the omega sweep's table is its sweep.md
+    chosen, guided, heat_rows, temperature = knobs  # the omega sweep's table is its sweep.md
     im, dp = results["imitation"], results["dipole"]
     names = [n for n in im.metrics if n not in ("score_with_missing_as_zero",)]
     val = Path(dipole.data.val_split).stem
@@ -251,13 +258,15 @@ def _write_report(out: Path, imitation, dipole, knobs, results, seconds, reused,
         "| model | knob | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),
         f"| imitation | temperature {temperature:g} | " + " | ".join(f"{im.metrics[n]:.4f}" for n in names) + " |",
-        f"| DIPOLE | omega {chosen:g} | " + " | ".join(f"{dp.metrics[n]:.4f}" for n in names) + " |",
+        f"| DIPOLE | omega {chosen:g}, temperature {guided:g} | "
+        + " | ".join(f"{dp.metrics[n]:.4f}" for n in names)
+        + " |",
         "",
-        f"DIPOLE at omega {chosen:g} vs imitation at temperature {temperature:g}: "
+        f"DIPOLE at omega {chosen:g} (temperature {guided:g}) vs imitation at temperature {temperature:g}: "
         f"{dp.metrics['score'] - im.metrics['score']:+.4f} PDMS "
         "(one seed; `benchmarks/bench_dipole_vs_imitation.py` measures the spread over seeds).",
         "",
-        f"## Guidance sweep (DIPOLE, on the validation split `{val}`)",
+        f"## Guidance sweep (DIPOLE at sampler temperature {guided:g}, on the validation split `{val}`)",
         "",
         (out / "sweep" / "sweep.md").read_text().strip(),
         "",

@@ -26,6 +26,8 @@ def test_short_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     assert "chosen on the validation split `synthetic_val`" in report
     assert "Sampler temperature of imitation" in report and result.imitation_temperature in (0.0, 1.0)
     assert f"| imitation | temperature {result.imitation_temperature:g} |" in report, "imitation at its chosen knob"
+    assert result.dipole_temperature == 0.0, "demo-dipole samples its noise-free guided plan (eval.temperature 0)"
+    assert f"| DIPOLE | omega {result.chosen_omega:g}, temperature 0 |" in report
     from navsim_eval.csv_io import read_score_csv
     from navsim_eval.data.loader import SceneLoader
     from vla_drive.model.card import read_evaluations
@@ -36,7 +38,8 @@ def test_short_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     test_tokens, val_tokens = tokens("synthetic_test"), tokens("synthetic_val")
     scored = {row["token"] for row in read_score_csv(out / "eval" / "dipole" / "v1_scores.csv").rows}
     assert scored == test_tokens and not scored & val_tokens, "the final table is on the test split"
-    assert read_evaluations(result.dipole_model)["sweep"]["split"] == "synthetic_val", "omega chosen on validation"
+    sweep = read_evaluations(result.dipole_model)["sweep"]
+    assert (sweep["split"], sweep["temperature"]) == ("synthetic_val", 0.0), "omega chosen on val, at temperature 0"
     assert (out / "sweep" / "sweep.png").is_file() and (out / "eval" / "dipole" / "worst").is_dir()
     for name in ("imitation", "dipole"):
         lines = (out / "eval" / name / "v1_scores.csv").read_text().splitlines()

@@ -110,6 +110,7 @@ class EvalConfig:
     omega: float | None = field(default=None, metadata={"min": 0})  # None = the model's guidance_omega
     omegas: tuple[float, ...] = field(default=(0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0), metadata={"each_min": 0})
     seed: int = field(default=0, metadata={"min": 0})  # with the scene token, the seed of every scene's noise
+    temperature: float = field(default=1.0, metadata={"min": 0})  # sampler noise scale of validation (0: noise-free)
     workers: int = field(default=0, metadata={"min": 0})  # scoring processes (0 = automatic)
 
 

@@ -109,11 +109,18 @@ def best_temperature(rows: Sequence[dict[str, float]]) -> float:
     return best_knob(rows, "temperature")
 
 
-def store_sweep(model_dir: str | os.PathLike[str], rows: Sequence[dict[str, float]], split: str, version: str) -> float:
-    """Store the chosen omega in a saved model and record the sweep on its model card; returns the omega."""
+def store_sweep(
+    model_dir: str | os.PathLike[str],
+    rows: Sequence[dict[str, float]],
+    split: str,
+    version: str,
+    temperature: float = 1.0,
+) -> float:
+    """Store the chosen omega in a saved model and record the sweep (and the sampler temperature it ran at) on its
+    model card; returns the omega."""
     chosen = best_omega(rows)
     store_guidance_omega(model_dir, chosen)
-    record_sweep(model_dir, split=split, version=version, rows=rows, chosen=chosen)
+    record_sweep(model_dir, split=split, version=version, rows=rows, chosen=chosen, temperature=temperature)
     return chosen
 
 

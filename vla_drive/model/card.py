@@ -87,14 +87,22 @@ def record_evaluation(
 
 
 def record_sweep(
-    directory: str | os.PathLike[str], *, split: str, version: str, rows: Sequence[Mapping[str, float]], chosen: float
+    directory: str | os.PathLike[str],
+    *,
+    split: str,
+    version: str,
+    rows: Sequence[Mapping[str, float]],
+    chosen: float,
+    temperature: float = 1.0,
 ) -> Path:
-    """Record a guidance sweep (score per omega and the omega chosen) and rewrite the card."""
+    """Record a guidance sweep (score per omega, the omega chosen and the sampler temperature it was sampled at: the
+    omega holds at that temperature) and rewrite the card."""
     record = read_evaluations(directory)
     record["sweep"] = {
         "split": split,
         "version": version,
         "chosen": float(chosen),
+        "temperature": float(temperature),
         "rows": [{"omega": float(r["omega"]), "score": float(r["score"])} for r in rows],
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -274,7 +282,10 @@ def _training_line(training: Mapping[str, Any]) -> str:
 def _omega_line(config: Mapping[str, Any], sweep: Mapping[str, Any] | None) -> str:
     omega = float(config.get("guidance_omega", 0.0))
     if sweep and float(sweep.get("chosen", omega)) == omega:
-        return f"{omega:g} (chosen by a sweep on `{sweep.get('split')}`, {SCORE_NAMES.get(sweep.get('version'), '')})"
+        return (
+            f"{omega:g} (chosen by a sweep on `{sweep.get('split')}`, {SCORE_NAMES.get(sweep.get('version'), '')}, "
+            f"at sampler temperature {float(sweep.get('temperature', 1.0)):g})"
+        )
     return f"{omega:g}"
 
 
@@ -304,7 +315,8 @@ def _evaluation_section(record: Mapping[str, Any], config: Mapping[str, Any]) ->
         lines.append("")
     if sweep:
         lines += [
-            f"Guidance sweep on `{sweep['split']}` ({SCORE_NAMES.get(sweep['version'], sweep['version'])}):",
+            f"Guidance sweep on `{sweep['split']}` ({SCORE_NAMES.get(sweep['version'], sweep['version'])}, sampler "
+            f"temperature {float(sweep.get('temperature', 1.0)):g}: evaluate at the same temperature):",
             "",
             "| omega | " + " | ".join(f"{r['omega']:g}" for r in sweep["rows"]) + " |",
             "|---|" + "---|" * len(sweep["rows"]),

@@ -151,6 +151,7 @@ def validation_hook(
             steps=config.eval.sample_steps,
             omega=config.eval.omega,
             seed=config.eval.seed,
+            temperature=config.eval.temperature,
             batch_size=config.train.batch_size,
             call=trainer.call_model,
             shard=(rank(), world_size()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -15,10 +16,18 @@ from vla_drive.cli import main
 from vla_drive.eval.compare import CompareError, load_plan
 from vla_drive.eval.compare.budgets import RunBudget, budget_conflicts, budgets_csv, read_budgets
 from vla_drive.eval.compare.checkpoints import SELECTED_DIR, best_step, select_checkpoint, validation_scores
-from vla_drive.eval.compare.knobs import default_knob, head_calls_per_plan, knob_grid, prediction_settings
+from vla_drive.eval.compare.knobs import (
+    PredictionSettings,
+    default_knob,
+    head_calls_per_plan,
+    knob_grid,
+    knob_mismatch,
+    prediction_settings,
+    validation_settings,
+)
 from vla_drive.eval.compare.plan import Algorithm, Run, algorithm_of, shard_runs
 from vla_drive.eval.compare.report import paired_to, read_results, report_tables, write_report
-from vla_drive.eval.compare.runner import RESULT_FILE, RunFailed, World, rl_config
+from vla_drive.eval.compare.runner import RESULT_FILE, RunFailed, World, rl_config, run_comparison, start_default
 
 # ------------------------------------------------------------------------------------------------------ the plan
 
@@ -80,7 +89,7 @@ def test_dipole_tunes_omega_and_the_others_tune_the_temperature_on_grids_of_one_
     dipole, awr = algorithm_of("dipole"), algorithm_of("awr")
     assert knob_grid(awr, plan.knobs) == (0.0, 0.5, 1.0) and len(knob_grid(dipole, plan.knobs)) == 3
     guided = prediction_settings(dipole, 3.0, plan.budget, plan.knobs)
-    assert (guided.omega, guided.steps, guided.temperature) == (3.0, plan.budget.sample_steps, 1.0)
+    assert (guided.omega, guided.steps, guided.temperature) == (3.0, plan.budget.sample_steps, 0.0)  # noise-free
     cooled = prediction_settings(awr, 0.5, plan.budget, plan.knobs)
     assert (cooled.omega, cooled.steps, cooled.temperature) == (None, plan.budget.sample_steps, 0.5)
     assert (default_knob(dipole, plan.budget), default_knob(awr, plan.budget)) == (0.0, 1.0)
@@ -90,11 +99,12 @@ def test_dipole_tunes_omega_and_the_others_tune_the_temperature_on_grids_of_one_
 
 
 def test_dipole_sweeps_its_omegas_at_the_plans_omega_temperature_and_the_others_ignore_it(tmp_path):
-    plan = load_plan("quick", tmp_path, overrides=["knobs.omega_temperature=0"])
-    assert plan.knobs.omega_temperature == 0.0
-    noise_free = prediction_settings(algorithm_of("dipole"), 2.0, plan.budget, plan.knobs)
-    assert (noise_free.omega, noise_free.temperature) == (2.0, 0.0)
-    assert prediction_settings(algorithm_of("awr"), 0.5, plan.budget, plan.knobs).temperature == 0.5
+    assert load_plan("quick", tmp_path).knobs.omega_temperature == 0.0  # the default: chosen on val
+    plan = load_plan("quick", tmp_path, overrides=["knobs.omega_temperature=0.5"])
+    assert plan.knobs.omega_temperature == 0.5
+    sampled = prediction_settings(algorithm_of("dipole"), 2.0, plan.budget, plan.knobs)
+    assert (sampled.omega, sampled.temperature) == (2.0, 0.5)
+    assert prediction_settings(algorithm_of("awr"), 0.25, plan.budget, plan.knobs).temperature == 0.25
     with pytest.raises(CompareError, match="omega_temperature: expected a finite number >= 0"):
         load_plan("quick", tmp_path, overrides=["knobs.omega_temperature=-1"])
     with pytest.raises(CompareError, match="omega_temperature: expected a number, got 'warm'"):
@@ -156,14 +166,38 @@ def test_an_algorithm_that_cannot_meet_the_equal_budget_fails_its_run_in_one_lin
     assert config.train.max_steps == plan.budget.iterations  # DIPOLE: one update per iteration
 
 
+@pytest.mark.parametrize("omega_temperature", [0.0, 0.5])
+def test_an_rl_run_validates_and_so_chooses_its_checkpoint_at_the_temperature_its_knob_is_tried_at(
+    tmp_path, omega_temperature
+):
+    plan = load_plan("tiny", tmp_path, overrides=[f"knobs.omega_temperature={omega_temperature}"])
+    world, start = World(tmp_path / "world", tmp_path / "caches", 0), tmp_path / "start" / "model"
+    dipole = rl_config(plan, Run(algorithm_of("dipole"), 0), world, start)
+    awr = rl_config(plan, Run(algorithm_of("awr"), 0), world, start)
+    assert dipole.eval.temperature == omega_temperature, "DIPOLE's checkpoint is chosen where its omegas are swept"
+    assert awr.eval.temperature == 1.0, "the others validate at their default knob, temperature 1"
+
+
+def test_a_curve_starts_from_the_imitation_start_at_the_temperature_the_run_validates_at():
+    start = {"grid": [{"knob": 0.0, "score": 0.8}, {"knob": 0.5, "score": 0.75}], "val_default": 0.6}
+
+    def at(temperature: float) -> float:
+        return start_default(start, PredictionSettings(omega=0.0, steps=10, temperature=temperature))
+
+    assert (at(0.0), at(0.5)) == (0.8, 0.75)
+    assert at(1.0) == 0.6  # the start's own default knob
+    assert math.isnan(at(0.3)), "never the score of another temperature"
+
+
 # ------------------------------------------------------------------------------------------------------ report
 
 
-def _write_run(out: Path, algorithm: str, seed: int, scores: list[float], val: float, start_val: float, **budget):
-    """A finished run folder as the runner writes it: result.json and test_scenes.csv (two logs)."""
-    folder = out / "runs" / algorithm / f"seed{seed}"
+def _write_run(plan, algorithm: str, seed: int, scores: list[float], val: float, start_val: float, **budget):
+    """A finished run folder as the runner writes it for ``plan``: result.json and test_scenes.csv (two logs)."""
+    folder = plan.out / "runs" / algorithm / f"seed{seed}"
     folder.mkdir(parents=True)
     knob = "omega" if algorithm == "dipole" else "temperature"
+    policy = algorithm_of(algorithm) if algorithm != "imitation" else Algorithm("imitation", "bc")
     test_v1 = {"score": sum(scores) / len(scores), "ego_progress": 0.8, "num_scenes": len(scores)}
     result = {
         "algorithm": algorithm,
@@ -171,6 +205,8 @@ def _write_run(out: Path, algorithm: str, seed: int, scores: list[float], val: f
         "world_seed": seed,
         "knob": knob,
         "chosen_knob": 1.0,
+        "chosen_settings": asdict(prediction_settings(policy, 1.0, plan.budget, plan.knobs)),
+        "val_temperature": validation_settings(policy, plan.budget, plan.knobs).temperature,
         "grid": [{"knob": 0.0, "score": val - 0.01}, {"knob": 1.0, "score": val}],
         "val": {"score": val, "num_scenes": 4, "predict_seconds_per_scene": 0.01},
         "val_default": val,
@@ -200,9 +236,9 @@ def _write_run(out: Path, algorithm: str, seed: int, scores: list[float], val: f
 def _crafted(tmp_path, **awr_budget):
     plan = load_plan("tiny", tmp_path / "cmp", seeds=[0, 1], algorithms=["dipole", "awr"])
     for seed in (0, 1):
-        _write_run(plan.out, "imitation", seed, [0.5, 0.6, 0.7, 0.8], 0.70, 0.70)
-        _write_run(plan.out, "dipole", seed, [0.6, 0.7, 0.8, 0.9], 0.75, 0.70)
-        _write_run(plan.out, "awr", seed, [0.4, 0.5, 0.6, 0.7], 0.60, 0.70, **awr_budget)  # collapsed on val
+        _write_run(plan, "imitation", seed, [0.5, 0.6, 0.7, 0.8], 0.70, 0.70)
+        _write_run(plan, "dipole", seed, [0.6, 0.7, 0.8, 0.9], 0.75, 0.70)
+        _write_run(plan, "awr", seed, [0.4, 0.5, 0.6, 0.7], 0.60, 0.70, **awr_budget)  # collapsed on val
     return plan
 
 
@@ -247,6 +283,26 @@ def test_the_tables_come_from_the_csv_files_alone(tmp_path):
     assert all(
         (plan.out / "plots" / f"{name}.png").stat().st_size > 0 for name in ("curves", "knob_sweep", "test_scores")
     )
+
+
+def test_a_finished_run_made_at_other_knob_settings_is_named_left_as_it_is_and_kept_out_of_the_report(tmp_path):
+    plan = _crafted(tmp_path)  # DIPOLE's omegas at temperature 0, the default
+    old = plan.out / "runs" / "dipole" / "seed1" / RESULT_FILE
+    result = json.loads(old.read_text())
+    result["chosen_settings"]["temperature"] = 1.0  # as written before the default changed: swept and
+    del result["val_temperature"]  # validated at temperature 1
+    old.write_text(json.dumps(result))
+    before = old.read_text()
+    said: list[str] = []
+    failures = run_comparison(plan, say=said.append)
+    assert list(failures) == ["dipole/seed1"] and old.read_text() == before
+    assert "temperature 1.0 (the plan: 0.0); validation temperature 1 (the plan: 0)" in failures["dipole/seed1"]
+    assert "knobs.omega_temperature" in failures["dipole/seed1"] and said == [f"compare: {failures['dipole/seed1']}"]
+    text = write_report(plan, plots=False)["compare.md"].read_text()
+    assert "- `dipole/seed1`: dipole/seed1: " in text and "| dipole | 1 |" in text  # one seed ranked, not two
+    at_one = replace(plan, knobs=replace(plan.knobs, omega_temperature=1.0))  # read with the knobs it was made with
+    assert knob_mismatch(algorithm_of("dipole"), result, at_one.budget, at_one.knobs) == ""
+    assert list(run_comparison(at_one, say=said.append)) == ["dipole/seed0"]
 
 
 def test_failed_and_pending_runs_are_listed_in_the_report(tmp_path):
@@ -348,9 +404,9 @@ def _a_tuning_variant_reuses_the_comparison_and_never_touches_test(out: Path, wo
     mine, theirs = tune.val_rows(variant, "centred", 0), tune.val_rows(defaults, tune.DEFAULTS, 0)
     assert len(mine) == result["val"]["num_scenes"] and {r["token"] for r in mine} == {r["token"] for r in theirs}
     assert abs(sum(row["v1_score"] for row in mine) / len(mine) - result["val"]["score"]) < 1e-9
-    noise_free = tune.variant_plan(defaults, "omega-at-T0", tmp_path / "tune")
-    assert noise_free.knobs.omega_temperature == 0.0 and noise_free.rl_overrides == defaults.rl_overrides, (
-        "a knobs.* variant changes how omega is swept, not the RL config"
+    sampled = tune.variant_plan(defaults, "omega-at-T1", tmp_path / "tune")
+    assert sampled.knobs.omega_temperature == 1.0 and sampled.rl_overrides == defaults.rl_overrides, (
+        "a knobs.* variant changes how omega is swept and validated, not the training options"
     )
     diff = paired_to([*mine, *theirs], "centred", tune.DEFAULTS)
     default_val = json.loads((run_folder(defaults, defaults.runs()[1]) / RESULT_FILE).read_text())["val"]["score"]

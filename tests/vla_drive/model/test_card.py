@@ -86,10 +86,12 @@ def test_evaluations_and_the_sweep_update_the_card(saved, tmp_path):
     )
     assert len(read_evaluations(directory)["evaluations"]) == 1, "the same split and version is replaced"
     rows = [{"omega": 0.0, "score": 0.87}, {"omega": 1.5, "score": 0.9}]
-    record_sweep(directory, split="navval", version="v1", rows=rows, chosen=1.5)
+    record_sweep(directory, split="navval", version="v1", rows=rows, chosen=1.5, temperature=0.0)
     store_guidance_omega(directory, 1.5)
     card = _card(directory)
-    assert "| guidance omega | 1.5 (chosen by a sweep on `navval`, PDMS (NAVSIM v1.1)) |" in card
+    line = "| guidance omega | 1.5 (chosen by a sweep on `navval`, PDMS (NAVSIM v1.1), at sampler temperature 0) |"
+    assert line in card
+    assert "sampler temperature 0: evaluate at the same temperature" in card
     assert "| score | 0.8700 | 0.9000 |" in card and "chosen omega: 1.5" in card
     assert f"| `{EVALUATIONS_FILE}` |" in card
     assert DrivingVLA.from_pretrained(directory).config.guidance_omega == 1.5  # checksums still hold

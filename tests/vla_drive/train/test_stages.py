@@ -21,8 +21,21 @@ def _config(tmp_path, **train):
     return config
 
 
-def test_imitation_stage_trains_validates_and_resumes(tmp_path):
-    model_dir = train_imitation(_config(tmp_path))
+def test_imitation_stage_trains_validates_and_resumes(tmp_path, monkeypatch):
+    from vla_drive.train import stages
+
+    temperatures: list[float] = []
+
+    def recording(*args, **kwargs):
+        temperatures.append(kwargs["temperature"])
+        return predict_scenes(*args, **kwargs)
+
+    predict_scenes = stages.predict_scenes
+    monkeypatch.setattr(stages, "predict_scenes", recording)
+    config = _config(tmp_path)
+    config.eval.temperature = 0.0
+    model_dir = train_imitation(config)
+    assert temperatures == [0.0, 0.0], "validation samples at eval.temperature"
     model = DrivingVLA.from_pretrained(model_dir)
     assert model.normalizer.count > 0  # fitted on the training split
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

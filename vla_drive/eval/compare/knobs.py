@@ -1,7 +1,7 @@
 """The inference knob of every compared policy and how it becomes prediction settings: the one place that maps a
 knob value to what ``predict`` is told.
 
-DIPOLE tunes its guidance omega (at ``knobs.omega_temperature``, 1 unless set); every other policy (imitation and the RL
+DIPOLE tunes its guidance omega (at ``knobs.omega_temperature``, 0 unless set); every other policy (imitation and the RL
 algorithms that train one ``policy`` branch) tunes its sampler temperature, the scale of the initial noise its
 deterministic sampler starts from (0: the noise-free plan, 1: as trained). Every evaluation runs the budget's denoising
 steps, and every grid has the same size (``ComparePlan.knobs``), so no policy gets more tries.
@@ -9,7 +9,9 @@ steps, and every grid has the same size (``ComparePlan.knobs``), so no policy ge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from vla_drive.eval.compare.plan import Algorithm, Budget, Knobs
 
@@ -41,11 +43,35 @@ def default_knob(algorithm: Algorithm, budget: Budget) -> float:
     return 0.0 if knob_name(algorithm) == "omega" else 1.0
 
 
+def validation_settings(algorithm: Algorithm, budget: Budget, knobs: Knobs) -> PredictionSettings:
+    """What training-time validation predicts with, and so what chooses the checkpoint: the default knob, DIPOLE's
+    at the temperature its omegas are swept at."""
+    return prediction_settings(algorithm, default_knob(algorithm, budget), budget, knobs)
+
+
 def prediction_settings(algorithm: Algorithm, knob: float, budget: Budget, knobs: Knobs) -> PredictionSettings:
     """The prediction settings of ``knob`` for ``algorithm`` (DIPOLE's omega at ``knobs.omega_temperature``)."""
     if knob_name(algorithm) == "omega":
         return PredictionSettings(omega=float(knob), steps=budget.sample_steps, temperature=knobs.omega_temperature)
     return PredictionSettings(omega=None, steps=budget.sample_steps, temperature=float(knob))
+
+
+def knob_mismatch(algorithm: Algorithm, result: Mapping[str, Any], budget: Budget, knobs: Knobs) -> str:
+    """How a finished run's ``result.json`` differs from what the plan would predict with ('' when it does not): a
+    run swept, tested or validated (its checkpoint chosen) at other settings is not comparable to the plan's other
+    runs. Results written before validation recorded its temperature validated at 1."""
+    expected = prediction_settings(algorithm, float(result["chosen_knob"]), budget, knobs)
+    made = result.get("chosen_settings") or {}
+    problems = [
+        f"{name} {made.get(name)!r} (the plan: {value!r})"
+        for name, value in asdict(expected).items()
+        if made.get(name) != value
+    ]
+    validated = float(result.get("val_temperature", 1.0))
+    wanted = validation_settings(algorithm, budget, knobs).temperature
+    if validated != wanted:
+        problems.append(f"validation temperature {validated:g} (the plan: {wanted:g})")
+    return "; ".join(problems)
 
 
 def head_calls_per_plan(algorithm: Algorithm, settings: PredictionSettings) -> int:

@@ -66,11 +66,12 @@ class Budget:
 @dataclass(frozen=True)
 class Knobs:
     """The inference knob grids: omega for DIPOLE, the sampler temperature for every other policy (equal sizes), and
-    the one sampler temperature DIPOLE's omegas are tried at (1: as trained; 0: the noise-free guided plan)."""
+    the one sampler temperature DIPOLE's omegas are tried at (0: the noise-free guided plan, chosen on validation over
+    1, a sample as trained; docs/training.md)."""
 
     omegas: tuple[float, ...] = (0.0, 1.0, 3.0)
     temperatures: tuple[float, ...] = (0.0, 0.5, 1.0)
-    omega_temperature: float = 1.0
+    omega_temperature: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from navsim_eval.atomic import atomic_write_text
 from navsim_eval.pdm.results import METRIC_COLUMNS
 from vla_drive.eval.compare.budgets import RunBudget, budget_conflicts, budgets_csv, read_budgets
 from vla_drive.eval.compare.plan import IMITATION, ComparePlan
-from vla_drive.eval.compare.runner import FAILED_FILE, RESULT_FILE, SCENES_FILE
+from vla_drive.eval.compare.runner import FAILED_FILE, RESULT_FILE, SCENES_FILE, run_folder, stale_result
 from vla_drive.eval.stats import SeedScores, curve_area, mean_std, paired_difference
 
 COLLAPSE_DROP = 0.05  # a run whose val score falls more than this below its imitation start has collapsed
@@ -69,12 +69,16 @@ def collect(plan: ComparePlan) -> Collected:
     for problem in problems:
         out.failures[problem.split("'")[1]] = problem
     for run in plan.runs():
-        folder = plan.out / "runs" / run.algorithm.label / f"seed{run.seed}"
+        folder = run_folder(plan, run)
         if not (folder / RESULT_FILE).is_file():
             if (folder / FAILED_FILE).is_file():
                 out.failures[run.key] = (folder / FAILED_FILE).read_text().strip()
             else:
                 out.pending.append(run.key)
+            continue
+        stale = stale_result(plan, run)
+        if stale:
+            out.failures[run.key] = stale
             continue
         result = json.loads((folder / RESULT_FILE).read_text())
         out.rows += result_rows(result)

@@ -43,11 +43,14 @@ from vla_drive.eval.compare.evaluation import (
     sweep_knob,
 )
 from vla_drive.eval.compare.knobs import (
+    PredictionSettings,
     default_knob,
     head_calls_per_plan,
     knob_grid,
+    knob_mismatch,
     knob_name,
     prediction_settings,
+    validation_settings,
 )
 from vla_drive.eval.compare.plan import IMITATION, Algorithm, CompareError, ComparePlan, Run, shard_runs
 from vla_drive.eval.scoring import SceneScorer, build_metric_caches, summarize
@@ -139,6 +142,10 @@ def run_comparison(
     for run in shard_runs(plan.runs(), shard):
         folder = run_folder(plan, run)
         if (folder / RESULT_FILE).is_file():
+            stale = stale_result(plan, run)
+            if stale:
+                say(f"compare: {stale}")
+                failures[run.key] = stale
             continue
         with claimed(folder) as mine:
             if not mine:
@@ -156,6 +163,20 @@ def run_comparison(
                 folder.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(folder / FAILED_FILE, reason + "\n")
     return failures
+
+
+def stale_result(plan: ComparePlan, run: Run) -> str:
+    """Why the finished run in its folder cannot stand in this plan ('' when it can): made at other knob settings
+    (e.g. a folder from before a default changed). It is left as it is, never overwritten."""
+    folder = run_folder(plan, run)
+    result = json.loads((folder / RESULT_FILE).read_text())
+    mismatch = knob_mismatch(run.algorithm, result, plan.budget, plan.knobs)
+    if not mismatch:
+        return ""
+    return (
+        f"{run.key}: {folder / RESULT_FILE} was made with {mismatch}; pass the knobs it was made with (e.g. "
+        f"knobs.omega_temperature=...) to read it, or move the folder away to run it again"
+    )
 
 
 def execute_run(plan: ComparePlan, run: Run, done_starts: dict[tuple[int, str], str | None], test: bool = True) -> None:
@@ -323,6 +344,7 @@ def rl_config(plan: ComparePlan, run: Run, world: World, start_model: Path) -> E
         f"train.batch_size={budget.scenes_per_iteration}",
         f"algorithm.samples_per_scene={budget.samples_per_scene}",
         f"algorithm.rollout_steps={budget.rollout_steps}",
+        f"eval.temperature={validation_settings(run.algorithm, budget, plan.knobs).temperature}",  # checkpoints too
     ]
     preset = plan.rl_config.format(algorithm=run.algorithm.name)
     try:
@@ -402,6 +424,7 @@ def evaluate_run(
             "grid": grid.rows,
             "chosen_knob": grid.chosen,
             "chosen_settings": asdict(chosen),
+            "val_temperature": config.eval.temperature,  # training-time validation's, which chose the checkpoint
             "val": next(row for row in grid.rows if row["knob"] == grid.chosen),
             "val_default": val_default,
             "head_calls_per_plan": head_calls_per_plan(algorithm, chosen),
@@ -413,7 +436,8 @@ def evaluate_run(
         if start is not None:
             start_result = json.loads((start / RESULT_FILE).read_text())
             result["start_val"] = start_result["val"]["score"]
-            result["start_val_default"] = start_result["val_default"]
+            validation = validation_settings(algorithm, budget, plan.knobs)
+            result["start_val_default"] = start_default(start_result, validation)
         else:
             result["start_val"] = result["val"]["score"]
             result["start_val_default"] = val_default
@@ -425,6 +449,16 @@ def evaluate_run(
     except Exception as error:  # any failure of one run is its own: the comparison goes on
         raise RunFailed(f"{run.key}: evaluation failed: {type(error).__name__}: {error}") from None
     atomic_write_text(folder / RESULT_FILE, json.dumps(result, indent=1, default=float) + "\n")
+
+
+def start_default(start_result: dict[str, Any], settings: PredictionSettings) -> float:
+    """The imitation start's validation score at the sampler temperature of an RL run's validation (where its
+    learning curve begins): the start's row of that temperature, else its own default (temperature 1) when that is
+    the temperature asked, else NaN."""
+    rows = {float(row["knob"]): row for row in start_result.get("grid", [])}
+    if settings.temperature in rows:
+        return float(rows[settings.temperature]["score"])
+    return float(start_result["val_default"]) if settings.temperature == 1.0 else float("nan")
 
 
 def _test_once(plan: ComparePlan, world: World, model, settings, folder: Path) -> dict[str, Any]:
