@@ -20,6 +20,7 @@ from vla_drive.eval.compare.knobs import (
     PredictionSettings,
     default_knob,
     head_calls_per_plan,
+    knob_beyond,
     knob_grid,
     knob_mismatch,
     prediction_settings,
@@ -65,6 +66,8 @@ def test_an_unknown_algorithm_is_one_problem_line_and_the_others_still_run(tmp_p
         ("tiny", ["knobs.omegas=0,1,2"], "equal-sized grid; omegas has 3 values, temperatures 2"),
         ("tiny", ["knobs.temperatures=-1,1"], "knobs.temperatures: expected finite numbers >= 0, got [-1.0, 1.0]"),
         ("tiny", ["budget.rollout_steps=0"], "budget.rollout_steps: expected >= 1, got 0"),
+        ("tiny", ["knobs.widen=-1"], "knobs.widen: expected an integer >= 0, got -1"),
+        ("tiny", ["knobs.widen=two"], "widen: expected an integer, got 'two'"),
     ],
 )
 def test_a_bad_plan_is_refused_naming_the_field(tmp_path, preset, overrides, message):
@@ -109,6 +112,57 @@ def test_dipole_sweeps_its_omegas_at_the_plans_omega_temperature_and_the_others_
         load_plan("quick", tmp_path, overrides=["knobs.omega_temperature=-1"])
     with pytest.raises(CompareError, match="omega_temperature: expected a number, got 'warm'"):
         load_plan("quick", tmp_path, overrides=["knobs.omega_temperature=warm"])
+
+
+def test_a_grid_whose_best_is_its_largest_value_grows_past_it_by_one_rule_for_every_policy(monkeypatch):
+    from types import SimpleNamespace
+
+    from vla_drive.eval.compare import evaluation
+
+    dipole, awr = algorithm_of("dipole"), algorithm_of("awr")
+    assert (knob_beyond(dipole, [0.0, 1.0, 2.0, 3.0, 5.0]), knob_beyond(dipole, [0.0])) == (8.0, 1.0)  # as the sweep
+    assert knob_beyond(awr, [0.0, 0.25, 0.5, 0.75, 1.0]) == 1.25 and knob_beyond(awr, [0.5]) == 0.75
+    scores = {0.0: 0.5, 1.0: 0.6, 3.0: 0.7, 4.8: 0.75, 7.68: 0.72, 12.288: 0.9}
+    monkeypatch.setattr(evaluation, "predict_plans", lambda model, data, settings, seed, batch: ({"t": settings}, 0.0))
+    monkeypatch.setattr(evaluation, "summarize", lambda plans: {"score": scores[plans["t"].omega]})
+    scorer = SimpleNamespace(score_plans=lambda plans: plans)
+
+    def swept(widen: int):
+        return evaluation.sweep_knob(
+            None,
+            None,
+            scorer,
+            (0.0, 1.0, 3.0),
+            lambda knob: PredictionSettings(omega=knob, steps=1),
+            0,
+            1,
+            widen=widen,
+            beyond=lambda tried: knob_beyond(dipole, tried),
+        )
+
+    grown = swept(widen=3)
+    assert [row["knob"] for row in grown.rows] == [0.0, 1.0, 3.0, 4.8, 7.68] and grown.chosen == 4.8, (
+        "it grows while the best is the largest tried and stops once a larger value scores lower"
+    )
+    assert grown.plans["t"].omega == 4.8, "the chosen value's plans"
+    edge = swept(widen=0)
+    assert [row["knob"] for row in edge.rows] == [0.0, 1.0, 3.0] and edge.chosen == 3.0
+    plan = load_plan("tiny", Path("unused"), overrides=["knobs.omegas=0,1,3", "knobs.temperatures=0,0.5,1"])
+    result = {
+        "chosen_knob": 3.0,
+        "grid": edge.rows,
+        "chosen_settings": asdict(prediction_settings(dipole, 3.0, plan.budget, plan.knobs)),
+        "val_temperature": 0.0,
+    }
+    assert "its best knob 3 the largest of the 3 tried (the plan widens past it)" in knob_mismatch(
+        dipole, result, plan.budget, plan.knobs
+    ), "a result made before its grid could grow is not the plan's"
+    result.update(
+        chosen_knob=4.8,
+        grid=grown.rows,
+        chosen_settings=asdict(prediction_settings(dipole, 4.8, plan.budget, plan.knobs)),
+    )
+    assert knob_mismatch(dipole, result, plan.budget, plan.knobs) == ""
 
 
 # ------------------------------------------------------------------------------------------------------ budgets
@@ -207,7 +261,7 @@ def _write_run(plan, algorithm: str, seed: int, scores: list[float], val: float,
         "chosen_knob": 1.0,
         "chosen_settings": asdict(prediction_settings(policy, 1.0, plan.budget, plan.knobs)),
         "val_temperature": validation_settings(policy, plan.budget, plan.knobs).temperature,
-        "grid": [{"knob": 0.0, "score": val - 0.01}, {"knob": 1.0, "score": val}],
+        "grid": [{"knob": 0.0, "score": val - 0.01}, {"knob": 1.0, "score": val}, {"knob": 2.0, "score": val - 0.02}],
         "val": {"score": val, "num_scenes": 4, "predict_seconds_per_scene": 0.01},
         "val_default": val,
         "start_val": start_val,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,20 +54,35 @@ def sweep_knob(
     dataset: SceneDataset,
     scorer: SceneScorer,
     grid: Sequence[float],
-    settings_of,
+    settings_of: Callable[[float], PredictionSettings],
     seed: int,
     batch_size: int,
+    widen: int = 0,
+    beyond: Callable[[Sequence[float]], float] | None = None,
 ) -> GridResult:
     """Every knob value on validation (same seed: paired); the chosen one has the highest mean score, the first in
-    grid order on ties."""
+    grid order on ties. While the chosen value is the largest tried, up to ``widen`` more are tried, each
+    ``beyond(values tried)``."""
     rows, plans_of = [], {}
-    for knob in grid:
+
+    def evaluate(knob: float) -> None:
         plans, seconds = predict_plans(model, dataset, settings_of(knob), seed, batch_size)
         summary = summarize(scorer.score_plans(plans))
         rows.append({"knob": float(knob), **summary, "predict_seconds_per_scene": seconds})
         plans_of[float(knob)] = plans
-    chosen = max(rows, key=lambda row: (_finite(row.get("score", float("nan"))), -rows.index(row)))["knob"]
-    return GridResult(rows, float(chosen), plans_of[float(chosen)])
+
+    def best() -> float:
+        return float(max(rows, key=lambda row: (_finite(row.get("score", float("nan"))), -rows.index(row)))["knob"])
+
+    for knob in grid:
+        evaluate(knob)
+    for _ in range(widen if beyond is not None else 0):
+        tried = [row["knob"] for row in rows]
+        if len(tried) < 2 or best() != max(tried):
+            break
+        evaluate(beyond(tried))
+    chosen = best()
+    return GridResult(rows, chosen, plans_of[chosen])
 
 
 def _finite(value: float) -> float:

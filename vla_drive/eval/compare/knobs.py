@@ -4,16 +4,18 @@ knob value to what ``predict`` is told.
 DIPOLE tunes its guidance omega (at ``knobs.omega_temperature``, 0 unless set); every other policy (imitation and the RL
 algorithms that train one ``policy`` branch) tunes its sampler temperature, the scale of the initial noise its
 deterministic sampler starts from (0: the noise-free plan, 1: as trained). Every evaluation runs the budget's denoising
-steps, and every grid has the same size (``ComparePlan.knobs``), so no policy gets more tries.
+steps, and every grid has the same size (``ComparePlan.knobs``), so no policy gets more tries; a grid whose best value
+is its largest grows past it by the same rule for every policy (``knobs.widen`` values at most, :func:`knob_beyond`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from vla_drive.eval.compare.plan import Algorithm, Budget, Knobs
+from vla_drive.eval.sweep import WIDEN_FACTOR
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,17 @@ def default_knob(algorithm: Algorithm, budget: Budget) -> float:
     return 0.0 if knob_name(algorithm) == "omega" else 1.0
 
 
+def knob_beyond(algorithm: Algorithm, tried: Sequence[float]) -> float:
+    """The next value past the largest knob tried, for a best value at the top of the grid: omega times 1.6 (1 after
+    0), as the guidance sweep widens; a temperature one more step of the grid's last spacing (0.25 without one)."""
+    values = sorted(set(tried))
+    largest = values[-1]
+    if knob_name(algorithm) == "omega":
+        return round(largest * WIDEN_FACTOR, 3) if largest > 0 else 1.0
+    step = largest - values[-2] if len(values) > 1 else 0.25
+    return round(largest + step, 6)
+
+
 def validation_settings(algorithm: Algorithm, budget: Budget, knobs: Knobs) -> PredictionSettings:
     """What training-time validation predicts with, and so what chooses the checkpoint: the default knob, DIPOLE's
     at the temperature its omegas are swept at."""
@@ -67,6 +80,10 @@ def knob_mismatch(algorithm: Algorithm, result: Mapping[str, Any], budget: Budge
         for name, value in asdict(expected).items()
         if made.get(name) != value
     ]
+    tried = [float(row["knob"]) for row in result.get("grid", [])]
+    base = len(knob_grid(algorithm, knobs))
+    if tried and float(result["chosen_knob"]) == max(tried) and len(tried) > 1 and len(tried) < base + knobs.widen:
+        problems.append(f"its best knob {max(tried):g} the largest of the {len(tried)} tried (the plan widens past it)")
     validated = float(result.get("val_temperature", 1.0))
     wanted = validation_settings(algorithm, budget, knobs).temperature
     if validated != wanted:

@@ -65,13 +65,15 @@ class Budget:
 
 @dataclass(frozen=True)
 class Knobs:
-    """The inference knob grids: omega for DIPOLE, the sampler temperature for every other policy (equal sizes), and
-    the one sampler temperature DIPOLE's omegas are tried at (0: the noise-free guided plan, chosen on validation over
-    1, a sample as trained; docs/training.md)."""
+    """The inference knob grids: omega for DIPOLE, the sampler temperature for every other policy (equal sizes); the
+    one sampler temperature DIPOLE's omegas are tried at (0: the noise-free guided plan, chosen on validation over
+    1, a sample as trained; docs/training.md); and how many values past its top a grid may grow by while its best
+    value is its largest (the same rule for every policy, so a chosen knob is never just the edge of what was tried)."""
 
     omegas: tuple[float, ...] = (0.0, 1.0, 3.0)
     temperatures: tuple[float, ...] = (0.0, 0.5, 1.0)
     omega_temperature: float = 0.0
+    widen: int = 2
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,8 @@ def check_plan(plan: ComparePlan) -> None:
         raise CompareError(
             f"knobs.omega_temperature: expected a finite number >= 0, got {plan.knobs.omega_temperature}"
         )
+    if plan.knobs.widen < 0:
+        raise CompareError(f"knobs.widen: expected an integer >= 0, got {plan.knobs.widen}")
     for name in ("imitation_steps", "iterations", "scenes_per_iteration", "samples_per_scene", "rollout_steps"):
         if getattr(plan.budget, name) < 1:
             raise CompareError(f"budget.{name}: expected >= 1, got {getattr(plan.budget, name)}")

@@ -46,6 +46,7 @@ from vla_drive.eval.compare.knobs import (
     PredictionSettings,
     default_knob,
     head_calls_per_plan,
+    knob_beyond,
     knob_grid,
     knob_mismatch,
     knob_name,
@@ -398,6 +399,8 @@ def evaluate_run(
             lambda knob: prediction_settings(algorithm, knob, budget, plan.knobs),
             plan.eval_seed,
             plan.eval_batch_size,
+            widen=plan.knobs.widen,
+            beyond=lambda tried: knob_beyond(algorithm, tried),
         )
         default = default_knob(algorithm, budget)
         known = {row["knob"]: row for row in grid.rows}
@@ -549,7 +552,7 @@ def _run_budget(plan: ComparePlan, run: Run, config, model, grid, result, start:
         samples_per_scene=samples,
         rollouts=rollouts,
         rollout_steps=rollout_steps,
-        knob_grid=len(grid.rows),
+        knob_grid=len(knob_grid(run.algorithm, plan.knobs)),  # the grid every policy starts from (widening aside)
         val_scenes=int(result["val"].get("num_scenes", 0)),
         test_scenes=int(result.get("test_scenes", 0)),
         updates_per_iteration=per_iteration,
