@@ -405,7 +405,9 @@ def test_compare_end_to_end_resumes_shards_and_reports_failures_in_one_line(
     done = {p.parent.parent.name for p in out.glob("runs/*/seed0/result.json")}
     assert done == {"imitation", "dipole", "awr"}  # seed 0 went on
     result = json.loads((out / "runs" / "dipole" / "seed0" / RESULT_FILE).read_text())
-    assert result["test_evaluations"] == 1 and result["knob"] == "omega" and len(result["grid"]) == 2
+    assert result["test_evaluations"] == 1 and result["knob"] == "omega" and result["budget"]["knob_grid"] == 2
+    tried = [row["knob"] for row in result["grid"]]
+    assert tried[:2] == [0.0, 1.0] and len(tried) <= 2 + 2, f"the grid, widened only past a best at its top: {tried}"
     assert result["budget"]["rollouts"] == 2 * 2 * 2 and result["budget"]["iterations"] == 2
     assert len(result["curve"]["val_score"]) == 2  # validated every iteration
     for name in ("dipole", "awr"):  # the evaluated checkpoint is the best on val, the earliest on ties
