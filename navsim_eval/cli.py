@@ -127,6 +127,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
     from navsim_eval.data.paths import nuplan_maps_root
     from navsim_eval.data.scene_filter import SceneFilter
     from navsim_eval.data.splits import Split, load_split, write_split
+    from navsim_eval.synthetic.labels import labels_path, load_scenario_labels, write_scenario_labels
 
     out = Path(args.out)
     if out.suffix != ".yaml":
@@ -154,6 +155,9 @@ def cmd_filter(args: argparse.Namespace) -> int:
         f"filtered {len(report.decisions)} scenes of {args.split or args.logs} in {time.perf_counter() - started:.1f} s"
     )
     print(report.summary())
+    if args.split and labels_path(args.split).is_file():
+        labels = load_scenario_labels(args.split).restricted(out.stem, kept, report.to_json())
+        print(f"wrote the scenario labels of the kept scenes: {write_scenario_labels(out.parent, labels)}")
     for decision in report.decisions:
         if decision.reason:
             print(f"  not scored {decision.token}: {decision.reason}")
@@ -787,7 +791,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the scenes where driving well takes more than holding speed (navtest-style)",
         description="Score constant velocity and the logged human on every scene (PDMS v1.1) and write a new split "
         "file with the scenes that constant velocity does not solve (PDMS < threshold) and the human drives well "
-        "(PDMS >= threshold), as NAVSIM built navtrain and navtest; report how many each rule removed.",
+        "(PDMS >= threshold), as NAVSIM built navtrain and navtest; report how many each rule removed. A --split "
+        "with scenario labels beside it (<name>_scenarios.json, as navsim-eval synth writes) gets the labels of the "
+        "kept scenes beside the new split.",
     )
     add_scene_options(filter_)
     filter_.add_argument("--out", required=True, metavar="SPLIT_FILE", help="the new split file, <dir>/<name>.yaml")

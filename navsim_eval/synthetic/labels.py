@@ -63,6 +63,21 @@ class ScenarioLabels:
                 groups.setdefault(scenario, []).append(float(value))
         return {name: (sum(values) / len(values), len(values)) for name, values in sorted(groups.items())}
 
+    def restricted(self, split: str, tokens: list[str], filter: dict[str, Any] | None = None) -> ScenarioLabels:
+        """The labels of a split made of some of these scenes (``tokens``, e.g. those ``navsim-eval filter`` kept),
+        under the new split's name, with the filter's counts when a filter made it. The logs stay those of this
+        split, as the new split file keeps its ``log_names``."""
+        return ScenarioLabels(
+            split=split,
+            data_split=self.data_split,
+            holdout=self.holdout,
+            note=self.note,
+            scenes={token: self.scenes[token] for token in tokens if token in self.scenes},
+            logs=self.logs,
+            towns=self.towns,
+            filter=filter if filter is not None else self.filter,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "split": self.split,

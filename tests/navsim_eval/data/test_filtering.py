@@ -20,6 +20,7 @@ from navsim_eval.data.filtering import (
 from navsim_eval.data.splits import load_split
 from navsim_eval.pdm.scorer import score
 from navsim_eval.scene import EgoState
+from navsim_eval.synthetic.labels import load_scenario_labels
 from navsim_eval.synthetic.world import WorldConfig, generate_world
 
 
@@ -112,5 +113,10 @@ def test_cli_filter(world, tmp_path, capsys):
     data = json.loads(report.read_text())
     kept = load_split(out.parent, "hard").scene_filter.tokens
     assert data["kept"] == len(kept) and len(data["scenes_detail"]) == data["scenes"]
+    source = load_scenario_labels(world.splits_dir / "synthetic_all.yaml")
+    labels = load_scenario_labels(out)
+    assert labels.split == "hard" and labels.filter["kept"] == len(kept), "the new split's labels name it and count"
+    assert labels.scenes == {t: source.scenes[t] for t in kept}, "labels of the kept scenes, as the source had them"
+    assert "scenario labels of the kept scenes" in printed
     assert navsim_eval([*args[:-4], "--out", str(tmp_path / "x.txt")]) == 2
     assert "expected the new split file" in capsys.readouterr().err
