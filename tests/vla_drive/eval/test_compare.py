@@ -484,13 +484,23 @@ def test_publishing_copies_the_csv_files_and_regenerates_the_marked_docs_section
         text = path.read_text()
         assert marked(text, "x") == body and text.startswith("before\n") and text.endswith("after\n")
         assert "stale" not in text and "| dipole |" in body
+    (root / "README.md").write_text("no markers\n")
+    assert list(docs_sections("x", root)) == [root / "docs" / "compare.md"], "a README without the markers is left"
+    publish(plan.out, "x", root)
+    assert (root / "README.md").read_text() == "no markers\n"
+    with pytest.raises(SystemExit, match="compare-y: begin"):
+        publish(plan.out, "y", root)
+    assert not (root / "docs" / "results" / "compare-y").exists(), "nothing is copied for a page without markers"
 
 
-@pytest.mark.parametrize("name", ["quick", "full-cpu"])
+@pytest.mark.parametrize("name", ["quick", "full-cpu", "full-cpu-v"])
 def test_the_docs_tables_are_what_the_committed_csv_files_give(name):
-    from vla_drive.eval.compare.docs import docs_sections, marked
+    from vla_drive.eval.compare.docs import ROOT, docs_sections, marked
 
-    for path, body in docs_sections(name).items():
+    sections = docs_sections(name)
+    if name == "full-cpu-v":
+        assert ROOT / "README.md" in sections, "the README shows the newest full comparison"
+    for path, body in sections.items():
         assert marked(path.read_text(), name) == body, (
             f"{path.name}: the compare-{name} tables differ from docs/results/compare-{name}/*.csv; regenerate them "
             f"with python -m vla_drive.eval.compare.docs OUT {name}"

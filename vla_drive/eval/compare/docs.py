@@ -1,7 +1,8 @@
 """Put a finished comparison into the docs: copy its CSV files and plots to ``docs/results/compare-<name>/`` and
 regenerate the tables between ``<!-- compare-<name>: begin -->`` and ``<!-- compare-<name>: end -->`` in
-``docs/compare.md`` (every table) and ``README.md`` (the test-score table) from those copies, so the docs show
-what the CSV says (``tests/vla_drive/eval/test_compare.py`` checks it).
+``docs/compare.md`` (every table) and, where the README has those markers, ``README.md`` (the test-score table:
+the README shows the comparisons it names, an older one may live in docs/compare.md alone) from those copies, so
+the docs show what the CSV says (``tests/vla_drive/eval/test_compare.py`` checks it).
 
     python -m vla_drive.eval.compare.docs runs/compare-quick quick
 """
@@ -25,16 +26,20 @@ def results_dir(name: str, root: Path = ROOT) -> Path:
 
 
 def docs_sections(name: str, root: Path = ROOT) -> dict[Path, str]:
-    """The generated text of each docs file's marked section, from the committed CSV files of ``name``."""
+    """The generated text of each docs file's marked section, from the committed CSV files of ``name``: always
+    ``docs/compare.md``, and ``README.md`` when it has the markers of ``name``."""
     folder = results_dir(name, root)
     rows, scenes, budgets = read_results(folder)
     link = f"results/compare-{name}"
     plots = "".join(f"![{p.stem}]({link}/plots/{p.name})\n" for p in sorted((folder / "plots").glob("*.png")))
-    return {
+    sections = {
         root / "docs" / "compare.md": _demote(report_tables(rows, scenes, budgets, ORDER), 4)
-        + ("\n" + plots if plots else ""),
-        root / "README.md": _demote(headline_table(rows, scenes, budgets, ORDER), 3),
+        + ("\n" + plots if plots else "")
     }
+    readme = root / "README.md"
+    if readme.is_file() and marked(readme.read_text(), name) is not None:
+        sections[readme] = _demote(headline_table(rows, scenes, budgets, ORDER), 3)
+    return sections
 
 
 def _demote(text: str, level: int) -> str:
@@ -59,6 +64,12 @@ def embed(text: str, name: str, body: str) -> str:
 
 def publish(out: Path, name: str, root: Path = ROOT) -> list[Path]:
     """Copy the results of ``out`` and regenerate the docs sections; returns the files written."""
+    page = root / "docs" / "compare.md"
+    if marked(page.read_text(), name) is None:
+        raise SystemExit(
+            f"{page}: no '<!-- compare-{name}: begin -->' / '<!-- compare-{name}: end -->' lines; put them where "
+            "the tables of this comparison go (nothing was copied)"
+        )
     target = results_dir(name, root)
     (target / "plots").mkdir(parents=True, exist_ok=True)
     written = []
